@@ -1,0 +1,170 @@
+"""Remote-sync contract (seed ``000``): what the agent sends to a remote management server.
+
+Bodies, exactly as the seed writes them::
+
+    POST {url}/update   {"event": "update", "server": "my-server-001", "status": "installing"}
+    POST {url}/update   {"event": "update", "server": "my-server-001",
+                         "error": "failed", "data": "Docker container creation failed: ..."}
+    answer              {"success": true}
+    GET  {url}/health   answer {"status": 200, "endpoint": "active"}
+    GET/POST {url}/config   {"containers": [...], "settings": {...}}
+
+and the agent's ``config.json`` ``remote`` block ``{enabled, url, token}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Discriminator, Field, HttpUrl, StringConstraints, Tag, model_validator
+
+from lightd_shared.base import Payload, Request
+from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.tokens import TOKEN_PATTERN
+
+__all__ = [
+    "RUNTIME_STATUSES",
+    "SEED_STATUSES",
+    "ConfigDocument",
+    "ErrorUpdate",
+    "MessageResponse",
+    "RemoteConfigView",
+    "RemoteHealth",
+    "RemoteSettings",
+    "RemoteStatus",
+    "RemoteToken",
+    "RemoteUpdate",
+    "StatusUpdate",
+    "UpdateAck",
+]
+
+RemoteStatus = Literal["installing", "ready", "failed", "running", "stopped", "crashed"]
+"""``/update`` status values: the seed's three, then the runtime ones operators may opt into."""
+
+SEED_STATUSES: frozenset[str] = frozenset({"installing", "ready", "failed"})
+RUNTIME_STATUSES: frozenset[str] = frozenset({"running", "stopped", "crashed"})
+
+RemoteToken = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
+"""A remote token: ``lightd_`` followed by hex digits (``lightd_ad2f7fc49ed640429c450e14ed07c8d5``)."""
+
+
+class StatusUpdate(Payload):
+    """``{"event": "update", "server": ID, "status": STATUS}``."""
+
+    event: Literal["update"] = "update"
+    server: str = Field(min_length=1)
+    status: RemoteStatus
+
+
+class ErrorUpdate(Payload):
+    """``{"event": "update", "server": ID, "error": E, "data": DETAILS}``.
+
+    ``error`` is ``failed``, ``timeout`` or a custom message; ``data`` says what happened.
+    """
+
+    event: Literal["update"] = "update"
+    server: str = Field(min_length=1)
+    error: str = Field(min_length=1)
+    data: str = ""
+
+
+def _update_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "error" if "error" in value else "status"
+    if isinstance(value, ErrorUpdate):
+        return "error"
+    if isinstance(value, StatusUpdate):
+        return "status"
+    return None
+
+
+RemoteUpdate = Annotated[
+    Annotated[StatusUpdate, Tag("status")] | Annotated[ErrorUpdate, Tag("error")],
+    Discriminator(_update_kind),
+]
+"""Either ``/update`` body: an error body when it has ``error``, else a status body."""
+
+
+class UpdateAck(Payload):
+    """The remote's answer to ``/update``: ``{"success": true}``."""
+
+    success: bool
+
+
+class RemoteHealth(Payload):
+    """The remote's answer to ``/health``: ``{"status": 200, "endpoint": "active"}``."""
+
+    status: int = 200
+    endpoint: str = "active"
+
+
+class ConfigDocument(Payload):
+    """``GET/POST {url}/config``: ``{"containers": [...], "settings": {...}}``.
+
+    The containers are container specs (see ``lightd_shared.containers``); they are kept as
+    plain objects here so that a remote of another version never breaks the exchange, and are
+    validated one by one, with a message per container, when the agent applies them.
+    """
+
+    containers: list[dict[str, Any]] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RemoteSettings(Request):
+    """The ``remote`` block of the agent's ``config.json``.
+
+    ``enabled``, ``url`` and ``token`` are the seed's; the rest are lightd's extensions with the
+    seed's values as defaults (10 s timeout, 30 s health checks, only the seed's statuses sent).
+    """
+
+    enabled: bool = False
+    url: HttpUrl | None = Field(
+        default=None, description="Remote API base URL; paths are appended: {url}/update"
+    )
+    token: RemoteToken | None = Field(
+        default=None, description="Bearer token sent to the remote (must match the remote's)"
+    )
+    timeout: Duration = Field(default=parse_duration("10s"), description="Per-request timeout")
+    health_interval: Duration = Field(
+        default=parse_duration("30s"), description="How often GET {url}/health runs"
+    )
+    events: Literal["seed", "all"] = Field(
+        default="seed",
+        description="'seed': installing/ready/failed only; 'all': also running/stopped/crashed",
+    )
+
+    @model_validator(mode="after")
+    def _enabled_needs_url_and_token(self) -> Self:
+        if self.enabled:
+            missing = [name for name in ("url", "token") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"remote is enabled but {' and '.join(missing)} is not set")
+        return self
+
+    def endpoint(self, path: str) -> str:
+        """``{url}/{path}`` with the url's own path kept (``https://x/api`` -> ``https://x/api/update``)."""
+        if self.url is None:
+            raise ValueError("remote url is not set")
+        return str(self.url).rstrip("/") + "/" + path.lstrip("/")
+
+
+class RemoteConfigRemote(Payload):
+    """The ``remote`` part of ``GET /remote/config`` (token masked)."""
+
+    enabled: bool
+    url: str | None = None
+    token: str | None = None
+
+
+class RemoteConfigView(Payload):
+    """The agent's ``GET /remote/config`` answer: ``{"version", "server", "remote"}``."""
+
+    version: str
+    server: dict[str, Any] = Field(default_factory=dict)
+    remote: RemoteConfigRemote
+
+
+class MessageResponse(Payload):
+    """A one-line answer such as ``{"message": "Configuration reloaded successfully"}``."""
+
+    message: str

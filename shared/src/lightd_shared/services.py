@@ -1,0 +1,28 @@
+"""Service discovery (seed ``003``): what a node runs and where it can be reached."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lightd_shared.base import Payload
+from lightd_shared.types import Port
+
+__all__ = ["Service", "ServiceListing"]
+
+
+class Service(Payload):
+    """``{"id", "name", "type", "status", "port", "endpoint"}`` as a node reports it."""
+
+    id: str = Field(min_length=1)
+    name: str = ""
+    type: str = "tcp"
+    status: str = "running"
+    port: Port | None = None
+    endpoint: str | None = None
+
+
+class ServiceListing(Payload):
+    """``GET /api/v1/services``: services per node id, and how many nodes reported."""
+
+    services: dict[str, list[Service]] = Field(default_factory=dict)
+    nodes: int = Field(ge=0)
