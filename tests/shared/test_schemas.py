@@ -37,8 +37,12 @@ def test_peer_bodies_ignore_unknown_fields() -> None:
     assert update.status == "ready"
     assert Heartbeat.model_validate({"load": 0.5}).services is None
     result = CommandResult.model_validate(
-        {"id": "c", "node_id": "n", "status": "success", "command": {"type": "exec",
-         "action": "ls", "future_field": True}}
+        {
+            "id": "c",
+            "node_id": "n",
+            "status": "success",
+            "command": {"type": "exec", "action": "ls", "future_field": True},
+        }
     )
     assert result.command is not None and result.command.action == "ls"
 

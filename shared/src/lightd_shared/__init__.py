@@ -2,7 +2,7 @@
 
 Both programs import from here and nowhere else:
 
-- ``remote``      bodies of the remote-sync contract (seed 000): ``/update``, ``/health``, ``/config``
+- ``remote``      remote-sync bodies (seed 000): ``/update``, ``/health``, ``/config``
 - ``nodes``       the coordinator's node registry bodies (seed 003)
 - ``commands``    command requests and results
 - ``services``    service discovery

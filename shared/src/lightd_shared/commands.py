@@ -2,7 +2,8 @@
 
 Request::
 
-    {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "30s"}, "user": "developer"}
+    {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "30s"},
+     "user": "developer"}
 
 Result::
 

@@ -30,11 +30,11 @@ _UNITS: dict[str, Decimal] = {
     "s": Decimal(1_000_000),
     "ms": Decimal(1_000),
     "us": Decimal(1),
-    "µs": Decimal(1),  # noqa: RUF001 - Go accepts the micro sign
-    "μs": Decimal(1),  # noqa: RUF001 - and the Greek mu
+    "µs": Decimal(1),
+    "μs": Decimal(1),
     "ns": Decimal("0.001"),
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|μs|ns)")  # noqa: RUF001
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|μs|ns)")
 _EXAMPLES = "write it like '30s', '100ms', '1m30s' or '2h30m15s'"
 
 
@@ -115,7 +115,12 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(_validate),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d*)?(h|m|s|ms|us|µs|ns))+$|^0$",  # noqa: RUF001
-                    "examples": ["30s", "100ms", "2h30m15s"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+(\.\d*)?(h|m|s|ms|us|µs|ns))+$|^0$",
+            "examples": ["30s", "100ms", "2h30m15s"],
+        }
+    ),
 ]
 """A duration field: ``"30s"`` on the wire, ``timedelta`` in Python."""

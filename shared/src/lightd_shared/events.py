@@ -5,6 +5,7 @@ The SSE ``id:`` line carries the event's sequence number; it is not part of the 
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 from pydantic import Field
@@ -25,7 +26,7 @@ EventType = Literal[
 ]
 """Event types the coordinator emits: the seed's five, then lightd's own."""
 
-EVENT_TYPES: tuple[str, ...] = EventType.__args__
+EVENT_TYPES: tuple[str, ...] = typing.get_args(EventType)
 
 
 class Event(Payload):

@@ -45,7 +45,7 @@ SEED_STATUSES: frozenset[str] = frozenset({"installing", "ready", "failed"})
 RUNTIME_STATUSES: frozenset[str] = frozenset({"running", "stopped", "crashed"})
 
 RemoteToken = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
-"""A remote token: ``lightd_`` followed by hex digits (``lightd_ad2f7fc49ed640429c450e14ed07c8d5``)."""
+"""A remote token: ``lightd_`` then hex digits (``lightd_ad2f7fc49ed640429c450e14ed07c8d5``)."""
 
 
 class StatusUpdate(Payload):

@@ -1,0 +1,189 @@
+"""The agent's lifecycle event bus: one place every lifecycle change goes through.
+
+Lifecycle code (install, power actions, Docker's event stream) calls :meth:`EventBus.publish`.
+The bus then, in this order:
+
+1. calls every *durable listener* synchronously (the remote-sync outbox writes the update to
+   SQLite here, so an event that was published survives a crash right after);
+2. hands the event to every live subscriber (the ``GET /events`` SSE streams) through a bounded
+   queue; a subscriber that falls behind is dropped, never the event for the others.
+
+Before starting an action, API code asks :meth:`EventBus.refusal`: a *gate* (the outbox at its
+bound) may refuse new lifecycle actions with a reason, answered as 503.
+
+Event kinds are the remote-sync seed's lifecycle names (``Started``, ``CreatingContainer``,
+``Ready``, ``Error``, ``ReinstallStarted``) plus runtime ones the seed lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from lightd_shared.timestamps import utcnow
+
+__all__ = [
+    "SEED_KINDS",
+    "DurableListener",
+    "EventBus",
+    "Gate",
+    "LifecycleEvent",
+    "LifecycleKind",
+    "Subscription",
+]
+
+log = logging.getLogger(__name__)
+
+LifecycleKind = Literal[
+    "Started",
+    "CreatingContainer",
+    "Ready",
+    "Error",
+    "ReinstallStarted",
+    "Running",
+    "Stopped",
+    "Crashed",
+    "Deleted",
+]
+SEED_KINDS: frozenset[str] = frozenset(
+    {"Started", "CreatingContainer", "Ready", "Error", "ReinstallStarted"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """One lifecycle change of one server.
+
+    ``error``/``data`` are set for ``Error`` (``error`` is ``failed``, ``timeout`` or a custom
+    message; ``data`` says what happened in words an operator can act on). ``state`` is the
+    server's state word after the change (``installing``, ``ready``, ``running``, ...).
+    """
+
+    server: str
+    kind: LifecycleKind
+    state: str
+    error: str | None = None
+    data: str | None = None
+    exit_code: int | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+    id: int = 0  # assigned by the bus: increasing by one per event of this agent process
+
+
+class DurableListener(Protocol):
+    """Called synchronously for every event before anyone else sees it. Must not block long."""
+
+    def __call__(self, event: LifecycleEvent) -> None: ...
+
+
+class Gate(Protocol):
+    """Says why new lifecycle actions must be refused right now, or ``None``."""
+
+    def refusal(self) -> str | None: ...
+
+
+class Subscription:
+    """A live view of the bus for one consumer (an SSE stream)."""
+
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self.queue: asyncio.Queue[LifecycleEvent | None] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = False
+
+    def _offer(self, event: LifecycleEvent) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped = True
+            log.warning("event subscriber fell behind and was disconnected; it can resume")
+            self._bus.unsubscribe(self)
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[LifecycleEvent]:
+        while not self.dropped:
+            event = await self.queue.get()
+            if event is None:
+                return
+            yield event
+
+
+class EventBus:
+    """Fan-out of lifecycle events to durable listeners, then live subscribers."""
+
+    def __init__(self, history: int = 1000, subscriber_queue: int = 1000) -> None:
+        self._ids = itertools.count(1)
+        self._listeners: list[DurableListener] = []
+        self._gates: list[Gate] = []
+        self._subscribers: set[Subscription] = set()
+        self._history: deque[LifecycleEvent] = deque(maxlen=history)
+        self._subscriber_queue = subscriber_queue
+
+    def add_listener(self, listener: DurableListener) -> Callable[[], None]:
+        """Register a durable listener; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def add_gate(self, gate: Gate) -> Callable[[], None]:
+        self._gates.append(gate)
+        return lambda: self._gates.remove(gate)
+
+    def refusal(self) -> str | None:
+        """Why new lifecycle actions are refused now (answer 503 with it), or ``None``."""
+        for gate in self._gates:
+            reason = gate.refusal()
+            if reason:
+                return reason
+        return None
+
+    def publish(self, event: LifecycleEvent) -> LifecycleEvent:
+        """Number the event, persist it through the durable listeners, then fan it out.
+
+        Synchronous on purpose: when it returns, every durable listener has the event.
+        """
+        numbered = LifecycleEvent(
+            server=event.server,
+            kind=event.kind,
+            state=event.state,
+            error=event.error,
+            data=event.data,
+            exit_code=event.exit_code,
+            timestamp=event.timestamp,
+            id=next(self._ids),
+        )
+        for listener in list(self._listeners):
+            listener(numbered)
+        self._history.append(numbered)
+        for subscription in list(self._subscribers):
+            subscription._offer(numbered)
+        return numbered
+
+    def subscribe(self, after: int | None = None) -> Subscription:
+        """Subscribe; with ``after``, first replay kept events with a greater id."""
+        subscription = Subscription(self, self._subscriber_queue)
+        if after is not None:
+            for event in self._history:
+                if event.id > after:
+                    subscription._offer(event)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.discard(subscription)
+            try:
+                subscription.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+
+    def close(self) -> None:
+        for subscription in list(self._subscribers):
+            self.unsubscribe(subscription)

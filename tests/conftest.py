@@ -1,0 +1,33 @@
+"""Fixtures every test may use: real Docker, the busybox image, real servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.harness import docker as docker_harness
+from tests.harness.docker import Cleanup
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client for the real engine; fails (never skips) when there is none."""
+    client = docker_harness.connect()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_client: docker.DockerClient) -> str:
+    """The busybox test image, built locally once per session."""
+    return docker_harness.ensure_test_image(docker_client)
+
+
+@pytest.fixture
+def docker_cleanup(docker_client: docker.DockerClient) -> Iterator[Cleanup]:
+    """Labels for this test's containers and volumes; all of them are removed on teardown."""
+    yield from docker_harness.cleanup(docker_client)
