@@ -20,18 +20,22 @@ from pydantic import Discriminator, Field, HttpUrl, StringConstraints, Tag, mode
 
 from lightd_shared.base import Payload, Request
 from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.timestamps import Timestamp
 from lightd_shared.tokens import TOKEN_PATTERN
 
 __all__ = [
     "RUNTIME_STATUSES",
     "SEED_STATUSES",
     "ConfigDocument",
+    "DeadLetter",
+    "DeadLetterList",
     "ErrorUpdate",
     "MessageResponse",
     "RemoteConfigView",
     "RemoteHealth",
     "RemoteSettings",
     "RemoteStatus",
+    "RemoteSyncHealth",
     "RemoteToken",
     "RemoteUpdate",
     "StatusUpdate",
@@ -132,6 +136,18 @@ class RemoteSettings(Request):
         default="seed",
         description="'seed': installing/ready/failed only; 'all': also running/stopped/crashed",
     )
+    outbox_limit: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Most undelivered updates kept in the outbox; at the bound nothing is dropped, "
+            "new lifecycle actions are refused (503) until it drains"
+        ),
+    )
+    retry_max_delay: Duration = Field(
+        default=parse_duration("5m"),
+        description="Longest wait between two delivery attempts of one update (backoff cap)",
+    )
 
     @model_validator(mode="after")
     def _enabled_needs_url_and_token(self) -> Self:
@@ -168,3 +184,47 @@ class MessageResponse(Payload):
     """A one-line answer such as ``{"message": "Configuration reloaded successfully"}``."""
 
     message: str
+
+
+class RemoteSyncHealth(Payload):
+    """The remote-sync part of the agent's ``/health`` (and ``lightd status``).
+
+    ``remote`` is ``ok``/``failed`` after a health check, ``unknown`` before the first one and
+    ``disabled`` when remote sync is off. ``outbox_full`` means new lifecycle actions are
+    being refused with 503 until the outbox drains.
+    """
+
+    enabled: bool
+    remote: Literal["ok", "failed", "unknown", "disabled"]
+    last_check: Timestamp | None = None
+    last_error: str | None = None
+    outbox_depth: int = 0
+    outbox_limit: int = 0
+    outbox_full: bool = False
+    oldest_undelivered_age_seconds: float | None = None
+    dead_letters: int = 0
+
+
+class DeadLetter(Payload):
+    """An update the remote refused for good (a 4xx other than 401/403/408/429).
+
+    Kept with the body, headers and the remote's answer so an operator can fix the cause and
+    replay it (``POST /remote/dead-letters/{id}/replay``) with the same ``Idempotency-Key``.
+    """
+
+    id: int
+    server: str
+    sequence: int
+    idempotency_key: str
+    body: dict[str, Any]
+    created_at: Timestamp
+    failed_at: Timestamp
+    attempts: int
+    status_code: int | None = None
+    reason: str
+
+
+class DeadLetterList(Payload):
+    """``GET /remote/dead-letters``."""
+
+    dead_letters: list[DeadLetter] = Field(default_factory=list)

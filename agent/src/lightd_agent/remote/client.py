@@ -1,0 +1,121 @@
+"""HTTP client for the remote management server, exactly as seed 000 describes the calls.
+
+Every call carries ``Authorization: Bearer <remote.token>``; calls with a body also carry
+``Content-Type: application/json``. Paths are appended to ``remote.url`` as given
+(:meth:`RemoteSettings.endpoint`). Each call has one overall deadline of ``remote.timeout``
+(httpx's own timeouts are per phase, so a slow-dripping answer could otherwise outlive it).
+
+Answers are returned whatever their status: deciding what a 401 or a 503 means is the caller's
+job. Only failures to get an answer are raised::
+
+    RemoteError
+     ├── RemoteTimeout      no complete answer within remote.timeout
+     └── RemoteUnreachable  connection refused, DNS failure, reset, ...
+
+The token is never logged or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from lightd_agent import __version__
+from lightd_shared.durations import format_duration
+from lightd_shared.remote import ConfigDocument, RemoteSettings
+
+__all__ = ["RemoteClient", "RemoteError", "RemoteTimeout", "RemoteUnreachable"]
+
+
+class RemoteError(Exception):
+    """No answer from the remote."""
+
+
+class RemoteTimeout(RemoteError):
+    """The remote did not answer within ``remote.timeout``."""
+
+
+class RemoteUnreachable(RemoteError):
+    """The connection to the remote failed."""
+
+
+class RemoteClient:
+    """One ``httpx.AsyncClient`` bound to one set of remote settings."""
+
+    def __init__(
+        self, settings: RemoteSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if settings.url is None or settings.token is None:
+            raise ValueError("remote sync needs remote.url and remote.token")
+        self.settings = settings
+        self._timeout = settings.timeout.total_seconds()
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout),
+            headers={
+                "Authorization": f"Bearer {settings.token}",
+                "User-Agent": f"lightd/{__version__}",
+                "Accept": "application/json",
+            },
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer."""
+        url = self.settings.endpoint(path)
+        send_headers = dict(headers or {})
+        content: bytes | None = None
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            send_headers["Content-Type"] = "application/json"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(
+                    method, url, content=content, headers=send_headers
+                )
+                await response.aread()
+                return response
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise RemoteTimeout(
+                f"{method} {url} timed out after {format_duration(self.settings.timeout)} "
+                "(remote.timeout)"
+            ) from exc
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise RemoteUnreachable(f"{method} {url} failed: {reason}") from exc
+
+    async def post_update(
+        self, body: dict[str, Any], *, idempotency_key: str, sequence: int
+    ) -> httpx.Response:
+        """``POST {url}/update`` with the seed's body; extra information only in headers."""
+        return await self.request(
+            "POST",
+            "update",
+            body=body,
+            headers={"Idempotency-Key": idempotency_key, "X-Lightd-Sequence": str(sequence)},
+        )
+
+    async def health(self) -> httpx.Response:
+        """``GET {url}/health``."""
+        return await self.request("GET", "health")
+
+    async def get_config(self) -> httpx.Response:
+        """``GET {url}/config``."""
+        return await self.request("GET", "config")
+
+    async def post_config(self, document: ConfigDocument) -> httpx.Response:
+        """``POST {url}/config`` with ``{"containers": [...], "settings": {...}}``."""
+        return await self.request("POST", "config", body=document.model_dump(mode="json"))

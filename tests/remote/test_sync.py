@@ -1,0 +1,301 @@
+"""RemoteSync against a real recording HTTP server on loopback: bodies, headers, delivery rules."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from lightd_agent.events import LifecycleEvent
+from lightd_agent.remote.sync import TOKEN_HINT
+from tests.remote.conftest import REMOTE_TOKEN, settings_for
+from tests.remote.recorder import PREFIX, RemoteServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until ``check()`` holds; fail with a clear message after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await anyio.sleep(0.02)
+
+
+def event(server: str, kind: Any, **fields: Any) -> LifecycleEvent:
+    state = {"Ready": "ready", "Error": "failed"}.get(kind, "installing")
+    return LifecycleEvent(server=server, kind=kind, state=state, **fields)
+
+
+async def test_install_flow_sends_the_seed_bodies_paths_and_headers(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    sync, bus = await make_sync(settings_for(remote.url))
+    for kind in ("Started", "CreatingContainer", "Ready"):
+        bus.publish(event("my-server-001", kind))
+    await eventually(lambda: len(remote.updates()) == 3)
+
+    updates = remote.updates()
+    assert [u.body for u in updates] == [
+        {"event": "update", "server": "my-server-001", "status": "installing"},
+        {"event": "update", "server": "my-server-001", "status": "installing"},
+        {"event": "update", "server": "my-server-001", "status": "ready"},
+    ]
+    for number, update in enumerate(updates, start=1):
+        assert update.method == "POST"
+        assert update.path == f"{PREFIX}/update"
+        assert update.headers["authorization"] == f"Bearer {REMOTE_TOKEN}"
+        assert update.headers["content-type"] == "application/json"
+        assert update.headers["x-lightd-sequence"] == str(number)
+    keys = [u.headers["idempotency-key"] for u in updates]
+    assert len(set(keys)) == 3
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+
+
+async def test_error_event_sends_the_error_body(remote: RemoteServer, make_sync: Any) -> None:
+    _, bus = await make_sync(settings_for(remote.url))
+    bus.publish(event("s1", "Started"))
+    bus.publish(
+        event(
+            "s1",
+            "Error",
+            error="failed",
+            data="Docker container creation failed: image not found",
+        )
+    )
+    await eventually(lambda: len(remote.updates()) == 2)
+    assert remote.updates()[1].body == {
+        "event": "update",
+        "server": "s1",
+        "error": "failed",
+        "data": "Docker container creation failed: image not found",
+    }
+
+
+async def test_runtime_statuses_only_with_events_all(remote: RemoteServer, make_sync: Any) -> None:
+    _, seed_bus = await make_sync(settings_for(remote.url))
+    for kind in ("Running", "Stopped", "Crashed", "Deleted", "Ready"):
+        seed_bus.publish(LifecycleEvent(server="seed", kind=kind, state="x"))
+    await eventually(lambda: len(remote.updates()) == 1)
+    assert remote.updates()[0].body["status"] == "ready"
+
+    remote.clear()
+    sync_all, all_bus = await make_sync(settings_for(remote.url, events="all"))
+    for kind in ("Running", "Stopped", "Crashed", "Deleted", "Ready"):
+        all_bus.publish(LifecycleEvent(server="all", kind=kind, state="x"))
+    await eventually(lambda: len(remote.updates()) == 4)
+    await anyio.sleep(0.2)
+    assert [u.body["status"] for u in remote.updates()] == [
+        "running",
+        "stopped",
+        "crashed",
+        "ready",
+    ]
+    assert sync_all.snapshot().outbox_depth == 0
+
+
+async def test_health_loop_logs_ok_then_failed_then_ok(
+    remote: RemoteServer, make_sync: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightd_agent.remote")
+    sync, _ = await make_sync(settings_for(remote.url))
+
+    def lines(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(text)]
+
+    await eventually(lambda: len(lines("Remote health check: OK")) >= 2)
+    health = [r for r in remote.requests if r.path == f"{PREFIX}/health"]
+    assert health[0].method == "GET"
+    assert health[0].headers["authorization"] == f"Bearer {REMOTE_TOKEN}"
+    assert sync.snapshot().remote == "ok"
+
+    remote.stop()
+    await eventually(lambda: len(lines("Remote health check: Failed")) >= 1)
+    assert "127.0.0.1" in lines("Remote health check: Failed")[0]  # the reason says where
+    assert sync.snapshot().remote == "failed"
+
+    remote.behaviour.fail_health = True
+    remote.behaviour.status = 401
+    remote.start()
+    await eventually(lambda: any(TOKEN_HINT in line for line in lines("Remote health check: F")))
+
+    remote.behaviour.fail_health = False
+    remote.behaviour.status = None
+    ok_before = len(lines("Remote health check: OK"))
+    await eventually(lambda: len(lines("Remote health check: OK")) > ok_before)
+    assert sync.snapshot().remote == "ok"
+
+
+async def test_remote_down_then_back_delivers_everything_in_order(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    remote.stop()
+    sync, bus = await make_sync(settings_for(remote.url, retry_max_delay="30s"))
+    servers = [f"srv-{n}" for n in range(4)]
+    for kind in ("Started", "CreatingContainer", "Ready"):
+        for server in servers:
+            bus.publish(event(server, kind))
+    await eventually(lambda: sync.snapshot().remote == "failed")
+    snapshot = sync.snapshot()
+    assert snapshot.outbox_depth == 12
+    assert snapshot.oldest_undelivered_age_seconds is not None
+
+    # The backoff cap is 30 s: only the health check seeing the remote back explains a quick
+    # delivery.
+    remote.start()
+    await eventually(lambda: len(remote.updates()) == 12, timeout=10)
+    for server in servers:
+        mine = [u for u in remote.updates() if u.body["server"] == server]
+        assert [u.body["status"] for u in mine] == ["installing", "installing", "ready"]
+        assert [u.headers["x-lightd-sequence"] for u in mine] == ["1", "2", "3"]
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+    assert sync.snapshot().oldest_undelivered_age_seconds is None
+
+
+async def test_401_is_logged_clearly_and_not_hammered(
+    remote: RemoteServer, make_sync: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightd_agent.remote")
+    remote.behaviour.status = 401
+    remote.behaviour.fail_health = True
+    sync, bus = await make_sync(settings_for(remote.url, health_interval="300ms"))
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: len(remote.updates(401)) >= 1)
+    began = time.monotonic()
+    await anyio.sleep(1.2)
+    elapsed = time.monotonic() - began
+    attempts = len(remote.updates(401))
+    # Once per health interval (300 ms), never a tight loop: at most one per interval + 1.
+    assert 2 <= attempts <= int(elapsed / 0.3) + 2
+    assert any(TOKEN_HINT in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    keys = {u.headers["idempotency-key"] for u in remote.updates(None)}
+    assert len(keys) == 1  # the same update, with the same key on every retry
+
+    remote.behaviour.status = None
+    remote.behaviour.fail_health = False
+    await eventually(lambda: len(remote.updates(200)) == 1)
+    assert remote.updates(200)[0].headers["idempotency-key"] in keys
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+
+
+async def test_404_goes_to_the_dead_letters_and_replays(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    remote.behaviour.status = 404
+    sync, bus = await make_sync(settings_for(remote.url))
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: sync.snapshot().dead_letters == 1)
+    assert len(remote.updates(404)) == 1  # not retried
+    [dead] = sync.dead_letters()
+    assert dead.status_code == 404
+    assert dead.server == "s1"
+    assert dead.sequence == 1
+    assert dead.body == {"event": "update", "server": "s1", "status": "installing"}
+    assert "404" in dead.reason
+
+    # The next update of the same server is not blocked behind it.
+    remote.behaviour.status = None
+    bus.publish(event("s1", "Ready"))
+    await eventually(lambda: len(remote.updates(200)) == 1)
+    assert remote.updates(200)[0].headers["x-lightd-sequence"] == "2"
+
+    assert sync.replay(dead.id)
+    await eventually(lambda: len(remote.updates(200)) == 2)
+    replayed = remote.updates(200)[1]
+    assert replayed.body == dead.body
+    assert replayed.headers["idempotency-key"] == dead.idempotency_key
+    assert replayed.headers["x-lightd-sequence"] == "1"
+    assert sync.snapshot().dead_letters == 0
+    assert not sync.replay(dead.id)
+
+
+async def test_500_is_retried_with_the_same_key_until_acknowledged(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    remote.behaviour.status = 500
+    sync, bus = await make_sync(settings_for(remote.url, retry_max_delay="200ms"))
+    bus.publish(event("s1", "Started"))
+    bus.publish(event("s1", "Ready"))
+    await eventually(lambda: len(remote.updates(500)) >= 3)
+    # In order: the second update is never tried while the first is not acknowledged.
+    assert {u.headers["x-lightd-sequence"] for u in remote.updates(500)} == {"1"}
+    assert len({u.headers["idempotency-key"] for u in remote.updates(500)}) == 1
+    assert sync.snapshot().dead_letters == 0
+
+    remote.behaviour.status = None
+    await eventually(lambda: len(remote.updates(200)) == 2)
+    assert [u.headers["x-lightd-sequence"] for u in remote.updates(200)] == ["1", "2"]
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+    count = len(remote.updates(None))
+    await anyio.sleep(0.5)
+    assert len(remote.updates(None)) == count  # acknowledged: never sent again
+
+
+async def test_retry_after_is_honoured(remote: RemoteServer, make_sync: Any) -> None:
+    remote.behaviour.status = 503
+    remote.behaviour.retry_after = "1"
+    _, bus = await make_sync(settings_for(remote.url, retry_max_delay="100ms"))
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: len(remote.updates(503)) == 1)
+    first = time.monotonic()
+    remote.behaviour.status = None
+    await eventually(lambda: len(remote.updates(200)) == 1)
+    # Backoff alone (cap 100 ms) and the health checks (200 ms) would retry far sooner.
+    assert time.monotonic() - first >= 0.9
+
+
+async def test_timeout_is_logged_and_the_update_retried(
+    remote: RemoteServer, make_sync: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightd_agent.remote")
+    remote.behaviour.delay = 1.0
+    sync, bus = await make_sync(settings_for(remote.url, timeout="200ms"))
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: any("timed out after 200ms" in r.getMessage() for r in caplog.records))
+    assert sync.snapshot().outbox_depth == 1  # the agent carries on, the update is kept
+    remote.behaviour.delay = 0.0
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+    keys = {u.headers["idempotency-key"] for u in remote.updates(None)}
+    assert len(keys) == 1
+    assert len(remote.updates(None)) >= 2
+
+
+async def test_outbox_bound_refuses_new_actions_until_it_drains(
+    remote: RemoteServer, make_sync: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote.stop()
+    sync, bus = await make_sync(settings_for(remote.url, outbox_limit=3))
+    for kind in ("Started", "CreatingContainer"):
+        bus.publish(event("s1", kind))
+    assert bus.refusal() is None
+    bus.publish(event("s1", "Ready"))
+    reason = bus.refusal()
+    assert reason is not None
+    assert "outbox is full" in reason
+    assert sync.snapshot().outbox_full
+    assert any("FULL" in r.getMessage() for r in caplog.records)
+    # At the bound nothing is dropped: an action already running still records its update.
+    bus.publish(event("s2", "Started"))
+    assert sync.snapshot().outbox_depth == 4
+
+    remote.start()
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+    assert bus.refusal() is None
+    assert len(remote.updates()) == 4
+
+
+async def test_disabled_remote_records_and_sends_nothing(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    settings = settings_for(remote.url).model_copy(update={"enabled": False})
+    sync, bus = await make_sync(settings)
+    bus.publish(event("s1", "Started"))
+    await anyio.sleep(0.3)
+    assert remote.requests == []
+    assert sync.snapshot().remote == "disabled"
+    assert sync.snapshot().outbox_depth == 0
