@@ -69,7 +69,7 @@ def create_router(*, dependencies: Sequence[Any]) -> APIRouter:
         except Exception as exc:
             # A bad file changes nothing: the running settings stay as they were.
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 f"configuration not reloaded, the running settings are unchanged: {exc}",
             ) from exc
         return MessageResponse(message="Configuration reloaded successfully")

@@ -1,0 +1,121 @@
+"""The SQLite outbox and the retry arithmetic, one module at a time."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lightd_agent.events import LifecycleEvent
+from lightd_agent.remote.mapping import update_body
+from lightd_agent.remote.outbox import Outbox
+from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
+
+
+def _body(server: str, status: str) -> dict[str, str]:
+    return {"event": "update", "server": server, "status": status}
+
+
+def test_sequences_are_per_server_and_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    assert outbox.enqueue("a", _body("a", "installing")) == 1
+    assert outbox.enqueue("a", _body("a", "ready")) == 2
+    assert outbox.enqueue("b", _body("b", "installing")) == 1
+    for update in outbox.pending():
+        outbox.acknowledge(update.id)
+    outbox.close()
+
+    reopened = Outbox(path)
+    assert reopened.depth() == 0
+    assert reopened.enqueue("a", _body("a", "installing")) == 3
+    reopened.close()
+
+
+def test_only_the_head_of_each_server_is_due(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox.enqueue("a", _body("a", "installing"), now=1.0)
+    outbox.enqueue("a", _body("a", "ready"), now=2.0)
+    outbox.enqueue("b", _body("b", "installing"), now=3.0)
+    heads = outbox.due(now=10.0)
+    assert [(u.server, u.seq) for u in heads] == [("a", 1), ("b", 1)]
+
+    # A head waiting for its backoff holds back the rest of its server, not other servers.
+    outbox.retry_later(heads[0].id, at=100.0, error="HTTP 500")
+    assert [(u.server, u.seq) for u in outbox.due(now=10.0)] == [("b", 1)]
+    assert outbox.next_attempt_at() == 0.0
+    outbox.acknowledge(heads[1].id)
+    assert outbox.next_attempt_at() == 100.0
+    outbox.make_all_due(now=20.0)
+    [head] = outbox.due(now=20.0)
+    assert (head.server, head.seq, head.attempts) == ("a", 1, 1)
+    assert outbox.oldest_created_at() == 1.0
+    outbox.close()
+
+
+def test_dead_letter_and_replay_keep_sequence_and_key(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox.enqueue("a", _body("a", "installing"))
+    [update] = outbox.pending()
+    dead_id = outbox.dead_letter(update, status_code=404, reason="HTTP 404", now=5.0)
+    assert outbox.depth() == 0
+    [dead] = outbox.dead_letters()
+    assert (dead.id, dead.sequence, dead.idempotency_key) == (dead_id, 1, update.idempotency_key)
+    assert dead.failed_at == datetime.fromtimestamp(5.0, UTC)
+    assert outbox.replay(dead_id)
+    [again] = outbox.pending()
+    assert (again.seq, again.idempotency_key, again.body) == (
+        1,
+        update.idempotency_key,
+        update.body,
+    )
+    assert outbox.dead_letter_count() == 0
+    assert not outbox.replay(dead_id)
+    assert not outbox.discard_dead_letter(dead_id)
+    outbox.close()
+
+
+def test_outbox_uses_wal_with_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    Outbox(path).close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_backoff_grows_is_jittered_and_capped() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(n, base=0.5, cap=8.0, rng=rng) for n in range(1, 12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 2.0 <= delays[3] <= 4.0
+    assert all(4.0 <= d <= 8.0 for d in delays[5:])
+    assert backoff_delay(10_000, base=0.5, cap=8.0, rng=rng) <= 8.0
+
+
+def test_retry_after_in_seconds_or_http_date() -> None:
+    now = datetime(2026, 1, 13, 18, 17, 0, tzinfo=UTC)
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Tue, 13 Jan 2026 18:17:30 GMT", now=now) == 30.0
+    assert retry_after_seconds("Tue, 13 Jan 2026 18:16:30 GMT", now=now) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def test_error_without_details_still_has_the_error_body() -> None:
+    event = LifecycleEvent(server="s", kind="Error", state="failed")
+    assert update_body(event, "seed") == {
+        "event": "update",
+        "server": "s",
+        "error": "failed",
+        "data": "",
+    }
+    timeout = LifecycleEvent(server="s", kind="Error", state="failed", error="timeout", data="x")
+    assert update_body(timeout, "all") == {
+        "event": "update",
+        "server": "s",
+        "error": "timeout",
+        "data": "x",
+    }
