@@ -1,0 +1,58 @@
+"""``GET /events``: this agent's lifecycle events as Server-Sent Events, each with an ``id:``.
+
+A client that reconnects with ``Last-Event-ID`` first gets the kept events after that id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from sse_starlette.sse import EventSourceResponse
+
+from lightd_agent.api.deps import Authorized, BusDep
+from lightd_agent.events import LifecycleEvent
+from lightd_shared.containers import ServerEvent
+
+router = APIRouter(tags=["events"], dependencies=[Authorized])
+
+
+def to_wire(event: LifecycleEvent) -> ServerEvent:
+    return ServerEvent(
+        id=event.id,
+        server=event.server,
+        kind=event.kind,
+        state=event.state,
+        error=event.error,
+        data=event.data,
+        exit_code=event.exit_code,
+        timestamp=event.timestamp,
+    )
+
+
+@router.get(
+    "/events",
+    summary="Lifecycle events (SSE)",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    bus: BusDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    subscription = bus.subscribe(after=after)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for event in subscription:
+                yield {
+                    "id": str(event.id),
+                    "event": event.kind,
+                    "data": to_wire(event).model_dump_json(),
+                }
+        finally:
+            subscription.close()
+
+    return EventSourceResponse(stream(), ping=15)

@@ -1,0 +1,173 @@
+"""``create_app(config)``: the agent's FastAPI application and its lifespan.
+
+What lives on ``app.state`` (stable; other subsystems build on it):
+
+- ``config``       the validated :class:`~lightd_agent.config.AgentConfig`
+- ``config_path``  the file it came from (``None`` when built in code), for reloads
+- ``bus``          the lifecycle :class:`~lightd_agent.events.EventBus`
+- ``manager``      the :class:`~lightd_agent.lifecycle.ServerManager` (servers, Docker)
+- ``subsystems``   factories ``(app) -> async context manager``, entered at startup *before*
+                   the manager starts (so a durable listener sees the events recovery
+                   publishes) and exited at shutdown *after* the manager stopped
+- ``health_sections``  ``name -> () -> dict``: extra sections of ``GET /health``
+                   (remote sync adds ``"remote"``); see :func:`build_health`
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lightd_agent import __version__
+from lightd_agent.api.routes import containers, events, health
+from lightd_agent.config import AgentConfig
+from lightd_agent.docker_backend import DockerBackend
+from lightd_agent.errors import AgentError
+from lightd_agent.events import EventBus
+from lightd_agent.health import build_health
+from lightd_agent.lifecycle import ServerManager
+
+__all__ = ["Subsystem", "build_health", "create_app"]
+
+log = logging.getLogger(__name__)
+
+Subsystem = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+"""A part started with the agent and stopped with it (remote sync's outbox and delivery)."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    manager: ServerManager = app.state.manager
+    bus: EventBus = app.state.bus
+    async with AsyncExitStack() as stack:
+        for factory in list(app.state.subsystems):
+            await stack.enter_async_context(factory(app))
+        await manager.start()
+        stack.push_async_callback(manager.stop)
+        log.info(
+            "lightd agent started",
+            extra={"node": app.state.config.node.id, "version": __version__},
+        )
+        yield
+    bus.close()
+    log.info("lightd agent stopped")
+
+
+class _BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, by header or while reading a chunked body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        refused = False
+
+        async def limited() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {"detail": f"request body is larger than {self.limit} bytes (server.max_body_size)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    return ".".join(loc) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    parts = []
+    for error in errors:
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            parts.append(f"malformed JSON body: {error.get('ctx', {}).get('error', message)}")
+        else:
+            parts.append(f"{_field_of(error)}: {message}")
+    clean = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        for e in errors
+    ]
+    return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": clean})
+
+
+async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentError)
+    return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+
+
+def create_app(
+    config: AgentConfig,
+    *,
+    config_path: Path | None = None,
+    subsystems: list[Subsystem] | None = None,
+    bus: EventBus | None = None,
+) -> FastAPI:
+    """Build the agent. Nothing touches Docker until the lifespan starts."""
+    bus = bus or EventBus()
+    backend = DockerBackend(config.docker, node_id=config.node.id)
+    manager = ServerManager(config, backend, bus)
+    app = FastAPI(
+        title="lightd agent",
+        version=__version__,
+        summary="Runs Docker containers (servers) on this host.",
+        lifespan=_lifespan,
+    )
+    app.state.config = config
+    app.state.config_path = config_path
+    app.state.bus = bus
+    app.state.manager = manager
+    app.state.subsystems = list(subsystems or [])
+    app.state.health_sections = {}
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(AgentError, _agent_error)
+    app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
+    app.include_router(health.router)
+    app.include_router(containers.router)
+    app.include_router(events.router)
+    return app

@@ -1,0 +1,247 @@
+"""The agent's ``config.json``: sections, defaults, environment overrides, one clear error.
+
+Sources, lowest to highest precedence:
+
+1. the defaults below;
+2. the JSON file (``lightd run -c PATH``; else ``./config.json``; else
+   ``/etc/lightd/config.json``);
+3. environment variables ``LIGHTD_<SECTION>__<FIELD>`` (read by pydantic-settings), e.g.
+   ``LIGHTD_SERVER__PORT=9000`` or ``LIGHTD_REMOTE__ENABLED=true``.
+
+Values are validated once, by :func:`load_config`; any problem raises :class:`ConfigError` whose
+message names the file and every field at fault, so ``lightd run`` can print it and exit
+non-zero instead of starting half-configured. :func:`load_config` is also how a running agent
+re-reads its file (``POST /remote/config/reload``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.remote import RemoteSettings
+from lightd_shared.tokens import generate_token
+from lightd_shared.types import Identifier, Labels, Port
+
+__all__ = [
+    "DEFAULT_PATHS",
+    "AgentConfig",
+    "AuthorizationSection",
+    "ConfigError",
+    "DockerSection",
+    "LoggingSection",
+    "NodeSection",
+    "PolicySection",
+    "ServerSection",
+    "StorageSection",
+    "default_config_document",
+    "find_config_path",
+    "load_config",
+]
+
+DEFAULT_PATHS: tuple[Path, ...] = (Path("config.json"), Path("/etc/lightd/config.json"))
+ENV_PREFIX = "LIGHTD_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which file and field, and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSection(_Section):
+    host: str = Field(default="0.0.0.0", min_length=1, description="Address the API listens on")
+    port: Port = Field(default=8070, description="Port the API listens on")
+    max_body_size: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
+
+
+class AuthorizationSection(_Section):
+    enabled: bool = Field(default=True, description="Require the bearer token on the API")
+    token: str | None = Field(
+        default=None, min_length=16, description="Bearer token protecting this agent's API"
+    )
+
+    @model_validator(mode="after")
+    def _enabled_needs_token(self) -> Self:
+        if self.enabled and not self.token:
+            raise ValueError(
+                "authorization is enabled but token is not set; generate one with "
+                "`lightd token reset` or `lightd config`"
+            )
+        return self
+
+
+class DockerSection(_Section):
+    socket_path: str = Field(default="/var/run/docker.sock", min_length=1)
+    call_timeout: Duration = Field(
+        default=parse_duration("30s"),
+        description="A Docker call taking longer fails with a clear error instead of wedging",
+    )
+    install_timeout: Duration = Field(
+        default=parse_duration("15m"), description="Longest an install script may run"
+    )
+    reconnect_interval: Duration = Field(
+        default=parse_duration("2s"), description="How often an unreachable engine is retried"
+    )
+
+
+class StorageSection(_Section):
+    base_path: Path = Field(
+        default=Path("/var/lib/lightd"),
+        description="Bind-mount sources must live under it; the agent's state dir is in it",
+    )
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base_path / "state"
+
+
+class NodeSection(_Section):
+    id: Identifier = Field(default_factory=lambda: _hostname())
+    name: str = ""
+    labels: Labels = Field(default_factory=dict)
+
+
+class PolicySection(_Section):
+    """What containers may do. Everything off: an agent token must not mean root on the host."""
+
+    allow_privileged: bool = False
+    allow_host_network: bool = False
+    allow_host_pid: bool = False
+    allow_cap_add: bool = False
+    allow_bind_outside_storage: bool = False
+
+
+class LoggingSection(_Section):
+    level: str = Field(default="info", pattern=r"^(?i)(debug|info|warning|error|critical)$")
+    json_format: bool = Field(default=False, alias="json", description="One JSON object a line")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class AgentConfig(_Section):
+    """The whole ``config.json``."""
+
+    server: ServerSection = Field(default_factory=ServerSection)
+    authorization: AuthorizationSection = Field(default_factory=AuthorizationSection)
+    docker: DockerSection = Field(default_factory=DockerSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+    node: NodeSection = Field(default_factory=NodeSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+
+
+def _hostname() -> str:
+    name = socket.gethostname().split(".")[0] or "lightd"
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)
+    return cleaned if cleaned[:1].isalnum() else "lightd-" + cleaned
+
+
+class _EnvOverrides(BaseSettings):
+    """Reads ``LIGHTD_<SECTION>__<FIELD>`` into per-section dicts (validated afterwards)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    server: dict[str, Any] | None = None
+    authorization: dict[str, Any] | None = None
+    docker: dict[str, Any] | None = None
+    storage: dict[str, Any] | None = None
+    remote: dict[str, Any] | None = None
+    node: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    logging: dict[str, Any] | None = None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_config_path(explicit: str | Path | None = None) -> Path:
+    """The file to read: ``explicit`` if given (it must exist), else the first default found."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file; create one with `lightd config`")
+        return path
+    for candidate in DEFAULT_PATHS:
+        if candidate.is_file():
+            return candidate
+    tried = " or ".join(str(p) for p in DEFAULT_PATHS)
+    raise ConfigError(
+        f"no config file at {tried}; create one with `lightd config > config.json` or pass -c PATH"
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a JSON object with sections")
+    return data
+
+
+def _describe(exc: ValidationError, path: Path, env: dict[str, Any]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        section = str(error["loc"][0]) if error["loc"] else ""
+        origin = ""
+        if section in env and len(error["loc"]) > 1:
+            field = str(error["loc"][1])
+            if field in env[section]:
+                origin = f" (from {ENV_PREFIX}{section.upper()}__{field.upper()})"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {loc}{origin}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: str | Path | None = None) -> AgentConfig:
+    """Read, merge with ``LIGHTD_*`` overrides and validate; raise :class:`ConfigError`."""
+    file_path = find_config_path(path)
+    data = _read_file(file_path)
+    try:
+        env = _EnvOverrides().model_dump(exclude_none=True)
+    except ValidationError as exc:  # a LIGHTD_<SECTION> value that is not a JSON object
+        raise ConfigError(_describe(exc, Path("environment"), {})) from exc
+    merged = _merge(data, env)
+    try:
+        # strict=False: environment values are strings ("9000", "true") by nature.
+        return AgentConfig.model_validate(merged, strict=False)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file_path, env)) from exc
+
+
+def default_config_document(token: str | None = None) -> dict[str, Any]:
+    """A complete default ``config.json`` with a freshly generated ``lightd_<hex>`` token."""
+    config = AgentConfig(
+        authorization=AuthorizationSection(token=token or generate_token()),
+    )
+    document: dict[str, Any] = config.model_dump(mode="json", by_alias=True)
+    return document

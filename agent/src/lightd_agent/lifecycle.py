@@ -1,0 +1,931 @@
+"""Servers' lifecycle: install, reinstall, power actions, crashes, recovery, Docker loss.
+
+Every state change goes through :meth:`ServerManager._change`, which persists the server's
+state file and publishes a :class:`~lightd_agent.events.LifecycleEvent` on the bus, in the
+remote-sync seed's order::
+
+    install     Started, CreatingContainer, Ready            (then Running if started)
+    reinstall   ReinstallStarted, CreatingContainer, Ready
+    errors      Error  error="failed" | "timeout", data = what happened, for an operator
+    runtime     Running, Stopped, Crashed, Deleted
+
+Power actions on one server hold its ``asyncio.Lock``, so two never interleave; every Docker
+call is bounded by ``docker.call_timeout``. A container that exits while its server is
+``running`` and nobody asked is a crash (seen on Docker's event stream); the server's
+``restart_policy`` decides whether it is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import docker.errors
+from docker.models.containers import Container
+from pydantic import ValidationError
+
+from lightd_agent.config import AgentConfig
+from lightd_agent.docker_backend import (
+    LABEL_ROLE,
+    LABEL_SERVER,
+    LABEL_SPEC,
+    DockerBackend,
+    EventReader,
+    InstallOutcome,
+)
+from lightd_agent.errors import AgentError, Conflict, DockerTimeout, NotFound, Unavailable
+from lightd_agent.events import EventBus, LifecycleEvent, LifecycleKind
+from lightd_agent.policy import check_spec
+from lightd_agent.state import StateStore, StoredServer, parse_docker_time
+from lightd_shared.containers import (
+    CONTAINER_STATES,
+    ContainerSpec,
+    ContainerState,
+    ContainerStats,
+    ContainerView,
+    ExecResult,
+    PortMapping,
+)
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["Server", "ServerManager"]
+
+log = logging.getLogger(__name__)
+
+_EXEC_OUTPUT_LIMIT = 64 * 1024
+
+
+@dataclass(eq=False)
+class Server:
+    """One managed server as the agent keeps it in memory."""
+
+    spec: ContainerSpec
+    state: ContainerState
+    error: str | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    container_id: str | None = None
+    published: list[PortMapping] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    task: asyncio.Task[None] | None = None
+    restarts: deque[float] = field(default_factory=deque)
+    oom: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def record(self) -> StoredServer:
+        return StoredServer(
+            spec=self.spec,
+            state=self.state,
+            error=self.error,
+            exit_code=self.exit_code,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            container_id=self.container_id,
+        )
+
+    def view(self) -> ContainerView:
+        return ContainerView(
+            id=self.id,
+            state=self.state,
+            error=self.error,
+            exit_code=self.exit_code,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            restarts=len(self.restarts),
+            container_id=self.container_id,
+            spec=self.spec,
+            ports=list(self.published) or list(self.spec.ports),
+        )
+
+    def installing(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = exc.explanation
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return str(text or exc)
+
+
+def _port_free(port: int, protocol: str) -> bool:
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+class ServerManager:
+    """All servers of this agent, their Docker containers, and the loops that watch them."""
+
+    def __init__(self, config: AgentConfig, backend: DockerBackend, bus: EventBus) -> None:
+        self.config = config
+        self.backend = backend
+        self.bus = bus
+        self.store = StateStore(config.storage.state_dir)
+        self.servers: dict[str, Server] = {}
+        self.started_at = utcnow()
+        self._reader: EventReader | None = None
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the state dir, connect to Docker, recover, and watch Docker's events."""
+        self._loop = asyncio.get_running_loop()
+        self.started_at = utcnow()
+        self.store.prepare()
+        for record in self.store.load_all():
+            self.servers[record.spec.id] = Server(
+                spec=record.spec,
+                state=record.state,
+                error=record.error,
+                exit_code=record.exit_code,
+                started_at=record.started_at,
+                finished_at=record.finished_at,
+                container_id=record.container_id,
+            )
+        self._consumer = asyncio.create_task(self._consume_events(), name="docker-events")
+        if await self.backend.connect():
+            await self._on_connected()
+        else:
+            log.warning(
+                "Docker engine unreachable at start (%s); the API is up, container calls "
+                "answer 503 until it answers",
+                self.backend.error,
+            )
+        self._watchdog = asyncio.create_task(self._watch(), name="docker-watchdog")
+
+    async def stop(self) -> None:
+        """Stop watching; cut installs off (recovery marks them failed at the next start)."""
+        for task in (self._watchdog, self._consumer):
+            if task is not None:
+                task.cancel()
+        pending = [s.task for s in self.servers.values() if s.installing()]
+        pending += list(self._tasks)
+        for task in pending:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._watchdog, self._consumer, *pending] if t is not None),
+            return_exceptions=True,
+        )
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await asyncio.to_thread(reader.close)
+        self.backend.close()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- Docker connection ------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        interval = self.config.docker.reconnect_interval.total_seconds()
+        while True:
+            if self.backend.available:
+                await self.backend.lost.wait()
+                continue
+            if self._reader is not None:
+                reader, self._reader = self._reader, None
+                await asyncio.to_thread(reader.close)
+            await asyncio.sleep(interval)
+            if await self.backend.connect():
+                log.info("Docker engine reachable again; reconciling servers with Docker")
+                await self._on_connected()
+
+    async def _on_connected(self) -> None:
+        try:
+            await self._start_reader()
+            await self.reconcile()
+        except AgentError as exc:
+            log.warning("reconnecting to Docker failed half-way (%s); retrying", exc.message)
+
+    async def _start_reader(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def deliver(event: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+        reader = EventReader(self.backend, deliver, self.backend.mark_lost_threadsafe)
+        await self.backend.call("opening Docker's event stream", reader.start)
+        self._reader = reader
+
+    async def _consume_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                self._dispatch(event)
+            except Exception:  # one odd event must never end the loop
+                log.exception("could not handle Docker event %r", event)
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        actor = event.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        if attrs.get(LABEL_ROLE) != "server":
+            return
+        server = self.servers.get(str(attrs.get(LABEL_SERVER)))
+        if server is None:
+            return
+        action = event.get("Action") or event.get("status")
+        container_id = str(actor.get("ID") or event.get("id") or "")
+        if action == "oom":
+            server.oom = True
+        elif action == "die":
+            code = attrs.get("exitCode")
+            exit_code = int(code) if code is not None and str(code).lstrip("-").isdigit() else None
+            self._spawn(self._on_die(server, container_id, exit_code), f"die:{server.id}")
+
+    async def _on_die(self, server: Server, container_id: str, exit_code: int | None) -> None:
+        async with server.lock:
+            if self.servers.get(server.id) is not server or server.state != "running":
+                return  # stopped, killed, restarted or deleted by the agent: not a crash
+            if server.container_id and container_id and server.container_id != container_id:
+                return
+            try:
+                container = await self.backend.call(
+                    "inspecting a container that exited", self.backend.inspect, container_id
+                )
+                if container is not None:
+                    state = await self.backend.call(
+                        "reading a container's state", self.backend.state, container
+                    )
+                    if state.get("Running"):
+                        return  # a stale event from before the last start
+                    server.oom = server.oom or bool(state.get("OOMKilled"))
+                    server.finished_at = parse_docker_time(state.get("FinishedAt"))
+                await self._crashed(server, exit_code)
+            except AgentError as exc:
+                log.warning("handling the exit of server %s failed: %s", server.id, exc.message)
+
+    async def _crashed(self, server: Server, exit_code: int | None) -> None:
+        """Mark a crash, then apply the server's restart policy (the lock is held)."""
+        why = f"exited unexpectedly with code {exit_code}"
+        if server.oom:
+            why += " (killed: out of memory, raise limits.memory)"
+        server.oom = False
+        server.exit_code = exit_code
+        self._change(server, "crashed", "Crashed", error=why, data=why, exit_code=exit_code)
+        policy = server.spec.restart_policy
+        now = time.monotonic()
+        window = policy.window.total_seconds()
+        while server.restarts and now - server.restarts[0] > window:
+            server.restarts.popleft()
+        if not policy.enabled or len(server.restarts) >= policy.max_restarts:
+            log.warning(
+                "server %s crashed (%s) and stays crashed: %d restarts in %s already",
+                server.id,
+                why,
+                len(server.restarts),
+                policy.window,
+            )
+            server.error = (
+                f"{why}; not restarted: the restart policy allows {policy.max_restarts} "
+                f"restarts in {int(window)}s"
+                if policy.enabled
+                else f"{why}; not restarted: the restart policy is disabled"
+            )
+            self._persist(server)
+            return
+        server.restarts.append(now)
+        log.info(
+            "server %s crashed (%s); restarting (%d of %d in the window)",
+            server.id,
+            why,
+            len(server.restarts),
+            policy.max_restarts,
+        )
+        try:
+            await self._start_locked(server)
+        except AgentError as exc:
+            self._error(server, exc, "restarting after a crash")
+
+    async def reconcile(self) -> None:
+        """Match the servers we know with the containers Docker has; fix what drifted.
+
+        Runs at start and after the engine comes back: a server whose container died while
+        nobody watched is a crash; an install that is not running in this process was cut off
+        and is marked ``failed``; a leftover install container is removed; a container with
+        our labels but no state file is adopted from its ``lightd.spec`` label.
+        """
+        owned: list[Container] = await self.backend.call(
+            "listing this agent's containers", self.backend.list_owned
+        )
+        mains: dict[str, Container] = {}
+        for container in owned:
+            labels = container.labels or {}
+            server_id = labels.get(LABEL_SERVER, "")
+            known = self.servers.get(server_id)
+            if labels.get(LABEL_ROLE) == "install":
+                if known is None or not known.installing():
+                    await self.backend.call(
+                        "removing a leftover install container", self.backend.remove, container
+                    )
+            elif labels.get(LABEL_ROLE) == "server":
+                if server_id in mains:  # never expected; keep the first, report the rest
+                    log.error("two containers for server %s; keeping %s", server_id, mains)
+                    continue
+                mains[server_id] = container
+        for server_id, container in mains.items():
+            if server_id not in self.servers:
+                self._adopt(server_id, container)
+        for server in list(self.servers.values()):
+            if server.installing():
+                continue
+            async with server.lock:
+                await self._reconcile_one(server, mains.get(server.id))
+
+    def _adopt(self, server_id: str, container: Container) -> None:
+        try:
+            spec = ContainerSpec.model_validate_json((container.labels or {})[LABEL_SPEC])
+        except (KeyError, ValidationError):
+            log.error(
+                "container %s is labelled as server %s of this node but has no readable spec; "
+                "left alone: remove it with `docker rm -f %s` if it is not needed",
+                container.short_id,
+                server_id,
+                container.short_id,
+            )
+            return
+        log.warning("server %s had no state file; rebuilt from its container's labels", server_id)
+        server = Server(spec=spec, state="stopped", container_id=container.id)
+        self.servers[server_id] = server
+        self._persist(server)
+
+    async def _reconcile_one(self, server: Server, container: Container | None) -> None:
+        if server.state == "installing":
+            what = "reinstall" if container is not None else "install"
+            self._fail(
+                server,
+                "failed",
+                f"the {what} was cut off (the agent stopped before it finished); "
+                "reinstall the server to try again",
+            )
+            return
+        if container is None:
+            if server.state != "failed":
+                server.container_id = None
+                self._fail(
+                    server,
+                    "failed",
+                    "the server's container was removed outside the agent; reinstall it",
+                )
+            return
+        server.container_id = container.id
+        state: dict[str, Any] = container.attrs.get("State") or {}
+        if state.get("Running"):
+            server.started_at = parse_docker_time(state.get("StartedAt"))
+            if server.state != "running":
+                server.error = None
+                server.exit_code = None
+                self._change(server, "running", "Running")
+            await self._refresh_ports(server, container)
+            return
+        exit_code = state.get("ExitCode")
+        server.finished_at = parse_docker_time(state.get("FinishedAt"))
+        if server.state == "running":
+            server.oom = bool(state.get("OOMKilled"))
+            await self._crashed(server, int(exit_code) if exit_code is not None else None)
+        elif server.state == "stopping":
+            server.exit_code = exit_code
+            self._change(server, "stopped", "Stopped", exit_code=exit_code)
+
+    # -- state changes ----------------------------------------------------------------------
+
+    def _persist(self, server: Server) -> None:
+        if self.servers.get(server.id) is server:
+            self.store.save(server.record())
+
+    def _change(
+        self,
+        server: Server,
+        state: ContainerState,
+        kind: LifecycleKind | None,
+        *,
+        error: str | None = None,
+        data: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Set the state, persist it, then publish the event (if any) on the bus."""
+        server.state = state
+        if error is not None or state in ("installing", "ready", "running"):
+            server.error = error
+        self._persist(server)
+        if kind is not None:
+            self.bus.publish(
+                LifecycleEvent(
+                    server=server.id,
+                    kind=kind,
+                    state=state,
+                    error=error if kind == "Error" else None,
+                    data=data,
+                    exit_code=exit_code,
+                )
+            )
+
+    def _fail(self, server: Server, error: str, data: str) -> None:
+        """An install/reinstall that could not complete: ``failed``, with what happened."""
+        log.error("server %s failed: %s", server.id, data)
+        server.state = "failed"
+        server.error = data
+        self._persist(server)
+        self.bus.publish(
+            LifecycleEvent(server=server.id, kind="Error", state="failed", error=error, data=data)
+        )
+
+    def _error(self, server: Server, exc: AgentError, doing: str) -> None:
+        """A failed power action: the state stays; the error is recorded and published."""
+        error = "timeout" if isinstance(exc, DockerTimeout) else "failed"
+        data = f"{doing} failed: {exc.message}"
+        log.error("server %s: %s", server.id, data)
+        server.error = data
+        self._persist(server)
+        self.bus.publish(
+            LifecycleEvent(
+                server=server.id, kind="Error", state=server.state, error=error, data=data
+            )
+        )
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def get(self, server_id: str) -> Server:
+        server = self.servers.get(server_id)
+        if server is None:
+            raise NotFound(f"no server with id {server_id!r} on this agent")
+        return server
+
+    def _require_docker(self) -> None:
+        if not self.backend.available:
+            raise Unavailable(self.backend.unavailable_message())
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(CONTAINER_STATES, 0)
+        for server in self.servers.values():
+            counts[server.state] += 1
+        counts["total"] = len(self.servers)
+        return counts
+
+    def views(self) -> list[ContainerView]:
+        self._require_docker()
+        return [s.view() for s in sorted(self.servers.values(), key=lambda s: s.id)]
+
+    def view(self, server_id: str) -> ContainerView:
+        self._require_docker()
+        return self.get(server_id).view()
+
+    async def _container(self, server: Server) -> Container:
+        container = await self.backend.call(
+            "looking up the server's container", self.backend.find, server.id
+        )
+        if container is None:
+            raise Conflict(
+                f"server {server.id!r} has no container (state {server.state}); reinstall it"
+            )
+        server.container_id = container.id
+        return container
+
+    # -- install ----------------------------------------------------------------------------
+
+    def _check_ports(self, spec: ContainerSpec) -> None:
+        for mapping in spec.ports:
+            if mapping.host is None:
+                continue
+            for other in self.servers.values():
+                for used in other.spec.ports:
+                    if (used.host, used.protocol) == (mapping.host, mapping.protocol):
+                        raise Conflict(
+                            f"ports: host port {mapping.host}/{mapping.protocol} is already "
+                            f"used by server {other.id!r}; choose another or omit 'host'"
+                        )
+            if not _port_free(mapping.host, mapping.protocol):
+                raise Conflict(
+                    f"ports: host port {mapping.host}/{mapping.protocol} is already in use on "
+                    "this host; choose another or omit 'host' to let Docker pick one"
+                )
+
+    async def create(self, spec: ContainerSpec) -> Server:
+        """Validate against policy, ports and ids, then install in the background (202)."""
+        check_spec(spec, self.config.policy, self.config.storage)
+        self._require_docker()
+        if spec.id in self.servers:
+            raise Conflict(f"a server with id {spec.id!r} already exists on this agent")
+        self._check_ports(spec)
+        existing = await self.backend.call(
+            "checking for an existing container", self.backend.find, spec.id
+        )
+        if existing is not None:
+            raise Conflict(
+                f"a container for server {spec.id!r} already exists (container "
+                f"{existing.short_id}); delete it first"
+            )
+        server = Server(spec=spec, state="installing")
+        self.servers[spec.id] = server
+        self._persist(server)
+        server.task = asyncio.create_task(self._install(server, reinstall=False))
+        return server
+
+    async def reinstall(self, server_id: str) -> Server:
+        """Re-run the install keeping the volume; 202 at once, the work in the background."""
+        server = self.get(server_id)
+        self._require_docker()
+        if server.installing():
+            raise Conflict(f"server {server_id!r} is already installing")
+        server.task = asyncio.create_task(self._install(server, reinstall=True))
+        return server
+
+    async def _install(self, server: Server, *, reinstall: bool) -> None:
+        try:
+            async with server.lock:
+                ok = await self._install_locked(server, reinstall=reinstall)
+                if ok and server.spec.start_on_completion:
+                    try:
+                        await self._start_locked(server)
+                    except AgentError as exc:
+                        self._error(server, exc, "starting after the install")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a server stuck in installing
+            log.exception("install of %s failed unexpectedly", server.id)
+            self._fail(server, "failed", f"unexpected error during install: {exc}")
+
+    async def _install_locked(self, server: Server, *, reinstall: bool) -> bool:
+        spec = server.spec
+        call = self.backend.call
+        b = self.backend
+        server.exit_code = None
+        if reinstall:
+            if server.state == "running":
+                container = await self._container(server)
+                self._change(server, "stopping", None)
+                await call(
+                    "stopping the server for its reinstall",
+                    b.stop,
+                    container,
+                    10,
+                    timeout=self.backend.call_seconds + 10,
+                )
+            self._change(server, "installing", "ReinstallStarted")
+        else:
+            self._change(server, "installing", "Started")
+        try:
+            await call(
+                f"looking for image {spec.image!r}",
+                b.ensure_image,
+                spec.image,
+                timeout=self.config.docker.install_timeout.total_seconds(),
+            )
+            await call("creating the server's volume", b.ensure_volume, spec)
+            await call("removing an old install container", b.remove_role, spec.id, "install")
+            if spec.install_script is not None:
+                outcome = await self._run_install_script(server)
+                if outcome.exit_code is None:
+                    self._fail(
+                        server,
+                        "timeout",
+                        f"install script did not finish within "
+                        f"{self.config.docker.install_timeout} (docker.install_timeout); "
+                        f"last lines of output:\n{outcome.tail()}",
+                    )
+                    return False
+                if outcome.exit_code != 0:
+                    self._fail(
+                        server,
+                        "failed",
+                        f"install script exited with code {outcome.exit_code}; "
+                        f"last lines of output:\n{outcome.tail()}",
+                    )
+                    return False
+            self._change(server, "installing", "CreatingContainer")
+            await call("removing the old container", b.remove_role, spec.id, "server")
+            server.container_id = None
+            container = await call("creating the server's container", b.create_server, spec)
+        except docker.errors.ImageNotFound as exc:
+            self._fail(server, "failed", _explain(exc))
+            return False
+        except docker.errors.APIError as exc:
+            self._fail(server, "failed", f"Docker container creation failed: {_explain(exc)}")
+            return False
+        except DockerTimeout as exc:
+            self._fail(server, "timeout", exc.message)
+            return False
+        except AgentError as exc:
+            self._fail(server, "failed", exc.message)
+            return False
+        server.container_id = container.id
+        server.started_at = None
+        server.finished_at = None
+        server.published = []
+        self._change(server, "ready", "Ready")
+        return True
+
+    async def _run_install_script(self, server: Server) -> InstallOutcome:
+        b = self.backend
+        limit = self.config.docker.install_timeout.total_seconds()
+        container = await b.call("creating the install container", b.create_install, server.spec)
+        try:
+            await b.call("starting the install container", b.start, container)
+            try:
+                code: int | None = await b.call(
+                    "running the install script",
+                    b.wait,
+                    container,
+                    limit + b.call_seconds,
+                    timeout=limit,
+                )
+            except DockerTimeout:
+                code = None
+                await b.call("killing the install container", b.kill, container)
+            output = await b.call("reading the install output", b.output, container, 200)
+            return InstallOutcome(code, output)
+        finally:
+            with contextlib.suppress(AgentError, docker.errors.APIError):
+                await b.call("removing the install container", b.remove, container)
+
+    # -- power ------------------------------------------------------------------------------
+
+    async def power(self, server_id: str, action: str, timeout: float = 10.0) -> Server:
+        """``start``, ``stop``, ``restart`` or ``kill``; answers when the action is done."""
+        server = self.get(server_id)
+        self._require_docker()
+        if server.installing():
+            raise Conflict(f"server {server_id!r} is installing; wait until it is ready")
+        async with server.lock:
+            if self.servers.get(server_id) is not server:
+                raise NotFound(f"no server with id {server_id!r} on this agent")
+            if server.state == "installing":
+                raise Conflict(f"server {server_id!r} is installing; wait until it is ready")
+            try:
+                if action == "start":
+                    await self._start_locked(server)
+                elif action == "stop":
+                    await self._stop_locked(server, timeout, kill=False)
+                elif action == "kill":
+                    await self._stop_locked(server, timeout, kill=True)
+                elif action == "restart":
+                    await self._stop_locked(server, timeout, kill=False)
+                    await self._start_locked(server)
+                else:  # pragma: no cover - routes only pass the four actions
+                    raise NotFound(f"unknown action {action!r}")
+            except Conflict:
+                raise
+            except AgentError as exc:
+                await self._resync(server)
+                self._error(server, exc, action)
+                raise
+        return server
+
+    async def _start_locked(self, server: Server) -> None:
+        if server.state == "failed":
+            raise Conflict(
+                f"server {server.id!r} failed ({server.error}); reinstall it before starting"
+            )
+        if server.state == "running":
+            return
+        container = await self._container(server)
+        b = self.backend
+        try:
+            await b.call("starting the server's container", b.start, container)
+        except docker.errors.APIError as exc:
+            text = _explain(exc)
+            if "port is already allocated" in text or "address already in use" in text:
+                conflict = Conflict(f"cannot start server {server.id!r}: {text}")
+                self._error(server, conflict, "start")
+                raise conflict from exc
+            raise Conflict(f"cannot start server {server.id!r}: {text}") from exc
+        state = await b.call("reading the server's state", b.state, container)
+        server.started_at = parse_docker_time(state.get("StartedAt")) or utcnow()
+        server.exit_code = None
+        server.finished_at = None
+        await self._refresh_ports(server, container)
+        self._change(server, "running", "Running")
+
+    async def _refresh_ports(self, server: Server, container: Container) -> None:
+        ports = await self.backend.call(
+            "reading published ports", self.backend.published_ports, container
+        )
+        published = []
+        for key, bindings in ports.items():
+            number, _, protocol = key.partition("/")
+            host = None
+            for binding in bindings or []:
+                if binding.get("HostPort"):
+                    host = int(binding["HostPort"])
+                    break
+            published.append(
+                PortMapping(
+                    container=int(number), host=host, protocol="udp" if protocol == "udp" else "tcp"
+                )
+            )
+        server.published = sorted(published, key=lambda p: (p.container, p.protocol))
+
+    async def _stop_locked(self, server: Server, timeout: float, *, kill: bool) -> None:
+        if server.state in ("ready", "stopped", "failed"):
+            return
+        b = self.backend
+        container = await self._container(server)
+        if server.state != "crashed":
+            self._change(server, "stopping", None)
+            if kill:
+                await b.call("killing the server's container", b.kill, container)
+                await b.call(
+                    "waiting for the killed container to exit", b.wait, container, b.call_seconds
+                )
+            else:
+                await b.call(
+                    "stopping the server's container",
+                    b.stop,
+                    container,
+                    timeout,
+                    timeout=b.call_seconds + timeout,
+                )
+        state = await b.call("reading the server's state", b.state, container)
+        exit_code = state.get("ExitCode")
+        server.exit_code = int(exit_code) if exit_code is not None else None
+        server.finished_at = parse_docker_time(state.get("FinishedAt"))
+        server.error = None
+        self._change(server, "stopped", "Stopped", exit_code=server.exit_code)
+
+    async def _resync(self, server: Server) -> None:
+        """After a failed action, take the state Docker reports (best effort)."""
+        if server.state != "stopping":
+            return
+        try:
+            container = await self._container(server)
+            state = await self.backend.call("reading state", self.backend.state, container)
+        except AgentError:
+            return
+        server.state = "running" if state.get("Running") else "stopped"
+        self._persist(server)
+
+    # -- delete -----------------------------------------------------------------------------
+
+    async def delete(self, server_id: str, *, volumes: bool = False) -> None:
+        server = self.get(server_id)
+        self._require_docker()
+        task = server.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        b = self.backend
+        async with server.lock:
+            if self.servers.get(server_id) is not server:
+                raise NotFound(f"no server with id {server_id!r} on this agent")
+            await b.call("removing the install container", b.remove_role, server_id, "install")
+            await b.call("removing the server's container", b.remove_role, server_id, "server")
+            if volumes:
+                await b.call("removing the server's volume", b.remove_volume, server_id)
+            del self.servers[server_id]
+            self.store.remove(server_id)
+            self.bus.publish(LifecycleEvent(server=server_id, kind="Deleted", state="deleted"))
+
+    # -- logs, stats, exec ------------------------------------------------------------------
+
+    async def logs(self, server_id: str, tail: int | None) -> str:
+        server = self.get(server_id)
+        self._require_docker()
+        container = await self._container(server)
+        return await self.backend.call(
+            "reading logs", self.backend.output, container, "all" if tail is None else tail
+        )
+
+    async def follow_logs(self, server_id: str, tail: int | None) -> AsyncIterator[str]:
+        """Lines of the server's output as they come (for ``?follow=true``)."""
+        server = self.get(server_id)
+        self._require_docker()
+        container = await self._container(server)
+        stream: Any = await self.backend.call(
+            "opening the log stream",
+            container.logs,
+            stdout=True,
+            stderr=True,
+            stream=True,
+            follow=True,
+            tail="all" if tail is None else tail,
+        )
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            buffer = b""
+            try:
+                for chunk in stream:
+                    buffer += bytes(chunk)
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        text = line.decode("utf-8", "replace")
+                        asyncio.run_coroutine_threadsafe(queue.put(text), loop).result()
+            except Exception:  # closed by the consumer, or the engine went away
+                pass
+            finally:
+                if buffer:
+                    text = buffer.decode("utf-8", "replace")
+                    with contextlib.suppress(Exception):
+                        asyncio.run_coroutine_threadsafe(queue.put(text), loop).result()
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+        thread = asyncio.get_running_loop().run_in_executor(None, pump)
+
+        async def lines() -> AsyncIterator[str]:
+            try:
+                while True:
+                    line = await queue.get()
+                    if line is None:
+                        return
+                    yield line
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+                while not queue.empty():  # let the pump finish its puts
+                    queue.get_nowait()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(thread), timeout=1)
+
+        return lines()
+
+    async def stats(self, server_id: str) -> ContainerStats:
+        server = self.get(server_id)
+        self._require_docker()
+        if server.state != "running":
+            raise Conflict(f"server {server_id!r} is {server.state}; stats need it running")
+        container = await self._container(server)
+        raw = await self.backend.call("reading stats", self.backend.stats, container)
+        cpu = raw.get("cpu_stats") or {}
+        pre = raw.get("precpu_stats") or {}
+        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+            pre.get("cpu_usage") or {}
+        ).get("total_usage", 0)
+        system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+        cpus = cpu.get("online_cpus") or 1
+        percent = (cpu_delta / system_delta) * cpus * 100.0 if system_delta > 0 else 0.0
+        memory = raw.get("memory_stats") or {}
+        networks = raw.get("networks") or {}
+        return ContainerStats(
+            id=server_id,
+            cpu_percent=round(max(percent, 0.0), 3),
+            memory_usage=int(memory.get("usage", 0)),
+            memory_limit=int(memory.get("limit", 0)),
+            network_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
+            network_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+            timestamp=utcnow(),
+        )
+
+    async def exec(self, server_id: str, command: str | list[str], timeout: float) -> ExecResult:
+        server = self.get(server_id)
+        self._require_docker()
+        if server.state != "running":
+            raise Conflict(f"server {server_id!r} is {server.state}; exec needs it running")
+        container = await self._container(server)
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        began = time.monotonic()
+        try:
+            code, output = await self.backend.call(
+                "running a command in the container",
+                self.backend.exec,
+                container,
+                argv,
+                timeout=timeout,
+            )
+        except DockerTimeout:
+            return ExecResult(
+                id=server_id,
+                status="timeout",
+                output=f"the command did not finish within {timeout:g}s",
+                duration=_elapsed(began),
+            )
+        except docker.errors.APIError as exc:
+            raise Conflict(f"exec in server {server_id!r} failed: {_explain(exc)}") from exc
+        return ExecResult(
+            id=server_id,
+            status="success" if code == 0 else "failed",
+            exit_code=code,
+            output=output[-_EXEC_OUTPUT_LIMIT:],
+            duration=_elapsed(began),
+        )
+
+
+def _elapsed(began: float) -> timedelta:
+    return timedelta(seconds=round(time.monotonic() - began, 3))
