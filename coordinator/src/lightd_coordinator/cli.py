@@ -1,11 +1,34 @@
-"""The ``lightd-coordinator`` command line (and its seed spelling, ``vendetta coordination``)."""
+"""The ``lightd-coordinator`` command line (and its seed spelling, ``vendetta coordination``).
+
+::
+
+    lightd-coordinator config [--output PATH] [--force]   write a complete default config.yaml
+    lightd-coordinator start [-c PATH] [--dev]            serve (./config.yaml if present)
+    lightd-coordinator status [-c PATH] [--url URL]       health and nodes of a running server
+    lightd-coordinator token [-c PATH] [--expires 1h]     mint a JWT for the API
+
+Problems (a bad config file, an unreachable server) end with one message on stderr and a
+non-zero exit status: 1 for a failure, 2 for wrong usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
 
 from lightd_coordinator import __version__
+from lightd_coordinator.config import ConfigError, Settings, default_yaml, load_settings
+from lightd_shared.durations import DurationError, format_duration, parse_duration
+
+DEFAULT_CONFIG = Path("config.yaml")
+TOKEN_ENV = "LIGHTD_COORD_TOKEN"
 
 
 def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
@@ -14,17 +37,211 @@ def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
         description="lightd coordinator: node registry, command dispatch and events for agents.",
     )
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    config = sub.add_parser("config", help="write a complete default config.yaml")
+    config.add_argument(
+        "-o", "--output", type=Path, default=DEFAULT_CONFIG, help="where (default ./config.yaml)"
+    )
+    config.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    def config_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=None,
+            help="config file (default: ./config.yaml if present, else built-in defaults)",
+        )
+
+    start = sub.add_parser("start", help="serve the coordination API")
+    config_option(start)
+    start.add_argument(
+        "--dev",
+        action="store_true",
+        help="development run: allow auth with the seed's sample secrets",
+    )
+
+    status = sub.add_parser("status", help="show a running coordinator's health and nodes")
+    config_option(status)
+    status.add_argument("--url", help="coordinator URL (default: from the config's server)")
+    status.add_argument(
+        "--token", help=f"bearer token (default: ${TOKEN_ENV}, else the config's server token)"
+    )
+
+    token = sub.add_parser("token", help="mint a JWT for the API (signed with auth.jwt_secret)")
+    config_option(token)
+    token.add_argument("--subject", default="cli", help="the token's sub claim")
+    token.add_argument(
+        "--expires", default=None, help="lifetime such as '1h' (default auth.token_expiry)"
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _fail(message: str) -> int:
+    print(f"lightd-coordinator: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _settings(path: Path | None) -> Settings:
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    return load_settings(path)
+
+
+def _config(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if output.exists() and not args.force:
+        return _fail(f"{output} already exists; pass --force to overwrite it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(default_yaml(), encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {output}: {exc.strerror or exc}")
+    print(f"wrote {output}")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    settings.check_startable(dev=args.dev)
+    import uvicorn  # deferred: the other commands start faster without it
+
+    from lightd_coordinator.logs import configure_logging
+    from lightd_coordinator.main import create_app
+
+    configure_logging(
+        settings.logging, secrets=[settings.server.auth_token, settings.auth.jwt_secret]
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            log_config=None,
+            timeout_keep_alive=max(1, int(settings.server.idle_timeout.total_seconds())),
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    url = (
+        args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
+    ).rstrip("/")
+    token = args.token or os.environ.get(TOKEN_ENV) or settings.server.auth_token
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+            health = client.get("/health")
+            nodes = client.get("/api/v1/nodes", headers=headers)
+    except httpx.HTTPError as exc:
+        return _fail(f"cannot reach the coordinator at {url}: {type(exc).__name__} ({exc})")
+    if health.status_code >= 500 and not health.content:
+        return _fail(f"{url}/health answered HTTP {health.status_code}")
+    try:
+        report: dict[str, Any] = health.json()
+    except ValueError:
+        return _fail(f"{url}/health did not answer JSON; is this a lightd coordinator?")
+    print(
+        _table(
+            ["COORDINATOR", "STATUS", "VERSION", "NODES", "ACTIVE"],
+            [
+                [
+                    url,
+                    str(report.get("status", "?")),
+                    str(report.get("version", "?")),
+                    str(report.get("total_nodes", "?")),
+                    str(report.get("active_nodes", "?")),
+                ]
+            ],
+        )
+    )
+    print()
+    if nodes.status_code == 401:
+        return _fail(f"the node list needs a token: pass --token or set ${TOKEN_ENV}")
+    if nodes.status_code != 200:
+        return _fail(f"{url}/api/v1/nodes answered HTTP {nodes.status_code}")
+    listing = nodes.json()
+    rows = [
+        [
+            str(n.get("id", "")),
+            str(n.get("name", "")),
+            str(n.get("provider", "")),
+            str(n.get("status", "")),
+            f"{n.get('address', '')}:{n.get('port', '')}",
+            str(n.get("last_seen", "")),
+            ",".join(f"{k}={v}" for k, v in sorted((n.get("labels") or {}).items())),
+        ]
+        for n in listing.get("nodes", [])
+    ]
+    if rows:
+        print(_table(["ID", "NAME", "PROVIDER", "STATUS", "ADDRESS", "LAST SEEN", "LABELS"], rows))
+    else:
+        print("no nodes registered")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from lightd_coordinator.security import COORDINATOR_AUDIENCE, mint_token
+
+    settings = _settings(args.config)
+    lifetime: timedelta = settings.auth.token_expiry
+    if args.expires is not None:
+        try:
+            lifetime = parse_duration(args.expires)
+        except DurationError as exc:
+            return _fail(f"--expires: {exc}")
+    if lifetime <= timedelta(0):
+        return _fail("--expires must be longer than 0s")
+    token = mint_token(
+        settings.auth.jwt_secret,
+        subject=args.subject,
+        audience=COORDINATOR_AUDIENCE,
+        expires_in=lifetime.total_seconds(),
+    )
+    print(token)
+    print(
+        f"valid for {format_duration(lifetime)}; use it as 'Authorization: Bearer <token>'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+_COMMANDS = {"config": _config, "start": _start, "status": _status, "token": _token}
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "lightd-coordinator") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
 
 
 def vendetta_main(argv: Sequence[str] | None = None) -> int:
@@ -37,4 +254,4 @@ def vendetta_main(argv: Sequence[str] | None = None) -> int:
     if args.group is None:
         parser.print_help()
         return 2
-    return main(rest)
+    return main(rest, prog="vendetta coordination")

@@ -1,0 +1,1 @@
+"""The HTTP API: dependencies in ``deps``, one router per resource in ``routes``."""

@@ -1,0 +1,62 @@
+"""Dependencies of the routes, named as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from lightd_coordinator.core import Coordinator
+from lightd_coordinator.security import InvalidToken, Principal
+
+__all__ = ["AuthDep", "CoordinatorDep", "require_auth"]
+
+_bearer = HTTPBearer(auto_error=False, description="The server token or a JWT")
+
+
+def get_coordinator(request: Request) -> Coordinator:
+    coordinator: Coordinator = request.app.state.coordinator
+    return coordinator
+
+
+CoordinatorDep = Annotated[Coordinator, Depends(get_coordinator)]
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=f"unauthorized: {reason}; send 'Authorization: Bearer <token>'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer token from the header; on the event stream also from ``?token=``."""
+    if credentials is not None:
+        return credentials.credentials
+    if request.headers.get("authorization"):
+        raise _unauthorized("the Authorization header must use the Bearer scheme")
+    coordinator = get_coordinator(request)
+    if request.url.path == coordinator.settings.websocket.path:
+        return request.query_params.get("token") or None
+    return None
+
+
+async def require_auth(
+    request: Request,
+    coordinator: CoordinatorDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Every endpoint but ``/health`` needs a token when ``auth.enabled`` is true."""
+    if not coordinator.settings.auth.enabled:
+        return Principal(subject="anonymous", kind="anonymous")
+    token = bearer_token(request, credentials)
+    try:
+        return coordinator.verifier.verify(token)
+    except InvalidToken as exc:
+        raise _unauthorized(str(exc)) from None
+
+
+AuthDep = Annotated[Principal, Depends(require_auth)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

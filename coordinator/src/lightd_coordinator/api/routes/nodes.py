@@ -1,0 +1,201 @@
+"""``/api/v1/nodes``: registry, heartbeats, status, command dispatch and event relay per node."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response, status
+from pydantic import BaseModel
+
+from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.fleet import NodeFilter
+from lightd_shared.commands import Command, CommandResult
+from lightd_shared.dispatch import IDEMPOTENCY_HEADER
+from lightd_shared.events import Event
+from lightd_shared.nodes import (
+    Heartbeat,
+    NodeList,
+    NodeRecord,
+    NodeRegistration,
+    NodeState,
+    NodeStatusView,
+    NodeUpdate,
+)
+
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(require_auth)])
+
+NodeId = Annotated[str, "node id"]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=255,
+        description="Repeat a request with the same key to get the first result back",
+    ),
+]
+RELAYED_EVENT_TYPES = frozenset({"server_update"})
+"""Types a node may relay; the coordinator's own types cannot be forged by a node."""
+
+
+class Message(BaseModel):
+    message: str
+    node_id: str
+
+
+class Relayed(BaseModel):
+    event_id: int
+
+
+def _not_found(node_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"node {node_id!r} is not registered")
+
+
+def _parse_labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, wanted = value.partition("=")
+        if not sep or not key:
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {
+                        "loc": ["query", "label"],
+                        "msg": f"label filter {value!r} must look like key=value",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        labels[key] = wanted
+    return labels
+
+
+@router.post(
+    "",
+    response_model=NodeRecord,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "An existing node was updated", "model": NodeRecord}},
+)
+async def register_node(
+    registration: NodeRegistration, coordinator: CoordinatorDep, response: Response
+) -> NodeRecord:
+    """Register a node; registering an existing id updates it and keeps its ``created_at``."""
+    record, created = await coordinator.fleet.register(registration)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return record
+
+
+@router.get("", response_model=NodeList)
+async def list_nodes(
+    coordinator: CoordinatorDep,
+    status: NodeState | None = None,
+    provider: str | None = None,
+    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> NodeList:
+    """List nodes; ``count`` is the number matching the filters, before paging."""
+    node_filter = NodeFilter(status=status, provider=provider, labels=_parse_labels(label))
+    nodes, total = await coordinator.fleet.query(node_filter, limit=limit, offset=offset)
+    return NodeList(nodes=nodes, count=total)
+
+
+@router.get("/{node_id}", response_model=NodeRecord)
+async def get_node(node_id: NodeId, coordinator: CoordinatorDep) -> NodeRecord:
+    record = await coordinator.fleet.get(node_id)
+    if record is None:
+        raise _not_found(node_id)
+    return record
+
+
+@router.put("/{node_id}", response_model=NodeRecord)
+async def update_node(
+    node_id: NodeId, update: NodeUpdate, coordinator: CoordinatorDep
+) -> NodeRecord:
+    """Partial update: only the fields given change."""
+    record = await coordinator.fleet.update(node_id, update)
+    if record is None:
+        raise _not_found(node_id)
+    return record
+
+
+@router.delete("/{node_id}", response_model=Message)
+async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
+    if await coordinator.fleet.remove(node_id) is None:
+        raise _not_found(node_id)
+    return Message(message=f"node {node_id} unregistered", node_id=node_id)
+
+
+@router.get("/{node_id}/status", response_model=NodeStatusView)
+async def node_status(node_id: NodeId, coordinator: CoordinatorDep) -> NodeStatusView:
+    view = await coordinator.fleet.status(node_id)
+    if view is None:
+        raise _not_found(node_id)
+    return view
+
+
+@router.post("/{node_id}/heartbeat", response_model=NodeStatusView)
+async def heartbeat(
+    node_id: NodeId,
+    coordinator: CoordinatorDep,
+    beat: Annotated[Heartbeat | None, Body()] = None,
+) -> NodeStatusView:
+    """The node is alive; it may report its services. An inactive node becomes active."""
+    if await coordinator.fleet.heartbeat(node_id, beat) is None:
+        raise _not_found(node_id)
+    view = await coordinator.fleet.status(node_id)
+    if view is None:  # pragma: no cover - removed in between
+        raise _not_found(node_id)
+    return view
+
+
+@router.post(
+    "/{node_id}/commands",
+    response_model=CommandResult,
+    responses={202: {"description": "Accepted (?async=true): poll GET /api/v1/commands/{id}"}},
+)
+async def send_command(
+    node_id: NodeId,
+    command: Command,
+    coordinator: CoordinatorDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    run_async: Annotated[bool, Query(alias="async")] = False,
+) -> CommandResult:
+    """Send a command to the node's agent and answer with its result (or 202 with ``async``)."""
+    node = await coordinator.fleet.get(node_id)
+    if node is None:
+        raise _not_found(node_id)
+    result, _ = await coordinator.dispatcher.submit(
+        node, command, idempotency_key=idempotency_key, wait=not run_async
+    )
+    if run_async:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
+
+
+@router.post("/{node_id}/events", response_model=Relayed, status_code=status.HTTP_202_ACCEPTED)
+async def relay_event(node_id: NodeId, event: Event, coordinator: CoordinatorDep) -> Relayed:
+    """An agent relays one of its own events (``server_update``) to ``/ws`` subscribers."""
+    if event.type not in RELAYED_EVENT_TYPES:
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "loc": ["body", "type"],
+                    "msg": f"nodes relay only {sorted(RELAYED_EVENT_TYPES)}, not {event.type!r}",
+                    "type": "value_error",
+                }
+            ],
+        )
+    if await coordinator.fleet.get(node_id) is None:
+        raise _not_found(node_id)
+    data: Any = event.data
+    data = (
+        {"node_id": node_id, **data}
+        if isinstance(data, dict)
+        else {"node_id": node_id, "data": data}
+    )
+    event_id = await coordinator.hub.publish(event.type, data, node_id=node_id)
+    return Relayed(event_id=event_id)

@@ -1,0 +1,152 @@
+"""The running coordinator's parts, built once per app and reached by routes through deps.
+
+Also home of the background tasks (liveness sweep, health probes, result expiry), each a
+drift-free ticker: the next run starts one period after the previous *start*, and a failing
+run is logged and never ends the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import httpx
+
+from lightd_coordinator import __version__
+from lightd_coordinator.config import Settings
+from lightd_coordinator.dispatch import Dispatcher
+from lightd_coordinator.events import EventHub
+from lightd_coordinator.fleet import Fleet
+from lightd_coordinator.registry import Registry, create_registry
+from lightd_coordinator.security import NodeTokenSigner, SharedSecretSigner, TokenVerifier
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["Coordinator"]
+
+log = logging.getLogger(__name__)
+
+_PROBE_CONCURRENCY = 32
+
+
+class Coordinator:
+    """Settings, registry, event hub, fleet, dispatcher and the background tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        signer: NodeTokenSigner | None = None,
+    ) -> None:
+        self.settings = settings
+        self.version = __version__
+        self.started = time.monotonic()
+        self.registry = registry or create_registry(settings.registry)
+        self.hub = EventHub(
+            self.registry,
+            history_size=settings.websocket.history_size,
+            queue_size=settings.websocket.queue_size,
+            state=self._snapshot,
+        )
+        self.fleet = Fleet(self.registry, self.hub, node_timeout=settings.registry.node_timeout)
+        self.verifier = TokenVerifier(
+            static_token=settings.server.auth_token, jwt_secret=settings.auth.jwt_secret
+        )
+        self.client = httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            headers={"User-Agent": f"lightd-coordinator/{__version__}"},
+        )
+        self.dispatcher = Dispatcher(
+            registry=self.registry,
+            hub=self.hub,
+            signer=signer
+            or SharedSecretSigner(
+                settings.auth.jwt_secret,
+                expires_in=settings.auth.dispatch_token_expiry.total_seconds(),
+            ),
+            client=self.client,
+            max_retries=settings.registry.max_retries,
+            default_timeout=settings.registry.command_timeout,
+            result_ttl=settings.registry.result_ttl,
+            max_output=settings.registry.max_output,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _snapshot(self, node_id: str | None) -> dict[str, object]:
+        return await self.fleet.snapshot(node_id)
+
+    async def start(self) -> None:
+        await self.registry.open()
+        await self.hub.start()
+        interval = self.settings.registry.health_check_interval
+        expiry = min(self.settings.registry.result_ttl, timedelta(seconds=60))
+        self._tasks = [
+            asyncio.create_task(self._every(interval, self._sweep, "liveness sweep")),
+            asyncio.create_task(self._every(interval, self.probe_health, "health probe")),
+            asyncio.create_task(self._every(expiry, self._expire, "result expiry")),
+        ]
+        log.info(
+            "coordinator %s started: registry %s, node timeout %s, health checks every %s",
+            __version__,
+            self.registry.provider,
+            self.settings.registry.node_timeout,
+            interval,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.dispatcher.close()
+        await self.hub.close()
+        await self.client.aclose()
+        await self.registry.close()
+
+    async def _every(
+        self, period: timedelta, work: Callable[[], Awaitable[object]], name: str
+    ) -> None:
+        step = period.total_seconds()
+        while True:
+            before = time.monotonic()
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; it runs again in %ss", name, step)
+            await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
+
+    async def _sweep(self) -> None:
+        await self.fleet.sweep()
+
+    async def _expire(self) -> None:
+        gone = await self.registry.purge_results(utcnow())
+        if gone:
+            log.debug("forgot %d expired command results", gone)
+
+    async def probe_health(self) -> None:
+        """GET every node's ``health_url``; a 2xx answer counts as a heartbeat."""
+        nodes = [s.record for s in await self.registry.list_nodes() if s.record.health_url]
+        if not nodes:
+            return
+        limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
+        timeout = min(self.settings.registry.health_check_interval.total_seconds(), 5.0)
+
+        async def probe(node_id: str, url: str) -> None:
+            async with limit:
+                try:
+                    response = await self.client.get(url, timeout=timeout)
+                except httpx.HTTPError as exc:
+                    log.debug("health probe of node %s failed: %s", node_id, type(exc).__name__)
+                    return
+                if response.is_success:
+                    await self.fleet.heartbeat(node_id, None)
+                else:
+                    log.debug("health probe of node %s: HTTP %s", node_id, response.status_code)
+
+        await asyncio.gather(*(probe(n.id, str(n.health_url)) for n in nodes))

@@ -1,0 +1,398 @@
+"""Command dispatch: deliver a command to a node's agent over HTTP and keep its result.
+
+Delivery is ``POST http://{address}:{port}/commands`` (see :mod:`lightd_shared.dispatch`).
+
+Never run a command twice:
+
+- only failures that prove the request never reached the agent are retried (connection refused,
+  connect timeout, no free connection): up to ``registry.max_retries`` more attempts, with
+  exponential backoff and jitter, inside the command's own timeout;
+- once the request may have been sent (read/write errors, timeouts, odd answers) the command is
+  *not* retried: it ends ``timeout`` or ``failed`` with the reason in ``output``;
+- every delivery carries ``Idempotency-Key: <command id>``, so an agent can also drop repeats;
+- a client's ``Idempotency-Key`` maps to the first command id and returns that command's result.
+
+An agent may answer ``202`` and report later (``POST /api/v1/commands/{id}/result``); a synchronous
+caller then waits for that report until the command's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from lightd_coordinator.events import EventHub
+from lightd_coordinator.registry.base import Registry
+from lightd_coordinator.security import NodeTokenSigner
+from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, CommandResult
+from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
+from lightd_shared.durations import format_duration
+from lightd_shared.nodes import NodeRecord
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_START = 0.1
+_BACKOFF_MAX = 2.0
+_CONNECT_TIMEOUT = 5.0
+
+
+class ReportRejected(Exception):
+    """A node's result report cannot be accepted; ``status_code`` says how to answer."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def new_command_id(node_id: str) -> str:
+    """``cmd_<unique>_<node>``: microseconds since the epoch plus 24 random bits."""
+    return f"cmd_{time.time_ns() // 1000}{secrets.token_hex(3)}_{node_id}"
+
+
+def _echo(command: Command, command_id: str) -> CommandEcho:
+    return CommandEcho.model_validate(
+        {**command.model_dump(mode="json", exclude_none=True), "id": command_id}, strict=False
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        hub: EventHub,
+        signer: NodeTokenSigner,
+        client: httpx.AsyncClient,
+        max_retries: int,
+        default_timeout: timedelta,
+        result_ttl: timedelta,
+        max_output: int,
+    ) -> None:
+        self._registry = registry
+        self._hub = hub
+        self._signer = signer
+        self._client = client
+        self._max_retries = max_retries
+        self._default_timeout = default_timeout
+        self._result_ttl = result_ttl
+        self._max_output = max_output
+        self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
+        self._reports: dict[str, asyncio.Future[CommandResult]] = {}
+        self._lock = asyncio.Lock()
+        self.finished: Counter[str] = Counter()
+        self.deliveries = 0
+
+    # -- public --------------------------------------------------------------------------
+    async def submit(
+        self,
+        node: NodeRecord,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        wait: bool = True,
+    ) -> tuple[CommandResult, bool]:
+        """Start (or find, by idempotency key) a command; return its result and whether it is new.
+
+        With ``wait`` the result is final; without it, a ``pending`` result comes back at once.
+        """
+        command_id = new_command_id(node.id)
+        if idempotency_key is not None:
+            earlier = await self._registry.claim_idempotency_key(
+                f"{node.id}\n{idempotency_key}", command_id, utcnow() + self._result_ttl
+            )
+            if earlier is not None:
+                return await self._existing(earlier, wait=wait), False
+        pending = CommandResult(
+            id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"
+        )
+        await self._store(pending)
+        self._reports[command_id] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._run(node, command, command_id), name=command_id)
+        self._inflight[command_id] = task
+        task.add_done_callback(lambda _: self._forget(command_id))
+        if not wait:
+            return pending, True
+        return await asyncio.shield(task), True
+
+    async def get(self, command_id: str) -> CommandResult | None:
+        return await self._registry.get_result(command_id)
+
+    async def report(self, command_id: str, result: CommandResult) -> CommandResult:
+        """A node's report for a command it accepted earlier (``POST .../result``)."""
+        if result.id != command_id:
+            raise ReportRejected(
+                400,
+                f"body id {result.id!r} does not match the command id {command_id!r} in the path",
+            )
+        stored = await self._registry.get_result(command_id)
+        if stored is None:
+            raise ReportRejected(404, f"no command {command_id!r} is known (or it has expired)")
+        if result.node_id != stored.node_id:
+            raise ReportRejected(
+                400,
+                f"command {command_id!r} went to node {stored.node_id!r}, not {result.node_id!r}",
+            )
+        if stored.status in ("success", "failed"):
+            raise ReportRejected(
+                409, f"command {command_id!r} already ended with {stored.status!r}"
+            )
+        final = self._complete(result, stored.command, stored.node_id, measured=None)
+        if final.status in FINAL_STATUSES:
+            await self._finish(final)
+            future = self._reports.get(command_id)
+            if future is not None and not future.done():
+                future.set_result(final)
+        else:
+            await self._store(final)
+        return final
+
+    async def close(self) -> None:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- internals -----------------------------------------------------------------------
+    def _forget(self, command_id: str) -> None:
+        self._inflight.pop(command_id, None)
+        future = self._reports.pop(command_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    async def _existing(self, command_id: str, *, wait: bool) -> CommandResult:
+        task = self._inflight.get(command_id)
+        if task is not None and wait:
+            return await asyncio.shield(task)
+        stored = await self._registry.get_result(command_id)
+        if stored is None:  # claimed by a replica that has not stored it yet, or expired
+            return CommandResult(id=command_id, node_id="", status="pending")
+        return stored
+
+    async def _store(self, result: CommandResult) -> None:
+        await self._registry.put_result(result, utcnow() + self._result_ttl)
+
+    async def _finish(self, result: CommandResult) -> None:
+        await self._store(result)
+        self.finished[result.status] += 1
+        await self._hub.publish(
+            "command_result", result.model_dump(mode="json"), node_id=result.node_id
+        )
+        log.info(
+            "command %s on node %s: %s",
+            result.id,
+            result.node_id,
+            result.status,
+            extra={"command_id": result.id, "node_id": result.node_id, "status": result.status},
+        )
+
+    def _cap(self, output: str) -> str:
+        raw = output.encode("utf-8")
+        if len(raw) <= self._max_output:
+            return output
+        kept = raw[: self._max_output].decode("utf-8", errors="ignore")
+        return f"{kept}\n… [output truncated: {self._max_output} of {len(raw)} bytes kept]"
+
+    def _complete(
+        self,
+        result: CommandResult,
+        command: CommandEcho | None,
+        node_id: str,
+        *,
+        measured: float | None,
+    ) -> CommandResult:
+        update: dict[str, Any] = {"output": self._cap(result.output), "node_id": node_id}
+        if result.command is None:
+            update["command"] = command
+        if result.duration is None and measured is not None:
+            update["duration"] = timedelta(milliseconds=round(measured * 1000))
+        if result.finished is None and result.status in FINAL_STATUSES:
+            update["finished"] = utcnow()
+        return result.model_copy(update=update)
+
+    def _ended(
+        self, command_id: str, node_id: str, echo: CommandEcho, status: str, output: str, t0: float
+    ) -> CommandResult:
+        return CommandResult.model_validate(
+            {
+                "id": command_id,
+                "node_id": node_id,
+                "command": echo,
+                "status": status,
+                "output": self._cap(output),
+                "duration": timedelta(milliseconds=round((time.monotonic() - t0) * 1000)),
+                "finished": utcnow(),
+            }
+        )
+
+    async def _run(self, node: NodeRecord, command: Command, command_id: str) -> CommandResult:
+        started = time.monotonic()
+        timeout = command.params.timeout or self._default_timeout
+        try:
+            result = await self._deliver(node, command, command_id, started, timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a command pending because of a bug here
+            log.exception("dispatch of %s failed unexpectedly", command_id)
+            result = self._ended(
+                command_id,
+                node.id,
+                _echo(command, command_id),
+                "failed",
+                f"coordinator error while dispatching: {type(exc).__name__}",
+                started,
+            )
+            await self._finish(result)
+        return result
+
+    async def _deliver(
+        self,
+        node: NodeRecord,
+        command: Command,
+        command_id: str,
+        started: float,
+        timeout: timedelta,
+    ) -> CommandResult:
+        echo = _echo(command, command_id)
+        url = f"http://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
+        body = AgentCommand.model_validate(
+            {**echo.model_dump(mode="json", exclude_none=True), "node_id": node.id}, strict=False
+        ).model_dump(mode="json", exclude_none=True)
+        deadline = started + timeout.total_seconds()
+        limit = format_duration(timeout)
+        attempt = 0
+        backoff = _BACKOFF_START
+
+        async def end(status: str, output: str) -> CommandResult:
+            result = self._ended(command_id, node.id, echo, status, output, started)
+            await self._finish(result)
+            return result
+
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return await end("timeout", f"node {node.id} was not reached within {limit}")
+            headers = {
+                "Authorization": self._signer.authorization(node.id, command_id),
+                IDEMPOTENCY_HEADER: command_id,
+            }
+            self.deliveries += 1
+            try:
+                response = await self._client.post(
+                    url,
+                    json=body,
+                    headers=headers,
+                    timeout=httpx.Timeout(remaining, connect=min(remaining, _CONNECT_TIMEOUT)),
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # The request never left: safe to try again.
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if attempt > self._max_retries:
+                    return await end(
+                        "failed",
+                        f"node {node.id} unreachable at {url} after {attempt} attempt(s): {reason}",
+                    )
+                log.info(
+                    "node %s unreachable (%s); retry %d of %d",
+                    node.id,
+                    reason,
+                    attempt,
+                    self._max_retries,
+                    extra={"command_id": command_id, "node_id": node.id},
+                )
+                pause = min(
+                    backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())
+                )
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await asyncio.sleep(pause)
+                continue
+            except httpx.TimeoutException:
+                return await end(
+                    "timeout", f"node {node.id} did not answer within {limit} (params.timeout)"
+                )
+            except httpx.HTTPError as exc:
+                return await end(
+                    "failed",
+                    f"connection to node {node.id} broke after the command was sent "
+                    f"({type(exc).__name__}); not retried so that it never runs twice",
+                )
+            return await self._answer(node, command_id, echo, response, started, deadline, limit)
+
+    async def _answer(
+        self,
+        node: NodeRecord,
+        command_id: str,
+        echo: CommandEcho,
+        response: httpx.Response,
+        started: float,
+        deadline: float,
+        limit: str,
+    ) -> CommandResult:
+        async def end(status: str, output: str) -> CommandResult:
+            result = self._ended(command_id, node.id, echo, status, output, started)
+            await self._finish(result)
+            return result
+
+        if response.status_code not in (200, 201, 202):
+            text = response.text[:500]
+            return await end(
+                "failed", f"node {node.id} refused the command: HTTP {response.status_code}: {text}"
+            )
+        try:
+            answer = CommandResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            if response.status_code != 202:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                    for e in exc.errors()[:5]
+                )
+                return await end("failed", f"node {node.id} answered an invalid result: {problems}")
+            answer = CommandResult(id=command_id, node_id=node.id, status="running")
+        if answer.id != command_id:
+            log.warning(
+                "node %s answered for command %r instead of %r; keeping the coordinator's id",
+                node.id,
+                answer.id,
+                command_id,
+            )
+            answer = answer.model_copy(update={"id": command_id})
+        if answer.status in FINAL_STATUSES:
+            final = self._complete(answer, echo, node.id, measured=time.monotonic() - started)
+            await self._finish(final)
+            return final
+        # Accepted: the node reports the result later. Wait for it within the timeout.
+        future = self._reports.get(command_id)
+        if future is None:  # pragma: no cover - created in submit
+            return await end("failed", "internal error: no report slot")
+        if not future.done():
+            await self._store(answer.model_copy(update={"node_id": node.id, "command": echo}))
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            return await end(
+                "timeout", f"node {node.id} accepted the command but reported no result in {limit}"
+            )
+
+
+def _host(address: str) -> str:
+    """Bracket a bare IPv6 address for use in a URL."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address

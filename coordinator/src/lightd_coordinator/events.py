@@ -1,0 +1,167 @@
+"""The event hub behind ``/ws``: numbered events, a bounded history, one bounded queue per client.
+
+- Every published event gets the next integer id from the registry (so ids keep increasing
+  across restarts when the registry persists) and goes into a ring of the newest
+  ``websocket.history_size`` events.
+- Each subscriber has its own ``asyncio.Queue`` of at most ``websocket.queue_size`` events.
+  Publishing never waits for a subscriber: when a queue is full, that subscriber is dropped
+  (``kicked``) with a logged reason, its stream is closed, and it can resume with
+  ``Last-Event-ID``. So a slow client never slows others and never grows memory without bound.
+- A subscriber that resumes from an id still covered by the history gets exactly the events
+  after it; otherwise it gets a fresh ``initial_state`` whose id is the newest event it reflects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightd_coordinator.registry.base import Registry, StoredEvent
+from lightd_shared.events import Event
+
+__all__ = ["EventHub", "StateProvider", "Subscriber"]
+
+log = logging.getLogger(__name__)
+
+StateProvider = Callable[[str | None], Awaitable[dict[str, Any]]]
+"""Builds the ``initial_state`` data (optionally for one node only)."""
+
+_counter = itertools.count(1)
+
+
+class Subscriber:
+    """One connected client: its filters, its queue, and why it was dropped (if it was)."""
+
+    def __init__(
+        self, *, types: frozenset[str] | None, node: str | None, maxsize: int, peer: str
+    ) -> None:
+        self.number = next(_counter)
+        self.types = types
+        self.node = node
+        self.peer = peer
+        self.queue: asyncio.Queue[StoredEvent | None] = asyncio.Queue(maxsize=maxsize)
+        self.kicked = asyncio.Event()
+        self.reason: str | None = None
+        self.last_sent = 0
+
+    def wants(self, event: StoredEvent) -> bool:
+        if self.types is not None and event.type not in self.types:
+            return False
+        return not (self.node is not None and event.node_id != self.node)
+
+
+class EventHub:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        history_size: int,
+        queue_size: int,
+        state: StateProvider,
+    ) -> None:
+        self._registry = registry
+        self._history: deque[StoredEvent] = deque(maxlen=history_size)
+        self._history_size = history_size
+        self._queue_size = queue_size
+        self._state = state
+        self._subscribers: set[Subscriber] = set()
+        self._lock = asyncio.Lock()
+        self._last_id = 0
+        self.published = 0
+        self.dropped = 0
+
+    async def start(self) -> None:
+        """Load the persisted history and id counter (continuing them after a restart)."""
+        for event in await self._registry.recent_events(self._history_size):
+            self._history.append(event)
+        self._last_id = await self._registry.last_event_id()
+
+    async def close(self) -> None:
+        """End every stream (each client may resume from its last id later)."""
+        async with self._lock:
+            for subscriber in list(self._subscribers):
+                self._drop(subscriber, "the coordinator is shutting down", warn=False)
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    @property
+    def connected(self) -> int:
+        return len(self._subscribers)
+
+    async def publish(self, type: str, data: Any, *, node_id: str | None = None) -> int:
+        """Number, store and fan out one event; never waits for a subscriber."""
+        body = Event(type=type, data=data).model_dump_json()
+        async with self._lock:
+            event_id = await self._registry.append_event(
+                node_id, type, body, keep=self._history_size
+            )
+            event = StoredEvent(id=event_id, node_id=node_id, type=type, body=body)
+            self._history.append(event)
+            self._last_id = event_id
+            self.published += 1
+            for subscriber in list(self._subscribers):
+                if subscriber.wants(event):
+                    self._offer(subscriber, event)
+        return event_id
+
+    def _offer(self, subscriber: Subscriber, event: StoredEvent) -> None:
+        try:
+            subscriber.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._drop(
+                subscriber,
+                f"slow consumer: {subscriber.queue.qsize()} events unread "
+                f"(websocket.queue_size); it can resume after event {subscriber.last_sent}",
+            )
+
+    def _drop(self, subscriber: Subscriber, reason: str, *, warn: bool = True) -> None:
+        self._subscribers.discard(subscriber)
+        subscriber.reason = reason
+        subscriber.kicked.set()
+        if warn:
+            self.dropped += 1
+            log.warning(
+                "event stream client %s (%s) disconnected: %s",
+                subscriber.number,
+                subscriber.peer,
+                reason,
+                extra={"client": subscriber.peer, "reason": reason},
+            )
+
+    def _resumable(self, last_event_id: int) -> bool:
+        oldest = self._history[0].id if self._history else self._last_id + 1
+        return oldest - 1 <= last_event_id <= self._last_id
+
+    async def subscribe(
+        self,
+        *,
+        last_event_id: int | None,
+        types: frozenset[str] | None,
+        node: str | None,
+        peer: str,
+    ) -> tuple[Subscriber, list[StoredEvent]]:
+        """Register a client; return it with what it must receive first.
+
+        That is either the events after ``last_event_id`` (a resume) or one ``initial_state``
+        event carrying the id of the newest event it reflects.
+        """
+        subscriber = Subscriber(types=types, node=node, maxsize=self._queue_size, peer=peer)
+        async with self._lock:
+            if last_event_id is not None and self._resumable(last_event_id):
+                backlog = [e for e in self._history if e.id > last_event_id and subscriber.wants(e)]
+            else:
+                data = await self._state(node)
+                data["last_event_id"] = self._last_id
+                body = Event(type="initial_state", data=data).model_dump_json()
+                backlog = [StoredEvent(id=self._last_id, type="initial_state", body=body)]
+            self._subscribers.add(subscriber)
+        return subscriber, backlog
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)

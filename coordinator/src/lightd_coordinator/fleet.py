@@ -1,0 +1,241 @@
+"""The node fleet: registration, updates, heartbeats and liveness, each followed by its event.
+
+Routes and background tasks change nodes only through :class:`Fleet`, so every change is made
+under one lock (no lost updates between a heartbeat and a sweep) and announced on ``/ws``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from lightd_coordinator.events import EventHub
+from lightd_coordinator.registry.base import Registry, StoredNode
+from lightd_shared.nodes import (
+    Heartbeat,
+    NodeRecord,
+    NodeRegistration,
+    NodeState,
+    NodeStatusView,
+    NodeUpdate,
+)
+from lightd_shared.services import Service, ServiceListing
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["Fleet", "NodeFilter"]
+
+log = logging.getLogger(__name__)
+
+
+class NodeFilter:
+    """``?status=&provider=&label=k=v`` of ``GET /api/v1/nodes``."""
+
+    def __init__(
+        self,
+        *,
+        status: NodeState | None = None,
+        provider: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.provider = provider
+        self.labels = labels or {}
+
+    def matches(self, record: NodeRecord) -> bool:
+        if self.status is not None and record.status != self.status:
+            return False
+        if self.provider is not None and record.provider != self.provider:
+            return False
+        return all(record.labels.get(key) == value for key, value in self.labels.items())
+
+
+def _json(record: NodeRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+class Fleet:
+    def __init__(self, registry: Registry, hub: EventHub, *, node_timeout: timedelta) -> None:
+        self.registry = registry
+        self.hub = hub
+        self.node_timeout = node_timeout
+        self._lock = asyncio.Lock()
+
+    async def register(self, registration: NodeRegistration) -> tuple[NodeRecord, bool]:
+        """Add a node, or update it when the id is known (keeping ``created_at``)."""
+        now = utcnow()
+        async with self._lock:
+            existing = await self.registry.get_node(registration.id)
+            fields = registration.model_dump()
+            if existing is None:
+                record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
+                stored = StoredNode(record=record, active_since=now)
+            else:
+                record = NodeRecord.model_validate(
+                    {**fields, "created_at": existing.record.created_at, "last_seen": now}
+                )
+                was_active = existing.record.status == "active"
+                stored = existing.model_copy(
+                    update={
+                        "record": record,
+                        "active_since": existing.active_since if was_active else now,
+                        "revision": existing.revision + 1,
+                    }
+                )
+            await self.registry.put_node(stored)
+            created = existing is None
+            await self.hub.publish(
+                "node_registered" if created else "node_updated", _json(record), node_id=record.id
+            )
+        log.info(
+            "node %s %s at %s:%s",
+            record.id,
+            "registered" if created else "re-registered",
+            record.address,
+            record.port,
+            extra={"node_id": record.id},
+        )
+        return record, created
+
+    async def get(self, node_id: str) -> NodeRecord | None:
+        stored = await self.registry.get_node(node_id)
+        return stored.record if stored is not None else None
+
+    async def update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
+        """Apply a partial update; ``None`` if the node is unknown."""
+        changes = update.changes()
+        async with self._lock:
+            existing = await self.registry.get_node(node_id)
+            if existing is None:
+                return None
+            merged = {**existing.record.model_dump(), **changes}
+            record = NodeRecord.model_validate(merged)
+            became_active = record.status == "active" and existing.record.status != "active"
+            stored = existing.model_copy(
+                update={
+                    "record": record,
+                    "active_since": utcnow() if became_active else existing.active_since,
+                    "revision": existing.revision + 1,
+                }
+            )
+            await self.registry.put_node(stored)
+            await self.hub.publish("node_updated", _json(record), node_id=node_id)
+        return record
+
+    async def remove(self, node_id: str) -> NodeRecord | None:
+        async with self._lock:
+            existing = await self.registry.get_node(node_id)
+            if existing is None or not await self.registry.delete_node(node_id):
+                return None
+            await self.hub.publish("node_unregistered", _json(existing.record), node_id=node_id)
+        log.info("node %s unregistered", node_id, extra={"node_id": node_id})
+        return existing.record
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeRecord | None:
+        """The node is alive (and maybe reports its services); ``None`` if it is unknown."""
+        now = utcnow()
+        async with self._lock:
+            existing = await self.registry.get_node(node_id)
+            if existing is None:
+                return None
+            status: NodeState = beat.status if beat and beat.status else "active"
+            was = existing.record.status
+            record = existing.record.model_copy(update={"last_seen": now, "status": status})
+            services = existing.services
+            services_changed = False
+            if beat is not None and beat.services is not None:
+                new_services = [s.model_copy() for s in beat.services]
+                services_changed = services is None or [s.model_dump() for s in services] != [
+                    s.model_dump() for s in new_services
+                ]
+                services = new_services
+            stored = existing.model_copy(
+                update={
+                    "record": record,
+                    "services": services,
+                    "active_since": now
+                    if status == "active" and was != "active"
+                    else existing.active_since,
+                    "revision": existing.revision + 1,
+                }
+            )
+            await self.registry.put_node(stored)
+            if was != status or services_changed:
+                await self.hub.publish("node_updated", _json(record), node_id=node_id)
+        if was != status:
+            log.info("node %s is %s again", node_id, status, extra={"node_id": node_id})
+        return record
+
+    async def sweep(self, now: datetime | None = None) -> list[str]:
+        """Mark every active node not seen for ``node_timeout`` inactive; return their ids."""
+        now = now or utcnow()
+        went: list[str] = []
+        async with self._lock:
+            for stored in await self.registry.list_nodes():
+                record = stored.record
+                if record.status != "active" or now - record.last_seen <= self.node_timeout:
+                    continue
+                record = record.model_copy(update={"status": "inactive"})
+                await self.registry.put_node(
+                    stored.model_copy(update={"record": record, "revision": stored.revision + 1})
+                )
+                await self.hub.publish("node_inactive", _json(record), node_id=record.id)
+                went.append(record.id)
+        for node_id in went:
+            log.warning(
+                "node %s not seen for %s: marked inactive; it becomes active again with its next "
+                "heartbeat or registration",
+                node_id,
+                self.node_timeout,
+                extra={"node_id": node_id},
+            )
+        return went
+
+    async def query(
+        self, node_filter: NodeFilter, *, limit: int | None, offset: int
+    ) -> tuple[list[NodeRecord], int]:
+        records = [s.record for s in await self.registry.list_nodes()]
+        matching = [r for r in records if node_filter.matches(r)]
+        end = None if limit is None else offset + limit
+        return matching[offset:end], len(matching)
+
+    async def all_records(self) -> list[NodeRecord]:
+        return [s.record for s in await self.registry.list_nodes()]
+
+    async def status(self, node_id: str) -> NodeStatusView | None:
+        stored = await self.registry.get_node(node_id)
+        if stored is None:
+            return None
+        record = stored.record
+        uptime = (
+            max(timedelta(0), utcnow() - stored.active_since)
+            if record.status == "active"
+            else timedelta(0)
+        )
+        uptime = timedelta(seconds=int(uptime.total_seconds()))
+        return NodeStatusView(
+            node_id=record.id, status=record.status, last_seen=record.last_seen, uptime=uptime
+        )
+
+    async def services(self) -> ServiceListing:
+        nodes = await self.registry.list_nodes()
+        reported: dict[str, list[Service]] = {
+            s.record.id: list(s.services) for s in nodes if s.services is not None
+        }
+        return ServiceListing(services=reported, nodes=len(reported))
+
+    async def snapshot(self, node_id: str | None) -> dict[str, Any]:
+        """The ``initial_state`` data: every node (or one) and the services they reported."""
+        nodes = await self.registry.list_nodes()
+        if node_id is not None:
+            nodes = [s for s in nodes if s.record.id == node_id]
+        return {
+            "nodes": [_json(s.record) for s in nodes],
+            "services": {
+                s.record.id: [svc.model_dump(mode="json") for svc in s.services]
+                for s in nodes
+                if s.services is not None
+            },
+            "count": len(nodes),
+        }

@@ -1,0 +1,89 @@
+"""Build the FastAPI app: routers, middleware, and a lifespan that runs the background tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from lightd_coordinator import __version__
+from lightd_coordinator.api.routes import auth, commands, events, monitoring, nodes, services
+from lightd_coordinator.config import Settings
+from lightd_coordinator.core import Coordinator
+from lightd_coordinator.registry import Registry
+from lightd_coordinator.security import NodeTokenSigner
+from lightd_coordinator.timeouts import TimeoutMiddleware
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+The lightd coordination server: node registry, command dispatch to agents, service discovery
+and live events (Server-Sent Events). With `auth.enabled`, every endpoint but `/health` needs
+`Authorization: Bearer <token>` (the server token or a JWT from `POST /api/v1/auth/token`).
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: Registry | None = None,
+    signer: NodeTokenSigner | None = None,
+) -> FastAPI:
+    """The coordinator as an ASGI app; nothing starts until the lifespan runs."""
+    settings = settings or Settings()
+    coordinator = Coordinator(settings, registry=registry, signer=signer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await coordinator.start()
+        try:
+            yield
+        finally:
+            await coordinator.stop()
+            log.info("coordinator stopped")
+
+    app = FastAPI(
+        title="lightd coordinator",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.coordinator = coordinator
+
+    app.include_router(monitoring.router)
+    app.include_router(auth.router)
+    app.include_router(nodes.router)
+    app.include_router(commands.router)
+    app.include_router(services.router)
+    if settings.websocket.enabled:
+        app.include_router(events.build_router(settings.websocket.path))
+
+    app.add_middleware(
+        TimeoutMiddleware,
+        read_timeout=settings.server.read_timeout.total_seconds(),
+        write_timeout=settings.server.write_timeout.total_seconds(),
+        exempt={settings.websocket.path},
+    )
+    origins = settings.websocket.origins
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials="*" not in origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+    )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; the coordinator logged the details"}, status_code=500
+        )
+
+    return app

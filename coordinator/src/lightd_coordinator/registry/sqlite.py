@@ -1,0 +1,184 @@
+"""The ``sqlite`` registry: nodes, command results and event history in one embedded file.
+
+Uses the standard library's ``sqlite3`` on one connection guarded by a lock, called through
+``asyncio.to_thread`` so the event loop never waits on the disk. WAL journaling keeps writes
+cheap; every operation is one transaction, so a crash never leaves half a change behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from lightd_coordinator.registry.base import Registry, StoredEvent, StoredNode
+from lightd_shared.commands import CommandResult
+
+__all__ = ["SqliteRegistry"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY, body TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, command_id TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, node_id TEXT, type TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class SqliteRegistry(Registry):
+    provider = "sqlite"
+    persistent = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                conn = self._conn
+                if conn is None:
+                    raise RuntimeError("the sqlite registry is not open")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    value = work(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return value
+
+        return await asyncio.to_thread(call)
+
+    # -- nodes ---------------------------------------------------------------------------
+    async def get_node(self, node_id: str) -> StoredNode | None:
+        row = await self._run(
+            lambda c: c.execute("SELECT body FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        )
+        return StoredNode.model_validate_json(row[0]) if row else None
+
+    async def put_node(self, node: StoredNode) -> None:
+        body = node.model_dump_json()
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO nodes (id, body) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                (node.record.id, body),
+            )
+        )
+
+    async def delete_node(self, node_id: str) -> bool:
+        count = await self._run(
+            lambda c: c.execute("DELETE FROM nodes WHERE id = ?", (node_id,)).rowcount
+        )
+        return bool(count)
+
+    async def list_nodes(self) -> list[StoredNode]:
+        rows = await self._run(lambda c: c.execute("SELECT body FROM nodes ORDER BY id").fetchall())
+        return [StoredNode.model_validate_json(row[0]) for row in rows]
+
+    # -- command results -----------------------------------------------------------------
+    async def put_result(self, result: CommandResult, expires_at: datetime) -> None:
+        body = result.model_dump_json()
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO results (id, body, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET body = excluded.body, "
+                "expires_at = excluded.expires_at",
+                (result.id, body, expires_at.timestamp()),
+            )
+        )
+
+    async def get_result(self, command_id: str) -> CommandResult | None:
+        row = await self._run(
+            lambda c: c.execute("SELECT body FROM results WHERE id = ?", (command_id,)).fetchone()
+        )
+        return CommandResult.model_validate_json(row[0]) if row else None
+
+    async def purge_results(self, now: datetime) -> int:
+        moment = now.timestamp()
+
+        def purge(c: sqlite3.Connection) -> int:
+            gone = c.execute("DELETE FROM results WHERE expires_at <= ?", (moment,)).rowcount
+            c.execute("DELETE FROM idempotency WHERE expires_at <= ?", (moment,))
+            return int(gone)
+
+        return await self._run(purge)
+
+    async def claim_idempotency_key(
+        self, key: str, command_id: str, expires_at: datetime
+    ) -> str | None:
+        def claim(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT command_id FROM idempotency WHERE key = ?", (key,)).fetchone()
+            if row:
+                return str(row[0])
+            c.execute(
+                "INSERT INTO idempotency (key, command_id, expires_at) VALUES (?, ?, ?)",
+                (key, command_id, expires_at.timestamp()),
+            )
+            return None
+
+        return await self._run(claim)
+
+    # -- events --------------------------------------------------------------------------
+    async def append_event(self, node_id: str | None, type: str, body: str, keep: int) -> int:
+        def append(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
+            event_id = (int(row[0]) if row else 0) + 1
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_event_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (event_id,),
+            )
+            c.execute(
+                "INSERT INTO events (id, node_id, type, body) VALUES (?, ?, ?, ?)",
+                (event_id, node_id, type, body),
+            )
+            c.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
+            return event_id
+
+        return await self._run(append)
+
+    async def recent_events(self, limit: int) -> list[StoredEvent]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT id, node_id, type, body FROM events ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [
+            StoredEvent(id=int(r[0]), node_id=r[1], type=str(r[2]), body=str(r[3]))
+            for r in reversed(rows)
+        ]
+
+    async def last_event_id(self) -> int:
+        row = await self._run(
+            lambda c: c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
+        )
+        return int(row[0]) if row else 0

@@ -1,0 +1,89 @@
+"""``server.read_timeout`` and ``server.write_timeout`` for ordinary requests (never the stream).
+
+uvicorn has no per-request read or write deadline, so this ASGI middleware adds them:
+
+- read: the whole request body must arrive within ``read_timeout`` of the request's start,
+  else the answer is ``408 Request Timeout``;
+- write: every chunk of the response must be accepted by the client's connection within
+  ``write_timeout``, else the connection is dropped (a client that stops reading cannot hold
+  the server's buffers).
+
+``server.idle_timeout`` is uvicorn's ``timeout_keep_alive`` (see ``cli.serve``). Paths in
+``exempt`` (the event stream) are passed through untouched: they stay open for hours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RequestTimeout", "TimeoutMiddleware"]
+
+log = logging.getLogger(__name__)
+
+
+class RequestTimeout(HTTPException):
+    """Raised from ``receive``; an ``HTTPException`` so FastAPI answers it as a 408."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            status_code=408,
+            detail=f"the request body did not arrive within {seconds:g}s (server.read_timeout)",
+        )
+
+
+class _ClientTooSlow(Exception):
+    pass
+
+
+class TimeoutMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, read_timeout: float, write_timeout: float, exempt: set[str]
+    ) -> None:
+        self.app = app
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.read_timeout
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            remaining = deadline - time.monotonic()
+            message: Message | None = None
+            with anyio.move_on_after(max(0.0, remaining)):
+                message = await receive()
+            if message is None:
+                raise RequestTimeout(self.read_timeout)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def timed_send(message: Message) -> None:
+            with anyio.move_on_after(self.write_timeout) as scope_:
+                await send(message)
+            if scope_.cancelled_caught:
+                raise _ClientTooSlow
+
+        try:
+            await self.app(scope, timed_receive, timed_send)
+        except _ClientTooSlow:
+            log.warning(
+                "client %s did not read the answer to %s %s within %gs (server.write_timeout); "
+                "connection dropped",
+                scope.get("client"),
+                scope.get("method"),
+                scope.get("path"),
+                self.write_timeout,
+            )
