@@ -1,11 +1,32 @@
-"""The ``lightd`` command line."""
+"""The ``lightd`` command line: ``run``, ``config``, ``status``, ``token show|reset``.
+
+A bad config never starts a half-configured agent: ``run`` prints one message naming the file
+and every field at fault and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
 
 from lightd_agent import __version__
+from lightd_agent.config import (
+    AgentConfig,
+    ConfigError,
+    default_config_document,
+    find_config_path,
+    load_config,
+)
+from lightd_shared.tokens import generate_token
+
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,8 +35,174 @@ def build_parser() -> argparse.ArgumentParser:
         description="lightd agent: runs Docker containers (servers) on this host.",
     )
     parser.add_argument("--version", action="version", version=f"lightd {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-c",
+            "--config",
+            metavar="PATH",
+            help="config.json to use (default: ./config.json, then /etc/lightd/config.json)",
+        )
+
+    run = commands.add_parser("run", help="start the agent daemon")
+    with_config(run)
+
+    config = commands.add_parser("config", help="print a complete default config.json")
+    config.add_argument("-o", "--output", metavar="PATH", help="write it to PATH instead")
+
+    status = commands.add_parser("status", help="ask a running agent for its health")
+    with_config(status)
+    status.add_argument("--url", help="agent URL (default: from the config's server section)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    token = commands.add_parser("token", help="show or reset the API token")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    with_config(token_commands.add_parser("show", help="print authorization.token"))
+    with_config(token_commands.add_parser("reset", help="write a new token to the config file"))
     return parser
+
+
+def _error(message: str) -> None:
+    print(f"lightd: {message}", file=sys.stderr)
+
+
+def _run(path: str | None) -> int:
+    try:
+        config_path = find_config_path(path)
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_CONFIG
+    import uvicorn
+
+    from lightd_agent.app import create_app
+    from lightd_agent.logs import configure_logging
+
+    configure_logging(config.logging.level, json_format=config.logging.json_format)
+    app = create_app(config, config_path=config_path.resolve())
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def _print_config(output: str | None) -> int:
+    text = json.dumps(default_config_document(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    target = Path(output)
+    if target.exists():
+        _error(f"{target} exists; not overwriting it (remove it first)")
+        return 1
+    target.write_text(text, encoding="utf-8")
+    target.chmod(0o600)
+    print(f"wrote {target} (it holds the API token: keep it private)")
+    return 0
+
+
+def _agent_url(config: AgentConfig) -> str:
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"
+
+
+def _format_health(health: dict[str, Any]) -> str:
+    docker = health.get("docker") or {}
+    node = health.get("node") or {}
+    counts = health.get("containers") or {}
+    rows = [
+        ("status", health.get("status", "?")),
+        ("node", f"{node.get('id', '?')} ({node.get('name', '')})"),
+        ("version", health.get("version", "?")),
+        ("uptime", health.get("uptime", "?")),
+        (
+            "docker",
+            f"reachable, engine {docker.get('version')}"
+            if docker.get("reachable")
+            else f"UNREACHABLE: {docker.get('error')}",
+        ),
+        ("servers", str(counts.get("total", 0))),
+    ]
+    for state, count in counts.items():
+        if state != "total" and count:
+            rows.append((f"  {state}", str(count)))
+    known = {"status", "node", "version", "uptime", "docker", "containers", "started_at"}
+    for name, section in health.items():
+        if name in known:
+            continue
+        if isinstance(section, dict):
+            for key, value in section.items():
+                rows.append((f"{name}.{key}", str(value)))
+        else:
+            rows.append((name, str(section)))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+
+
+def _status(path: str | None, url: str | None, raw: bool) -> int:
+    if url is None:
+        try:
+            url = _agent_url(load_config(path))
+        except ConfigError as exc:
+            _error(f"{exc}\n(or pass --url)")
+            return EXIT_CONFIG
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        response.raise_for_status()
+        health = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        _error(f"no agent answered at {url} ({exc}); is `lightd run` running?")
+        return EXIT_UNREACHABLE
+    print(json.dumps(health, indent=2) if raw else _format_health(health))
+    return 0
+
+
+def _token(action: str, path: str | None) -> int:
+    try:
+        config_path = find_config_path(path)
+        if action == "show":
+            config = load_config(config_path)
+            print(config.authorization.token or "(no token: authorization is disabled)")
+            return 0
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_CONFIG
+    except (OSError, ValueError) as exc:
+        _error(f"cannot read {path or 'config.json'}: {exc}")
+        return EXIT_CONFIG
+    if not isinstance(document, dict):
+        _error(f"{config_path}: the config must be a JSON object")
+        return EXIT_CONFIG
+    token = generate_token()
+    section = document.setdefault("authorization", {})
+    if not isinstance(section, dict):
+        _error(f"{config_path}: authorization must be an object")
+        return EXIT_CONFIG
+    section["token"] = token
+    tmp = config_path.with_name(config_path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(config_path)
+    print(token)
+    print(
+        f"wrote the new token to {config_path}; restart the agent to use it",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,4 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return 0
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "config":
+        return _print_config(args.output)
+    if args.command == "status":
+        return _status(args.config, args.url, args.json)
+    if args.command == "token":
+        return _token(args.token_command, args.config)
+    parser.print_help()  # pragma: no cover - argparse rejects unknown commands
+    return 2
