@@ -6,8 +6,9 @@ Slim images have no curl, so Docker's HEALTHCHECK runs this with the image's Pyt
     healthcheck.py coordinator /etc/lightd-coordinator/config.yaml
 
 The port comes from where the program itself takes it, in the same order: the environment
-override (LIGHTD_SERVER__PORT, VENDETTA_COORD_PORT), then the config file, then the default
-(8070, 3001). So a container started with another port stays healthy without a second setting.
+overrides (LIGHTD_SERVER__PORT; VENDETTA_COORD_PORT, LIGHTD_COORD_SERVER__PORT), then the config
+file, then the default (8070, 3001). So a container started with another port stays healthy
+without a second setting.
 Exit 0 when /health answers 2xx, 1 otherwise (with the reason on stderr for `docker inspect`).
 """
 
@@ -21,10 +22,18 @@ from pathlib import Path
 from typing import Any
 
 PROGRAMS = {
-    # program: (port env override, host env override, default port)
-    "agent": ("LIGHTD_SERVER__PORT", "LIGHTD_SERVER__HOST", 8070),
-    "coordinator": ("VENDETTA_COORD_PORT", "VENDETTA_COORD_HOST", 3001),
+    # program: (port env overrides, host env overrides, default port), strongest first
+    "agent": (("LIGHTD_SERVER__PORT",), ("LIGHTD_SERVER__HOST",), 8070),
+    "coordinator": (
+        ("VENDETTA_COORD_PORT", "LIGHTD_COORD_SERVER__PORT"),
+        ("VENDETTA_COORD_HOST", "LIGHTD_COORD_SERVER__HOST"),
+        3001,
+    ),
 }
+
+
+def _env(names: tuple[str, ...]) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
 
 def _server_section(config: Path) -> dict[str, Any]:
@@ -47,10 +56,10 @@ def _server_section(config: Path) -> dict[str, Any]:
 
 
 def health_url(program: str, config: Path) -> str:
-    port_env, host_env, default_port = PROGRAMS[program]
+    port_envs, host_envs, default_port = PROGRAMS[program]
     server = _server_section(config)
-    port = os.environ.get(port_env) or server.get("port") or default_port
-    host = str(os.environ.get(host_env) or server.get("host") or "")
+    port = _env(port_envs) or server.get("port") or default_port
+    host = str(_env(host_envs) or server.get("host") or "")
     if host in {"", "0.0.0.0", "::", "[::]", "localhost"}:
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
