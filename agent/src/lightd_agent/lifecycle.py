@@ -547,19 +547,28 @@ class ServerManager:
         server.task = asyncio.create_task(self._install(server, reinstall=False))
         return server
 
-    async def reinstall(self, server_id: str) -> Server:
-        """Re-run the install keeping the volume; 202 at once, the work in the background."""
+    async def reinstall(self, server_id: str, stop_timeout: float = 10.0) -> Server:
+        """Re-run the install keeping the volume; 202 at once, the work in the background.
+
+        A running server is stopped first (gracefully, killed after ``stop_timeout``).
+        """
         server = self.get(server_id)
         self._require_docker()
         if server.installing():
             raise Conflict(f"server {server_id!r} is already installing")
-        server.task = asyncio.create_task(self._install(server, reinstall=True))
+        server.task = asyncio.create_task(
+            self._install(server, reinstall=True, stop_timeout=stop_timeout)
+        )
         return server
 
-    async def _install(self, server: Server, *, reinstall: bool) -> None:
+    async def _install(
+        self, server: Server, *, reinstall: bool, stop_timeout: float = 10.0
+    ) -> None:
         try:
             async with server.lock:
-                ok = await self._install_locked(server, reinstall=reinstall)
+                ok = await self._install_locked(
+                    server, reinstall=reinstall, stop_timeout=stop_timeout
+                )
                 if ok and server.spec.start_on_completion:
                     try:
                         await self._start_locked(server)
@@ -571,7 +580,9 @@ class ServerManager:
             log.exception("install of %s failed unexpectedly", server.id)
             self._fail(server, "failed", f"unexpected error during install: {exc}")
 
-    async def _install_locked(self, server: Server, *, reinstall: bool) -> bool:
+    async def _install_locked(
+        self, server: Server, *, reinstall: bool, stop_timeout: float = 10.0
+    ) -> bool:
         spec = server.spec
         call = self.backend.call
         b = self.backend
@@ -584,8 +595,8 @@ class ServerManager:
                     "stopping the server for its reinstall",
                     b.stop,
                     container,
-                    10,
-                    timeout=self.backend.call_seconds + 10,
+                    stop_timeout,
+                    timeout=self.backend.call_seconds + stop_timeout,
                 )
             self._change(server, "installing", "ReinstallStarted")
         else:

@@ -138,8 +138,12 @@ async def kill(server_id: str, manager: ManagerDep) -> ContainerStatus:
     dependencies=[LifecycleAllowed],
     summary="Re-run the install, keeping the volume",
 )
-async def reinstall(server_id: str, manager: ManagerDep) -> Accepted:
-    server = await manager.reinstall(server_id)
+async def reinstall(
+    server_id: str, manager: ManagerDep, body: ActionBody | None = None
+) -> Accepted:
+    """``{"timeout": "10s"}``: how long a running server gets to stop before it is killed."""
+    timeout = (body or ActionBody()).timeout.total_seconds()
+    server = await manager.reinstall(server_id, stop_timeout=timeout)
     return Accepted(id=server.id, state="installing")
 
 
