@@ -21,8 +21,17 @@ def test_crash_is_restarted_until_the_policy_gives_up(agent: Agent, test_image: 
     )
     kinds = agent.wait_kinds(
         "crashy",
-        ["Started", "CreatingContainer", "Ready", "Running"]
-        + ["Crashed", "Running", "Crashed", "Running", "Crashed"],
+        [
+            "Started",
+            "CreatingContainer",
+            "Ready",
+            "Running",
+            "Crashed",
+            "Running",
+            "Crashed",
+            "Running",
+            "Crashed",
+        ],
     )
     status = agent.wait_state("crashy", "crashed")
     assert status["exit_code"] == 3

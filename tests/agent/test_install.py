@@ -1,4 +1,4 @@
-"""Install and reinstall on the real engine: events in the seed's order, errors an operator reads."""
+"""Install and reinstall on the real engine: seed-ordered events, errors an operator reads."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_install_without_script_runs_the_server(
     assert status["error"] is None
     assert status["started_at"] is not None
     assert agent.wait_kinds("plain", ["Started", "CreatingContainer", "Ready", "Running"])
-    ready = [e for e in agent.events if e.kind == "Ready"][0]
+    ready = next(e for e in agent.events if e.kind == "Ready")
     assert ready.state == "ready"
 
     containers = agent.owned(docker_client)
@@ -74,7 +74,7 @@ def test_failing_install_script_ends_failed_with_its_output(
     assert "exited with code 7" in status["error"]
     assert "cannot download the game files" in status["error"]
     assert agent.kinds("broken") == ["Started", "Error"]
-    error = [e for e in agent.events if e.kind == "Error"][0]
+    error = next(e for e in agent.events if e.kind == "Error")
     assert error.error == "failed"
     assert error.data is not None
     assert "exited with code 7" in error.data
@@ -91,7 +91,7 @@ def test_missing_image_ends_failed_not_4xx(
     assert "lightd-test-no-such-image:v0" in status["error"]
     assert "not found" in status["error"]
     assert agent.kinds("ghost") == ["Started", "Error"]
-    error = [e for e in agent.events if e.kind == "Error"][0]
+    error = next(e for e in agent.events if e.kind == "Error")
     assert error.error == "failed"
     assert error.data is not None and "not found" in error.data
     assert agent.owned(docker_client) == []
@@ -112,8 +112,16 @@ def test_reinstall_keeps_the_volume_and_replays_the_seed_events(
     assert response.json() == {"id": "again", "state": "installing"}
     agent.wait_kinds(
         "again",
-        ["Started", "CreatingContainer", "Ready", "Running"]
-        + ["ReinstallStarted", "CreatingContainer", "Ready", "Running"],
+        [
+            "Started",
+            "CreatingContainer",
+            "Ready",
+            "Running",
+            "ReinstallStarted",
+            "CreatingContainer",
+            "Ready",
+            "Running",
+        ],
     )
     status = agent.wait_state("again", "running")
     assert status["container_id"] != first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
@@ -87,7 +88,7 @@ def test_power_actions_on_one_server_never_interleave(agent: Agent, test_image: 
     kinds = agent.kinds("serial")[4:]
     # serialised: states alternate cleanly, never two starts or two stops in a row
     assert kinds, kinds
-    for before, after in zip(kinds, kinds[1:], strict=False):
+    for before, after in itertools.pairwise(kinds):
         assert before != after, kinds
     assert set(kinds) <= {"Running", "Stopped"}
     assert agent.status("serial")["state"] == ("running" if kinds[-1] == "Running" else "stopped")
