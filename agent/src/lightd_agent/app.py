@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
+from lightd_agent.api.deps import Authorized
 from lightd_agent.api.routes import containers, events, health
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
@@ -35,6 +36,8 @@ from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.lifecycle import ServerManager
+from lightd_agent.remote.routes import create_router as remote_router
+from lightd_agent.remote.subsystem import remote_subsystem
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -162,7 +165,7 @@ def create_app(
     app.state.config_path = config_path
     app.state.bus = bus
     app.state.manager = manager
-    app.state.subsystems = list(subsystems or [])
+    app.state.subsystems = [remote_subsystem, *(subsystems or [])]
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, _agent_error)
@@ -170,4 +173,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(containers.router)
     app.include_router(events.router)
+    app.include_router(remote_router(dependencies=[Authorized]))
     return app

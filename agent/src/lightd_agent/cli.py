@@ -23,6 +23,7 @@ from lightd_agent.config import (
     find_config_path,
     load_config,
 )
+from lightd_agent.remote.cli import add_remote_commands, run_remote_command
 from lightd_shared.tokens import generate_token
 
 EXIT_CONFIG = 2
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     with_config(token_commands.add_parser("show", help="print authorization.token"))
     with_config(token_commands.add_parser("reset", help="write a new token to the config file"))
+    add_remote_commands(commands)
     return parser
 
 
@@ -219,5 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args.config, args.url, args.json)
     if args.command == "token":
         return _token(args.token_command, args.config)
+    if args.command == "remote":
+        return run_remote_command(args)
     parser.print_help()  # pragma: no cover - argparse rejects unknown commands
     return 2

@@ -1,0 +1,83 @@
+"""Remote sync as one of the agent's subsystems: started with the app, stopped with it.
+
+:func:`remote_subsystem` is a factory ``(app) -> async context manager`` as
+:mod:`lightd_agent.app` expects in ``app.state.subsystems``. It is entered *before* the server
+manager starts, so the updates that recovery publishes are already recorded in the outbox, and
+exited after the manager stopped. It:
+
+- opens the outbox in ``storage.state_dir`` and attaches to ``app.state.bus`` (durable listener
+  and gate);
+- puts the :class:`RemoteSync` on ``app.state.remote_sync`` for the ``/remote`` routes;
+- adds the ``remote`` section to ``GET /health``;
+- makes ``POST /remote/config/reload`` re-read ``app.state.config_path`` with the agent's own
+  :func:`~lightd_agent.config.load_config` (file and ``LIGHTD_*`` overrides alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from lightd_agent.config import AgentConfig, load_config
+from lightd_agent.remote.sync import RemoteSync
+from lightd_shared.remote import ConfigDocument, RemoteSettings
+from lightd_shared.tokens import mask_token
+
+__all__ = ["remote_subsystem"]
+
+
+def _reloader(app: FastAPI) -> RemoteSettings:
+    path = app.state.config_path
+    if path is None:
+        raise RuntimeError(
+            "this agent was built without a config file, so there is nothing to reload from"
+        )
+    fresh = load_config(path).remote
+    config: AgentConfig = app.state.config
+    config.remote = fresh
+    return fresh
+
+
+def _document(app: FastAPI) -> ConfigDocument:
+    """The agent's own configuration for ``POST {url}/config``: its servers and settings."""
+    config: AgentConfig = app.state.config
+    manager = app.state.manager
+    containers = [
+        server.spec.model_dump(mode="json", exclude_unset=True)
+        for server in sorted(manager.servers.values(), key=lambda s: s.id)
+    ]
+    remote = config.remote.model_dump(mode="json")
+    remote["token"] = mask_token(config.remote.token)
+    settings: dict[str, Any] = {
+        "node": config.node.model_dump(mode="json"),
+        "server": config.server.model_dump(mode="json"),
+        "policy": config.policy.model_dump(mode="json"),
+        "remote": remote,
+    }
+    return ConfigDocument(containers=containers, settings=settings)
+
+
+@asynccontextmanager
+async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
+    """Run remote sync for the life of ``app``."""
+    config: AgentConfig = app.state.config
+    sync = RemoteSync(
+        config.remote,
+        config.storage.state_dir,
+        reload_settings=lambda: _reloader(app),
+        config_document=lambda: _document(app),
+        server_info=lambda: app.state.config.server.model_dump(mode="json"),
+    )
+    sync.attach(app.state.bus)
+    app.state.remote_sync = sync
+    app.state.health_sections["remote"] = lambda: sync.snapshot().model_dump(mode="json")
+    try:
+        await sync.start()
+        yield sync
+    finally:
+        await sync.stop()
+        app.state.health_sections.pop("remote", None)
+        sync.close()
