@@ -688,6 +688,7 @@ class ServerManager:
                 raise NotFound(f"no server with id {server_id!r} on this agent")
             if server.state == "installing":
                 raise Conflict(f"server {server_id!r} is installing; wait until it is ready")
+            before = server.state
             try:
                 if action == "start":
                     await self._start_locked(server)
@@ -703,7 +704,7 @@ class ServerManager:
             except Conflict:
                 raise
             except AgentError as exc:
-                await self._resync(server)
+                await self._resync(server, before)
                 self._error(server, exc, action)
                 raise
         return server
@@ -779,16 +780,17 @@ class ServerManager:
         server.error = None
         self._change(server, "stopped", "Stopped", exit_code=server.exit_code)
 
-    async def _resync(self, server: Server) -> None:
-        """After a failed action, take the state Docker reports (best effort)."""
+    async def _resync(self, server: Server, before: ContainerState) -> None:
+        """After a failed action, take the state Docker reports, or the state before it."""
         if server.state != "stopping":
             return
         try:
             container = await self._container(server)
             state = await self.backend.call("reading state", self.backend.state, container)
         except AgentError:
-            return
-        server.state = "running" if state.get("Running") else "stopped"
+            server.state = before  # Docker cannot tell; never leave it "stopping"
+        else:
+            server.state = "running" if state.get("Running") else "stopped"
         self._persist(server)
 
     # -- delete -----------------------------------------------------------------------------

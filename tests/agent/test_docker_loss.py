@@ -1,0 +1,111 @@
+"""The Docker engine going away and coming back, and a Docker that hangs.
+
+The engine on this machine is shared with other tests running at the same time, so stopping
+dockerd is not an option. Instead the agent under test reaches Docker through a Unix-socket
+proxy (``tests/agent/proxy.py``) set as its ``docker.socket_path``: closing the proxy refuses
+new connections and cuts open ones, which is exactly what the agent sees when the engine stops
+(connection refused, event stream broken); reopening it is the engine starting again. Stalling
+it leaves requests unanswered, like a hung engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.agent.conftest import SERVE, STUBBORN, Agent
+from tests.agent.proxy import DockerProxy
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[DockerProxy]:
+    proxy = DockerProxy(tmp_path / "docker.sock")
+    proxy.open()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def _wait_reachable(agent: Agent, reachable: bool, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        health: dict[str, Any] = httpx.get(agent.url + "/health", timeout=5).json()
+        if health["docker"]["reachable"] is reachable:
+            return health
+        if time.monotonic() > deadline:
+            raise AssertionError(f"docker reachable stayed {not reachable}: {health}")
+        time.sleep(0.05)
+
+
+def test_engine_lost_and_back(
+    make_agent: Any, proxy: DockerProxy, test_image: str, docker_client: docker.DockerClient
+) -> None:
+    agent: Agent = make_agent(docker={"socket_path": str(proxy.path), "call_timeout": "3s"})
+    status = agent.install("steady", test_image, startup_command=SERVE)
+    container_id = status["container_id"]
+
+    proxy.close()  # the engine "stops"
+    health = _wait_reachable(agent, False)
+    assert health["status"] == "degraded"
+    assert health["docker"]["error"]
+    for method, path in [
+        ("GET", "/containers"),
+        ("GET", "/containers/steady/status"),
+        ("POST", "/containers/steady/stop"),
+    ]:
+        response = agent.client.request(method, path)
+        assert response.status_code == 503, (path, response.text)
+        assert "unreachable" in response.json()["detail"]
+    response = agent.client.post("/containers", json=agent.spec("late", test_image))
+    assert response.status_code == 503
+    # while the agent cannot see it, the server's container dies
+    docker_client.containers.get(container_id).kill()
+
+    proxy.open()  # the engine "starts" again: the agent reconnects by itself
+    health = _wait_reachable(agent, True)
+    assert health["status"] == "ok"
+    # the death it missed is found on reconnect and handled by the crash policy
+    kinds = agent.wait_kinds(
+        "steady", ["Started", "CreatingContainer", "Ready", "Running", "Crashed", "Running"]
+    )
+    assert kinds.count("Crashed") == 1
+    status = agent.wait_state("steady", "running")
+    assert status["restarts"] == 1
+    # and Docker's event stream is followed again: a new crash is seen at once
+    docker_client.containers.get(container_id).kill()
+    agent.wait_kinds("steady", [*kinds, "Crashed", "Running"])
+    assert agent.client.post("/containers/steady/stop").json()["state"] == "stopped"
+
+
+def test_hung_docker_call_times_out_instead_of_wedging(
+    make_agent: Any, proxy: DockerProxy, test_image: str
+) -> None:
+    agent: Agent = make_agent(docker={"socket_path": str(proxy.path), "call_timeout": "1s"})
+    agent.install("hung", test_image, startup_command=STUBBORN)
+
+    proxy.stall()
+    response = agent.client.post("/containers/hung/stop", json={"timeout": "0s"})
+    assert response.status_code == 504
+    assert "did not answer within" in response.json()["detail"]
+    assert agent.kinds("hung")[-1] == "Error"
+    error = agent.events[-1]
+    assert error.error == "timeout"
+
+    proxy.close()
+    proxy.open()
+    _wait_reachable(agent, True)
+    # not wedged: the server's lock was released and the next action works
+    status = agent.wait_state("hung", "running", "stopped")
+    assert status["state"] != "stopping"
+    response = agent.client.post("/containers/hung/kill")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "stopped"
