@@ -1,0 +1,87 @@
+"""deploy/systemd/lightd.service: the directives the install script and the agent rely on.
+
+`systemd-analyze verify` checks the unit too where systemd is installed; the directive checks
+run everywhere.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lightd_agent.config import StorageSection
+from tests.deploy.conftest import REPO
+
+UNIT = REPO / "deploy" / "systemd" / "lightd.service"
+INSTALL = REPO / "deploy" / "install-agent.sh"
+
+
+def read_unit(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=True, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+def script_value(name: str) -> str:
+    match = re.search(rf"^{name}=(\S+)$", INSTALL.read_text(), re.MULTILINE)
+    assert match, f"{name}= not found in {INSTALL}"
+    return match.group(1).strip('"')
+
+
+def test_unit_runs_the_installed_agent_after_docker_and_restarts_on_failure() -> None:
+    unit = read_unit(UNIT)
+
+    assert "docker.service" in unit["Unit"]["Requires"].split()
+    assert "docker.service" in unit["Unit"]["After"].split()
+    assert unit["Service"]["Restart"] == "on-failure"
+    venv = script_value("VENV")
+    config = script_value("CONFIG").replace("$CONFIG_DIR", script_value("CONFIG_DIR"))
+    assert unit["Service"]["ExecStart"] == f"{venv}/bin/lightd run -c {config}"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_unit_sandbox_still_allows_the_docker_socket_and_storage() -> None:
+    service = read_unit(UNIT)["Service"]
+
+    assert service["User"] == script_value("SERVICE_USER") == "lightd"
+    assert service["SupplementaryGroups"] == "docker"
+    assert "AF_UNIX" in service["RestrictAddressFamilies"].split()
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["CapabilityBoundingSet"] == ""
+    # StateDirectory=lightd is /var/lib/lightd, writable under ProtectSystem=strict: the same
+    # directory the agent's default storage.base_path and the install script use.
+    assert service["StateDirectory"] == "lightd"
+    assert str(StorageSection().base_path) == "/var/lib/lightd"
+    assert script_value("STATE_DIR") == "/var/lib/lightd"
+
+
+def test_systemd_analyze_verify_accepts_the_unit_where_systemd_is_installed(
+    tmp_path: Path,
+) -> None:
+    unit = read_unit(UNIT)
+    assert unit.sections() == ["Unit", "Service", "Install"]
+    if shutil.which("systemd-analyze") is None:
+        return  # the directive checks above are what this host can do
+    # verify wants ExecStart's binary to exist: point it at this environment's lightd.
+    lightd = Path(sys.executable).with_name("lightd")
+    assert lightd.exists(), f"{lightd} missing: run scripts/install"
+    copy = tmp_path / "lightd.service"
+    copy.write_text(UNIT.read_text().replace("/opt/lightd/bin/lightd", str(lightd)))
+
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    complaints = [line for line in result.stderr.splitlines() if "lightd.service" in line]
+    assert result.returncode == 0, result.stderr
+    assert complaints == []
