@@ -243,7 +243,8 @@ class RemoteSync:
 
     def _check_bound(self) -> None:
         depth = self.outbox.depth()
-        full = depth >= self.settings.outbox_limit
+        # Disabled, nothing new is recorded, so there is nothing to protect by refusing.
+        full = self.settings.enabled and depth >= self.settings.outbox_limit
         if full and not self._full:
             log.error(
                 "remote-sync outbox is FULL: %d undelivered updates (remote.outbox_limit %d). "
@@ -283,7 +284,10 @@ class RemoteSync:
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
-            await self.check_health()
+            try:
+                await self.check_health()
+            except Exception:  # a bug here must not end health checks for good
+                log.exception("remote health check crashed; trying again next interval")
             await asyncio.sleep(max(0.0, interval - (loop.time() - began)))
 
     async def check_health(self) -> bool:
@@ -308,10 +312,12 @@ class RemoteSync:
                     reason += f": {excerpt}"
         self._last_check = datetime.now(UTC)
         if reason is None:
+            came_back = self._remote_state != "ok"
             self._remote_state = "ok"
             self._last_error = None
             log.info("Remote health check: OK", extra={"remote_url": str(self.settings.url)})
-            self._resume()
+            if came_back or self._pause_kind in ("down", "auth"):
+                self._resume()
             return True
         self._remote_state = "failed"
         self._last_error = reason
@@ -336,20 +342,28 @@ class RemoteSync:
 
     async def _delivery_loop(self) -> None:
         while True:
-            self._wake.clear()
-            now = time.time()
-            if self._paused_until > now:
-                await self._sleep(self._paused_until - now)
-                continue
-            heads = self.outbox.due(now)
-            if not heads:
-                at = self.outbox.next_attempt_at()
-                await self._sleep(None if at is None else max(0.0, at - now))
-                continue
-            for update in heads:
-                await self._deliver(update)
-                if self._paused_until > time.time():
-                    break
+            try:
+                await self._delivery_round()
+            except Exception:  # never a dead loop: log, breathe, go on
+                log.exception("remote delivery failed unexpectedly; retrying in 1s")
+                await asyncio.sleep(1.0)
+
+    async def _delivery_round(self) -> None:
+        """One pass: wait while paused or idle, else send the due head of each server."""
+        self._wake.clear()
+        now = time.time()
+        if self._paused_until > now:
+            await self._sleep(self._paused_until - now)
+            return
+        heads = self.outbox.due(now)
+        if not heads:
+            at = self.outbox.next_attempt_at()
+            await self._sleep(None if at is None else max(0.0, at - now))
+            return
+        for update in heads:
+            await self._deliver(update)
+            if self._paused_until > time.time():
+                break
 
     async def _sleep(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
