@@ -1,0 +1,1 @@
+"""Tests of lightd-coordinator (seed 003), over real HTTP on loopback."""

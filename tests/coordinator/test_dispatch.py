@@ -1,0 +1,376 @@
+"""Command dispatch to a real HTTP server standing in for the agent's ``POST /commands``."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from jose import jwt
+
+from lightd_shared.commands import CommandResult
+from lightd_shared.dispatch import AgentCommand, DispatchClaims, FanOutResults
+from tests.coordinator.harness import (
+    SECRET,
+    AgentBehaviour,
+    agent,
+    coordinator,
+    make_settings,
+    node_body,
+    sse,
+)
+from tests.harness.servers import free_port
+
+COMMAND = {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "5s"}}
+
+
+def _register(base: str, node_id: str, port: int, **extra: Any) -> None:
+    response = httpx.post(f"{base}/api/v1/nodes", json=node_body(node_id, port, **extra))
+    assert response.status_code in (200, 201), response.text
+
+
+def _send(
+    base: str, node_id: str, body: dict[str, Any] | None = None, **kwargs: Any
+) -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/v1/nodes/{node_id}/commands", json=body or COMMAND, timeout=30, **kwargs
+    )
+
+
+def test_command_reaches_the_agent_and_its_result_comes_back() -> None:
+    with agent() as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        response = _send(base, "node-1", {**COMMAND, "user": "developer"})
+        assert response.status_code == 200
+        result = CommandResult.model_validate_json(response.content)
+        assert result.status == "success"
+        assert result.output == "hello world"
+        assert result.node_id == "node-1"
+        assert result.id.startswith("cmd_") and result.id.endswith("_node-1")
+        assert result.command is not None and result.command.action == "echo 'hello world'"
+        assert result.duration is not None and result.finished is not None
+        # what the agent received: the command plus its ids, and credentials for this node only
+        assert fake.count == 1
+        sent = AgentCommand.model_validate(fake.received[0])
+        assert sent.id == result.id and sent.node_id == "node-1" and sent.user == "developer"
+        headers = fake.headers[0]
+        assert headers["idempotency-key"] == result.id
+        scheme, token = headers["authorization"].split(" ", 1)
+        assert scheme == "Bearer"
+        claims = DispatchClaims.model_validate(
+            jwt.decode(token, SECRET, algorithms=["HS256"], audience="node-1")
+        )
+        assert claims.sub == "coordinator" and claims.jti == result.id
+        assert claims.exp - claims.iat <= 120
+        # stored: the same result can be fetched later
+        again = httpx.get(f"{base}/api/v1/commands/{result.id}")
+        assert again.status_code == 200 and again.json()["status"] == "success"
+
+
+def test_ids_are_unique() -> None:
+    with agent() as (_, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        ids = {_send(base, "node-1").json()["id"] for _ in range(5)}
+        assert len(ids) == 5
+
+
+def test_slow_node_times_out_at_params_timeout_without_a_retry() -> None:
+    with agent(AgentBehaviour(delay=1)) as (fake, port), coordinator() as (base, _):
+        _register(base, "slow", port)
+        response = _send(base, "slow", {**COMMAND, "params": {"timeout": "300ms"}})
+        assert response.status_code == 200
+        result = response.json()
+        assert result["status"] == "timeout"
+        assert "300ms" in result["output"]
+        assert fake.count == 1  # the request may have been accepted: never sent twice
+
+
+def test_unreachable_node_is_failed_with_the_reason() -> None:
+    port = free_port()  # nothing listens here
+    settings = make_settings(registry={"max_retries": 2})
+    with coordinator(settings) as (base, _):
+        _register(base, "down", port)
+        result = _send(base, "down").json()
+        assert result["status"] == "failed"
+        assert "unreachable" in result["output"]
+        assert "3 attempt" in result["output"]
+        assert f"127.0.0.1:{port}" in result["output"]
+
+
+def test_connect_failures_are_retried_and_the_command_runs_once() -> None:
+    port = free_port()
+    settings = make_settings(registry={"max_retries": 8})
+    fake_holder: dict[str, Any] = {}
+
+    def start_late(ready: threading.Event, stop: threading.Event) -> None:
+        time.sleep(0.4)  # the first attempts find nothing listening
+        with agent(port=port) as (fake, _):
+            fake_holder["fake"] = fake
+            ready.set()
+            stop.wait(30)
+
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=start_late, args=(ready, stop), daemon=True)
+    with coordinator(settings) as (base, _):
+        _register(base, "late", port)
+        thread.start()
+        try:
+            result = _send(base, "late", {**COMMAND, "params": {"timeout": "20s"}}).json()
+            assert ready.is_set()
+            assert result["status"] == "success", result
+            assert fake_holder["fake"].count == 1
+        finally:
+            stop.set()
+            thread.join(10)
+
+
+@contextmanager
+def _hangup_server() -> Iterator[tuple[int, list[bytes]]]:
+    """Accepts a connection, reads the request, then closes without answering."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                except TimeoutError:
+                    pass
+                seen.append(data)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1]), seen
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_broken_connection_after_sending_is_not_retried() -> None:
+    with _hangup_server() as (port, seen), coordinator() as (base, _):
+        _register(base, "flaky", port)
+        result = _send(base, "flaky").json()
+        assert result["status"] == "failed"
+        assert "never runs twice" in result["output"]
+        time.sleep(0.3)
+        assert len(seen) == 1
+
+
+def test_node_refusal_is_failed_with_the_status() -> None:
+    with agent(AgentBehaviour(status_code=503)) as (fake, port), coordinator() as (base, _):
+        _register(base, "busy", port)
+        result = _send(base, "busy").json()
+        assert result["status"] == "failed"
+        assert "HTTP 503" in result["output"]
+        assert fake.count == 1
+
+
+def test_output_is_capped() -> None:
+    settings = make_settings(registry={"max_output": 1000})
+    with agent(AgentBehaviour(output="y" * 5000)) as (_, port), coordinator(settings) as (base, _):
+        _register(base, "chatty", port)
+        result = _send(base, "chatty").json()
+        assert result["output"].startswith("y" * 1000)
+        assert "truncated" in result["output"]
+        assert len(result["output"]) < 1200
+
+
+def test_async_command_answers_202_then_the_result_is_stored() -> None:
+    with agent(AgentBehaviour(delay=0.3)) as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        response = _send(base, "node-1", params={"async": "true"})
+        assert response.status_code == 202
+        pending = response.json()
+        assert pending["status"] == "pending"
+        deadline = time.monotonic() + 10
+        while True:
+            stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
+            if stored["status"] != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stored["status"] == "success"
+        assert stored["output"] == "hello world"
+        assert fake.count == 1
+
+
+def test_node_accepts_then_reports_the_result() -> None:
+    with agent(AgentBehaviour(accept_only=True)) as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        outcome: dict[str, httpx.Response] = {}
+        thread = threading.Thread(
+            target=lambda: outcome.setdefault("r", _send(base, "node-1")), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 5
+        while fake.count == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        command_id = fake.received[0]["id"]
+        time.sleep(0.1)
+        report = {
+            "id": command_id,
+            "node_id": "node-1",
+            "status": "success",
+            "output": "Command executed successfully",
+            "duration": "150ms",
+            "finished": "2026-01-13T18:17:00Z",
+        }
+        reported = httpx.post(f"{base}/api/v1/commands/{command_id}/result", json=report)
+        assert reported.status_code == 200, reported.text
+        thread.join(10)
+        result = outcome["r"].json()
+        assert result["status"] == "success"
+        assert result["output"] == "Command executed successfully"
+        assert result["duration"] == "150ms"
+        # a second final report is refused; mismatched or unknown ids too
+        again = httpx.post(f"{base}/api/v1/commands/{command_id}/result", json=report)
+        assert again.status_code == 409
+        mismatch = httpx.post(f"{base}/api/v1/commands/other/result", json=report)
+        assert mismatch.status_code == 400
+        unknown = httpx.post(
+            f"{base}/api/v1/commands/cmd_1_x/result", json={**report, "id": "cmd_1_x"}
+        )
+        assert unknown.status_code == 404
+
+
+def test_accepted_but_never_reported_times_out() -> None:
+    with agent(AgentBehaviour(accept_only=True)) as (_, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        result = _send(base, "node-1", {**COMMAND, "params": {"timeout": "300ms"}}).json()
+        assert result["status"] == "timeout"
+        assert "reported no result" in result["output"]
+
+
+def test_idempotency_key_returns_the_first_result() -> None:
+    with agent() as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        headers = {"Idempotency-Key": "deploy-42"}
+        first = _send(base, "node-1", headers=headers).json()
+        second = _send(base, "node-1", headers=headers).json()
+        assert first == second
+        assert fake.count == 1
+        other = _send(base, "node-1", headers={"Idempotency-Key": "deploy-43"}).json()
+        assert other["id"] != first["id"]
+        assert fake.count == 2
+
+
+def test_concurrent_requests_with_one_key_run_once() -> None:
+    with agent(AgentBehaviour(delay=0.3)) as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        results: list[dict[str, Any]] = []
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(
+                    _send(base, "node-1", headers={"Idempotency-Key": "same"}).json()
+                )
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert len({r["id"] for r in results}) == 1
+        assert all(r["status"] == "success" for r in results)
+        assert fake.count == 1
+
+
+def test_fan_out_by_label_selector() -> None:
+    with (
+        agent(AgentBehaviour(output="a")) as (fake_a, port_a),
+        agent(AgentBehaviour(output="b")) as (fake_b, port_b),
+        agent(AgentBehaviour(output="c")) as (fake_c, port_c),
+        coordinator() as (base, _),
+    ):
+        _register(base, "a", port_a, labels={"env": "dev", "region": "us-west"})
+        _register(base, "b", port_b, labels={"env": "dev"})
+        _register(base, "c", port_c, labels={"env": "prod"})
+        response = httpx.post(
+            f"{base}/api/v1/commands",
+            json={"selector": {"env": "dev"}, "command": COMMAND},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        outcome = FanOutResults.model_validate_json(response.content)
+        assert outcome.count == 2
+        assert sorted((r.node_id, r.output) for r in outcome.results) == [("a", "a"), ("b", "b")]
+        assert (fake_a.count, fake_b.count, fake_c.count) == (1, 1, 0)
+        # with an idempotency key the fan-out is not repeated
+        key = {"Idempotency-Key": "fan-1"}
+        once = httpx.post(
+            f"{base}/api/v1/commands",
+            json={"selector": {"region": "us-west"}, "command": COMMAND},
+            headers=key,
+            timeout=30,
+        ).json()
+        twice = httpx.post(
+            f"{base}/api/v1/commands",
+            json={"selector": {"region": "us-west"}, "command": COMMAND},
+            headers=key,
+            timeout=30,
+        ).json()
+        assert once == twice and once["count"] == 1
+        assert fake_a.count == 2
+        # async fan-out
+        accepted = httpx.post(
+            f"{base}/api/v1/commands?async=true",
+            json={"selector": {}, "command": COMMAND},
+            timeout=30,
+        )
+        assert accepted.status_code == 202
+        assert [r["status"] for r in accepted.json()["results"]] == ["pending"] * 3
+
+
+def test_command_result_event_is_published() -> None:
+    with agent() as (_, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        with sse(base, "/ws?types=command_result") as stream:
+            stream.next_message()
+            result = _send(base, "node-1").json()
+            event = stream.next_message().json()
+            assert event["type"] == "command_result"
+            assert event["data"]["id"] == result["id"]
+            assert event["data"]["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "exec"},
+        {"type": "shell", "action": "ls"},
+        {"type": "exec", "action": ""},
+        {"type": "exec", "action": "ls", "params": {"timeout": "soon"}},
+        {"type": "exec", "action": "ls", "extra": 1},
+    ],
+)
+def test_bad_commands_are_422_and_never_sent(body: dict[str, Any]) -> None:
+    with agent() as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        response = _send(base, "node-1", body)
+        assert response.status_code == 422
+        assert fake.count == 0
+
+
+def test_command_to_unknown_node_is_404() -> None:
+    with coordinator() as (base, _):
+        response = _send(base, "ghost")
+        assert response.status_code == 404
+        assert "ghost" in response.json()["detail"]
