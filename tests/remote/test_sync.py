@@ -175,6 +175,7 @@ async def test_401_is_logged_clearly_and_not_hammered(
     assert any(TOKEN_HINT in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     keys = {u.headers["idempotency-key"] for u in remote.updates(None)}
     assert len(keys) == 1  # the same update, with the same key on every retry
+    assert REMOTE_TOKEN not in caplog.text  # the secret is never logged
 
     remote.behaviour.status = None
     remote.behaviour.fail_health = False
@@ -258,6 +259,13 @@ async def test_timeout_is_logged_and_the_update_retried(
     bus.publish(event("s1", "Started"))
     await eventually(lambda: any("timed out after 200ms" in r.getMessage() for r in caplog.records))
     assert sync.snapshot().outbox_depth == 1  # the agent carries on, the update is kept
+    await eventually(
+        lambda: any(
+            r.getMessage().startswith("Remote health check: Failed")
+            and "timed out after 200ms" in r.getMessage()
+            for r in caplog.records
+        )
+    )
     remote.behaviour.delay = 0.0
     await eventually(lambda: sync.snapshot().outbox_depth == 0)
     keys = {u.headers["idempotency-key"] for u in remote.updates(None)}
