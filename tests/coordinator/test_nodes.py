@@ -1,0 +1,231 @@
+"""Node registry, liveness, health probes and service discovery over real HTTP."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+
+from lightd_shared.monitoring import HealthReport, Metrics
+from lightd_shared.nodes import NodeList, NodeRecord, NodeStatusView
+from lightd_shared.services import ServiceListing
+from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
+
+
+def _register(client: httpx.Client, node_id: str, port: int = 8080, **extra: Any) -> httpx.Response:
+    response = client.post("/api/v1/nodes", json=node_body(node_id, port, **extra))
+    assert response.status_code in (200, 201), response.text
+    return response
+
+
+def test_register_get_update_delete() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        created = _register(client, "node-1", labels={"env": "dev"})
+        assert created.status_code == 201
+        record = NodeRecord.model_validate_json(created.content)
+        assert record.status == "active" and record.labels == {"env": "dev"}
+
+        time.sleep(0.01)
+        again = _register(client, "node-1", port=9000, labels={"env": "dev"})
+        assert again.status_code == 200
+        updated = NodeRecord.model_validate_json(again.content)
+        assert updated.port == 9000
+        assert updated.created_at == record.created_at
+        assert updated.last_seen > record.last_seen
+
+        put = client.put("/api/v1/nodes/node-1", json={"status": "inactive", "port": 8081})
+        assert put.status_code == 200
+        assert put.json()["status"] == "inactive" and put.json()["port"] == 8081
+        assert put.json()["labels"] == {"env": "dev"}  # untouched fields stay
+
+        assert client.get("/api/v1/nodes/node-1").json()["port"] == 8081
+        deleted = client.delete("/api/v1/nodes/node-1")
+        assert deleted.status_code == 200
+        for method in ("GET", "PUT", "DELETE"):
+            kwargs: dict[str, Any] = {"json": {"port": 1}} if method == "PUT" else {}
+            missing = client.request(method, "/api/v1/nodes/node-1", **kwargs)
+            assert missing.status_code == 404, method
+            assert "node-1" in missing.json()["detail"]
+        assert client.get("/api/v1/nodes/node-1/status").status_code == 404
+        assert client.post("/api/v1/nodes/node-1/heartbeat").status_code == 404
+
+
+def test_put_with_wrong_types_is_422_and_changes_nothing() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "n")
+        for body in ({"port": "8081"}, {"port": 70000}, {"status": "gone"}, {"nmae": "typo"}):
+            response = client.put("/api/v1/nodes/n", json=body)
+            assert response.status_code == 422, body
+            assert response.json()["detail"][0]["loc"][0] == "body"
+        assert client.get("/api/v1/nodes/n").json()["port"] == 8080
+
+
+def test_list_filters_and_pages() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "a", labels={"env": "dev", "region": "us-west"})
+        _register(client, "b", labels={"env": "dev", "region": "eu"})
+        _register(client, "c", labels={"env": "prod"}, provider="lxc")
+        client.put("/api/v1/nodes/b", json={"status": "inactive"})
+
+        def ids(query: str) -> tuple[list[str], int]:
+            listing = NodeList.model_validate_json(client.get(f"/api/v1/nodes{query}").content)
+            return [n.id for n in listing.nodes], listing.count
+
+        assert ids("") == (["a", "b", "c"], 3)
+        assert ids("?status=active") == (["a", "c"], 2)
+        assert ids("?provider=lxc") == (["c"], 1)
+        assert ids("?label=env=dev") == (["a", "b"], 2)
+        assert ids("?label=env=dev&label=region=eu") == (["b"], 1)
+        assert ids("?limit=1") == (["a"], 3)
+        assert ids("?limit=2&offset=1") == (["b", "c"], 3)
+        assert ids("?offset=5") == ([], 3)
+        for bad in ("?status=sleeping", "?limit=0", "?offset=-1", "?label=novalue", "?limit=x"):
+            assert client.get(f"/api/v1/nodes{bad}").status_code == 422, bad
+
+
+def test_status_view_has_last_seen_and_uptime() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "n")
+        time.sleep(1.1)
+        view = client.get("/api/v1/nodes/n/status").json()
+        assert set(view) == {"node_id", "status", "last_seen", "uptime"}
+        assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", view["uptime"])
+        assert NodeStatusView.model_validate(view).uptime.total_seconds() >= 1
+
+
+def test_node_times_out_to_inactive_and_comes_back() -> None:
+    settings = make_settings(registry={"node_timeout": "300ms", "health_check_interval": "100ms"})
+    with coordinator(settings) as (base, _), httpx.Client(base_url=base) as client:
+        with sse(base, "/ws?node=n") as stream:
+            stream.next_message()
+            _register(client, "n")
+            assert stream.next_message().json()["type"] == "node_registered"
+            started = time.monotonic()
+            event = stream.until("node_inactive", timeout=5)
+            waited = time.monotonic() - started
+            assert event.json()["data"]["status"] == "inactive"
+            assert waited >= 0.3  # not before node_timeout
+            assert client.get("/api/v1/nodes/n").json()["status"] == "inactive"
+            assert client.get("/health").json()["active_nodes"] == 0
+
+            beat = client.post("/api/v1/nodes/n/heartbeat")
+            assert beat.status_code == 200 and beat.json()["status"] == "active"
+            back = stream.until("node_updated")
+            assert back.json()["data"]["status"] == "active"
+            # and again inactive, then back by registration
+            stream.until("node_inactive", timeout=5)
+            _register(client, "n")
+            assert stream.until("node_updated").json()["data"]["status"] == "active"
+
+
+def test_heartbeats_keep_a_node_active() -> None:
+    settings = make_settings(registry={"node_timeout": "400ms", "health_check_interval": "100ms"})
+    with coordinator(settings) as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "n")
+        for _ in range(8):
+            time.sleep(0.1)
+            assert client.post("/api/v1/nodes/n/heartbeat", json={}).status_code == 200
+        assert client.get("/api/v1/nodes/n").json()["status"] == "active"
+
+
+def test_health_probe_keeps_a_node_with_a_health_url_active() -> None:
+    settings = make_settings(registry={"node_timeout": "300ms", "health_check_interval": "100ms"})
+    with (
+        agent() as (_, port),
+        coordinator(settings) as (base, _),
+        httpx.Client(base_url=base) as client,
+    ):
+        _register(client, "probed", port, health_url=f"http://127.0.0.1:{port}/health")
+        _register(client, "silent", port)
+        time.sleep(1.0)
+        assert client.get("/api/v1/nodes/probed").json()["status"] == "active"
+        assert client.get("/api/v1/nodes/silent").json()["status"] == "inactive"
+
+
+def test_heartbeat_services_feed_service_discovery() -> None:
+    service = {
+        "id": "web-server",
+        "name": "Web Server",
+        "type": "http",
+        "status": "running",
+        "port": 8080,
+        "endpoint": "http://localhost:8080",
+    }
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "node-1")
+        _register(client, "node-2")
+        assert client.get("/api/v1/services").json() == {"services": {}, "nodes": 0}
+        beat = client.post("/api/v1/nodes/node-1/heartbeat", json={"services": [service]})
+        assert beat.status_code == 200
+        listing = ServiceListing.model_validate_json(client.get("/api/v1/services").content)
+        assert listing.nodes == 1
+        assert listing.services["node-1"][0].model_dump(mode="json") == service
+        metrics = Metrics.model_validate_json(client.get("/metrics").content)
+        assert metrics.services.total == 1
+        bad = client.post("/api/v1/nodes/node-1/heartbeat", json={"services": [{"port": "x"}]})
+        assert bad.status_code == 422
+
+
+def test_health_and_metrics_shapes() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "a")
+        _register(client, "b", provider="lxc")
+        client.put("/api/v1/nodes/b", json={"status": "inactive"})
+        health = client.get("/health").json()
+        assert set(health) == {"status", "timestamp", "total_nodes", "active_nodes", "version"}
+        report = HealthReport.model_validate(health)
+        assert (report.status, report.total_nodes, report.active_nodes) == ("healthy", 2, 1)
+        metrics = client.get("/metrics").json()
+        assert set(metrics) == {"timestamp", "nodes", "services", "websocket"}
+        assert metrics["nodes"] == {
+            "total": 2,
+            "by_status": {"active": 1, "inactive": 1},
+            "by_provider": {"docker": 1, "lxc": 1},
+        }
+        assert metrics["websocket"] == {"connected_clients": 0}
+        for kwargs in ({"params": {"format": "prometheus"}}, {"headers": {"Accept": "text/plain"}}):
+            text = client.get("/metrics", **kwargs)
+            assert text.headers["content-type"].startswith("text/plain")
+            assert 'lightd_coordinator_nodes_by_status{status="inactive"} 1' in text.text
+            assert 'lightd_coordinator_nodes_by_provider{provider="lxc"} 1' in text.text
+            assert "# TYPE lightd_coordinator_nodes gauge" in text.text
+
+
+def test_relayed_container_events_reach_subscribers() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        _register(client, "n")
+        with sse(base, "/ws?types=server_update") as stream:
+            stream.next_message()
+            sent = client.post(
+                "/api/v1/nodes/n/events",
+                json={"type": "server_update", "data": {"server": "web", "state": "running"}},
+            )
+            assert sent.status_code == 202
+            event = stream.next_message().json()
+            assert event["type"] == "server_update"
+            assert event["data"] == {"node_id": "n", "server": "web", "state": "running"}
+        forged = client.post("/api/v1/nodes/n/events", json={"type": "node_unregistered"})
+        assert forged.status_code == 422
+        unknown = client.post("/api/v1/nodes/x/events", json={"type": "server_update"})
+        assert unknown.status_code == 404
+
+
+def test_openapi_docs_are_served() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        assert client.get("/docs").status_code == 200
+        spec = client.get("/openapi.json").json()
+        for path in (
+            "/api/v1/nodes",
+            "/api/v1/nodes/{node_id}",
+            "/api/v1/nodes/{node_id}/status",
+            "/api/v1/nodes/{node_id}/commands",
+            "/api/v1/commands/{command_id}/result",
+            "/api/v1/services",
+            "/health",
+            "/metrics",
+            "/ws",
+            "/api/v1/auth/token",
+        ):
+            assert path in spec["paths"], path
