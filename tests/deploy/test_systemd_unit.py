@@ -1,4 +1,4 @@
-"""deploy/systemd/lightd.service: the directives the install script and the agent rely on.
+"""deploy/systemd/*.service: the directives the install script and the programs rely on.
 
 `systemd-analyze verify` checks the unit too where systemd is installed; the directive checks
 run everywhere.
@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lightd_agent.config import StorageSection
 from tests.deploy.conftest import REPO
 
 UNIT = REPO / "deploy" / "systemd" / "lightd.service"
+COORDINATOR_UNIT = REPO / "deploy" / "systemd" / "lightd-coordinator.service"
 INSTALL = REPO / "deploy" / "install-agent.sh"
 
 
@@ -61,18 +64,41 @@ def test_unit_sandbox_still_allows_the_docker_socket_and_storage() -> None:
     assert script_value("STATE_DIR") == "/var/lib/lightd"
 
 
+def test_coordinator_unit_takes_its_secrets_from_an_environment_file() -> None:
+    unit = read_unit(COORDINATOR_UNIT)
+    service = unit["Service"]
+
+    assert service["ExecStart"] == (
+        "/opt/lightd-coordinator/bin/lightd-coordinator start "
+        "-c /etc/lightd-coordinator/config.yaml"
+    )
+    assert service["EnvironmentFile"] == "/etc/lightd-coordinator/env"
+    assert service["Restart"] == "on-failure"
+    assert service["StateDirectory"] == "lightd-coordinator"
+    assert service["ProtectSystem"] == "strict"
+    production = (REPO / "deploy" / "coordinator.production.yaml").read_text()
+    assert 'path: "/var/lib/lightd-coordinator/registry.db"' in production
+
+
+@pytest.mark.parametrize(
+    ("unit_file", "program"),
+    [(UNIT, "lightd"), (COORDINATOR_UNIT, "lightd-coordinator")],
+    ids=["agent", "coordinator"],
+)
 def test_systemd_analyze_verify_accepts_the_unit_where_systemd_is_installed(
-    tmp_path: Path,
+    tmp_path: Path, unit_file: Path, program: str
 ) -> None:
-    unit = read_unit(UNIT)
+    unit = read_unit(unit_file)
     assert unit.sections() == ["Unit", "Service", "Install"]
     if shutil.which("systemd-analyze") is None:
         return  # the directive checks above are what this host can do
-    # verify wants ExecStart's binary to exist: point it at this environment's lightd.
-    lightd = Path(sys.executable).with_name("lightd")
-    assert lightd.exists(), f"{lightd} missing: run scripts/install"
-    copy = tmp_path / "lightd.service"
-    copy.write_text(UNIT.read_text().replace("/opt/lightd/bin/lightd", str(lightd)))
+    # verify wants ExecStart's binary to exist: point it at this environment's program.
+    binary = Path(sys.executable).with_name(program)
+    assert binary.exists(), f"{binary} missing: run scripts/install"
+    copy = tmp_path / unit_file.name
+    text = unit_file.read_text()
+    copy.write_text(text.replace(f"/opt/{program}/bin/{program}", str(binary)))
+    assert copy.read_text() != text
 
     result = subprocess.run(
         ["systemd-analyze", "verify", str(copy)],
@@ -82,6 +108,6 @@ def test_systemd_analyze_verify_accepts_the_unit_where_systemd_is_installed(
         check=False,
     )
 
-    complaints = [line for line in result.stderr.splitlines() if "lightd.service" in line]
+    complaints = [line for line in result.stderr.splitlines() if unit_file.name in line]
     assert result.returncode == 0, result.stderr
     assert complaints == []
