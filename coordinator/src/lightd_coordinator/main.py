@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -27,6 +30,33 @@ The lightd coordination server: node registry, command dispatch to agents, servi
 and live events (Server-Sent Events). With `auth.enabled`, every endpoint but `/health` needs
 `Authorization: Bearer <token>` (the server token or a JWT from `POST /api/v1/auth/token`).
 """
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return len(value) <= 200
+    return value is None or isinstance(value, bool | int)
+
+
+def safe_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors as JSON: ``loc``, ``msg``, ``type``; the input only when it is short.
+
+    FastAPI's own handler echoes every input, which fails on values such as ``1e999`` (a 500)
+    and copies whole bodies into answers and logs.
+    """
+    safe = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "loc": [p if isinstance(p, int | str) else str(p) for p in error.get("loc", ())],
+            "msg": str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "value_error")),
+        }
+        if _scalar(error.get("input")):
+            item["input"] = error.get("input")
+        safe.append(item)
+    return safe
 
 
 def create_app(
@@ -78,6 +108,10 @@ def create_app(
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
