@@ -72,6 +72,7 @@ class DockerProxy:
             try:
                 upstream.connect(self.target)
             except OSError:
+                upstream.close()
                 client.close()
                 continue
             with self._lock:
@@ -95,3 +96,8 @@ class DockerProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            # the first pump of a pair to finish closes only its source; the other its own
+            with self._lock:
+                self._sockets.discard(source)
+            with contextlib.suppress(OSError):
+                source.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -100,6 +101,11 @@ class DockerBackend:
         return self.config.call_timeout.total_seconds()
 
     def _connect_sync(self) -> docker.DockerClient:
+        # Probe the socket ourselves first: docker-py leaks the socket of a failed connect,
+        # and the watchdog retries every reconnect_interval while the engine is away.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(self.call_seconds)
+            probe.connect(self.config.socket_path)
         client = docker.DockerClient(
             base_url=self.base_url, version="auto", timeout=max(1, int(self.call_seconds))
         )
