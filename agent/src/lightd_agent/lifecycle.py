@@ -181,7 +181,8 @@ class ServerManager:
         for task in (self._watchdog, self._consumer):
             if task is not None:
                 task.cancel()
-        pending = [s.task for s in self.servers.values() if s.installing()]
+        cut_off = [s for s in self.servers.values() if s.installing()]
+        pending = [s.task for s in cut_off]
         pending += list(self._tasks)
         for task in pending:
             if task is not None:
@@ -190,6 +191,15 @@ class ServerManager:
             *(t for t in [self._watchdog, self._consumer, *pending] if t is not None),
             return_exceptions=True,
         )
+        for server in cut_off:  # their state files still say installing: failed at next start
+            with contextlib.suppress(Exception):
+                await self.backend.call(
+                    "removing an install container cut off by shutdown",
+                    self.backend.remove_role,
+                    server.id,
+                    "install",
+                    timeout=5,
+                )
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await asyncio.to_thread(reader.close)
