@@ -222,6 +222,15 @@ def _describe(error: ValidationError, origin: str) -> str:
     return f"invalid configuration in {origin}: " + "; ".join(lines)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (PyYAML's own message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read ``path`` (YAML) plus the environment; ``None`` means defaults plus the environment."""
     file_path = Path(path) if path is not None else None
@@ -238,7 +247,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {file_path}: {exc}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file_path} is not valid YAML: {exc}") from exc
+            raise ConfigError(
+                f"config file {file_path} is not valid YAML: {_yaml_problem(exc)}"
+            ) from None
         if document is not None and not isinstance(document, dict):
             raise ConfigError(
                 f"config file {file_path} must hold a mapping of sections "

@@ -1,0 +1,223 @@
+"""The command line, run as real processes: config, start, status, token and ``vendetta``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from jose import jwt
+
+from lightd_coordinator.config import SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET
+from lightd_coordinator.security import COORDINATOR_AUDIENCE
+from tests.harness.servers import free_port
+
+VENDETTA = str(Path(sys.executable).parent / "vendetta")
+COORD = [sys.executable, "-m", "lightd_coordinator"]
+
+
+def _env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LIGHTD_COORD_") and not k.startswith("VENDETTA_")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=60, env={**_env(), **env}
+    )
+
+
+def _write(path: Path, **sections: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(sections), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def started(args: list[str], cwd: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        args,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"coordinator exited: {process.communicate()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("coordinator did not start")
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+
+def test_help_and_version(tmp_path: Path) -> None:
+    for args in (COORD, [VENDETTA, "coordination"]):
+        helped = run([*args, "--help"], tmp_path)
+        assert helped.returncode == 0
+        for verb in ("config", "start", "status", "token"):
+            assert verb in helped.stdout
+    assert run([*COORD, "--version"], tmp_path).stdout.startswith("lightd-coordinator ")
+
+
+@pytest.mark.parametrize("spelling", ["lightd-coordinator", "vendetta"])
+def test_config_writes_a_complete_default_file(tmp_path: Path, spelling: str) -> None:
+    args = COORD if spelling == "lightd-coordinator" else [VENDETTA, "coordination"]
+    done = run([*args, "config"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert list(document) == ["server", "registry", "websocket", "auth", "logging"]
+    assert document["server"]["idle_timeout"] == "120s"
+    refused = run([*args, "config"], tmp_path)
+    assert refused.returncode == 1
+    assert "already exists" in refused.stderr
+    other = run([*args, "config", "--output", str(tmp_path / "etc" / "c.yaml")], tmp_path)
+    assert other.returncode == 0 and (tmp_path / "etc" / "c.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected", "command"),
+    [
+        ("server:\n  port: nope\n", "server.port", [*COORD, "start", "-c"]),
+        (
+            "registry:\n  node_timout: 5s\n",
+            "registry.node_timout: unknown key",
+            [VENDETTA, "coordination", "start", "--config"],
+        ),
+        ("server: [\n", "not valid YAML", [*COORD, "status", "-c"]),
+    ],
+)
+def test_bad_config_is_one_message_and_a_failure(
+    tmp_path: Path, content: str, expected: str, command: list[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    done = run([*command, str(path)], tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("lightd-coordinator: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_auth_with_sample_secrets_refuses_to_start(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", auth={"enabled": True})
+    done = run([*COORD, "start", "-c", str(path)], tmp_path)
+    assert done.returncode == 1
+    assert "sample" in done.stderr and "--dev" in done.stderr
+    assert SAMPLE_JWT_SECRET not in done.stderr
+
+
+def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
+    """A dev run with auth on: ``status`` prints tables; logs are JSON lines and hold no secret."""
+    port = free_port()
+    _write(
+        tmp_path / "config.yaml",  # picked up from the working directory
+        server={"host": "127.0.0.1", "port": port, "idle_timeout": "1s"},
+        auth={"enabled": True},
+        logging={"format": "json", "level": "info"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    with started([*COORD, "start", "--dev"], tmp_path, port) as process:
+        static = {"Authorization": f"Bearer {SAMPLE_AUTH_TOKEN}"}
+        created = httpx.post(
+            f"{base}/api/v1/nodes",
+            headers=static,
+            json={"id": "node-1", "address": "127.0.0.1", "port": 9, "labels": {"env": "dev"}},
+        )
+        assert created.status_code == 201
+        assert httpx.get(f"{base}/api/v1/nodes").status_code == 401
+        with httpx.stream("GET", f"{base}/ws?token={SAMPLE_AUTH_TOKEN}") as stream:
+            assert stream.status_code == 200
+        httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer wrong-secret-value"})
+
+        for args in ([*COORD, "status"], [VENDETTA, "coordination", "status"]):
+            status = run(args, tmp_path)
+            assert status.returncode == 0, status.stderr
+            lines = status.stdout.splitlines()
+            assert lines[0].split() == ["COORDINATOR", "STATUS", "VERSION", "NODES", "ACTIVE"]
+            assert lines[1].split()[:2] == [base, "healthy"]
+            assert lines[1].split()[3:] == ["1", "1"]
+            node_header = next(i for i, line in enumerate(lines) if line.startswith("ID"))
+            assert lines[node_header].split()[:4] == ["ID", "NAME", "PROVIDER", "STATUS"]
+            row = lines[node_header + 1].split()
+            assert row[:4] == ["node-1", "node-1", "docker", "active"]
+            assert "env=dev" in row
+
+        # idle_timeout: an idle keep-alive connection is closed by the server
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(10)
+            answer = b""
+            while b'"version"' not in answer:
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            started_idle = time.monotonic()
+            assert sock.recv(65536) == b""
+            assert time.monotonic() - started_idle >= 0.9
+
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    # uvicorn re-raises the SIGTERM it caught once shutdown is complete
+    assert process.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert entries, err
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    messages = " ".join(e["message"] for e in entries)
+    assert "node node-1 registered" in messages
+    assert "coordinator stopped" in messages
+    assert "GET /ws?token=***" in messages
+    for secret in (SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET, "wrong-secret-value"):
+        assert secret not in out and secret not in err
+
+
+def test_status_without_a_server_fails_clearly(tmp_path: Path) -> None:
+    port = free_port()
+    done = run([*COORD, "status", "--url", f"http://127.0.0.1:{port}"], tmp_path)
+    assert done.returncode == 1
+    assert "cannot reach the coordinator" in done.stderr
+
+
+def test_token_mints_a_jwt_the_server_accepts(tmp_path: Path) -> None:
+    secret = "cli-test-secret-0123456789"
+    done = run([*COORD, "token", "--expires", "10m"], tmp_path, VENDETTA_JWT_SECRET=secret)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    claims = jwt.decode(token, secret, algorithms=["HS256"], audience=COORDINATOR_AUDIENCE)
+    assert claims["exp"] - claims["iat"] == 600
+    assert run([*COORD, "token", "--expires", "soon"], tmp_path).returncode == 1
