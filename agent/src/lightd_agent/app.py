@@ -139,6 +139,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": clean})
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error answering %s %s", request.method, request.url.path)
+    return JSONResponse(
+        status_code=500,
+        content={"detail": f"internal error ({type(exc).__name__}); see the agent's log"},
+    )
+
+
 async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentError)
     return JSONResponse(status_code=exc.status, content={"detail": exc.message})
@@ -169,6 +177,7 @@ def create_app(
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
     app.include_router(health.router)
     app.include_router(containers.router)

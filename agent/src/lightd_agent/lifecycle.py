@@ -233,6 +233,8 @@ class ServerManager:
             await self.reconcile()
         except AgentError as exc:
             log.warning("reconnecting to Docker failed half-way (%s); retrying", exc.message)
+        except Exception:  # the watchdog must outlive any surprise from Docker
+            log.exception("reconciling servers with Docker failed; retrying on reconnect")
 
     async def _start_reader(self) -> None:
         loop = asyncio.get_running_loop()
@@ -290,6 +292,8 @@ class ServerManager:
                 await self._crashed(server, exit_code)
             except AgentError as exc:
                 log.warning("handling the exit of server %s failed: %s", server.id, exc.message)
+            except Exception:
+                log.exception("handling the exit of server %s failed", server.id)
 
     async def _crashed(self, server: Server, exit_code: int | None) -> None:
         """Mark a crash, then apply the server's restart policy (the lock is held)."""
@@ -717,6 +721,11 @@ class ServerManager:
                 await self._resync(server, before)
                 self._error(server, exc, action)
                 raise
+            except docker.errors.APIError as exc:
+                failure = Conflict(f"{action} of server {server_id!r} failed: {_explain(exc)}")
+                await self._resync(server, before)
+                self._error(server, failure, action)
+                raise failure from exc
         return server
 
     async def _start_locked(self, server: Server) -> None:
@@ -851,6 +860,10 @@ class ServerManager:
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
         loop = asyncio.get_running_loop()
 
+        def put(item: str | None) -> None:
+            # bounded wait: a consumer that is gone (or a loop that stopped) ends the pump
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result(timeout=30)
+
         def pump() -> None:
             buffer = b""
             try:
@@ -858,17 +871,14 @@ class ServerManager:
                     buffer += bytes(chunk)
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:
-                        text = line.decode("utf-8", "replace")
-                        asyncio.run_coroutine_threadsafe(queue.put(text), loop).result()
+                        put(line.decode("utf-8", "replace"))
             except Exception:  # closed by the consumer, or the engine went away
                 pass
             finally:
-                if buffer:
-                    text = buffer.decode("utf-8", "replace")
-                    with contextlib.suppress(Exception):
-                        asyncio.run_coroutine_threadsafe(queue.put(text), loop).result()
                 with contextlib.suppress(Exception):
-                    asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+                    if buffer:
+                        put(buffer.decode("utf-8", "replace"))
+                    put(None)
 
         thread = asyncio.get_running_loop().run_in_executor(None, pump)
 
