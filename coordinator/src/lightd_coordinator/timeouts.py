@@ -4,9 +4,10 @@ uvicorn has no per-request read or write deadline, so this ASGI middleware adds 
 
 - read: the whole request body must arrive within ``read_timeout`` of the request's start,
   else the answer is ``408 Request Timeout``;
-- write: every chunk of the response must be accepted by the client's connection within
+- write: every 64 KiB of the response must be taken by the client's connection within
   ``write_timeout``, else the connection is dropped (a client that stops reading cannot hold
-  the server's buffers).
+  the server's buffers). The time the handler takes to compute the answer is not counted:
+  a command's own ``params.timeout`` bounds that.
 
 ``server.idle_timeout`` is uvicorn's ``timeout_keep_alive`` (see ``cli.serve``). Paths in
 ``exempt`` (the event stream) are passed through untouched: they stay open for hours.
@@ -24,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["RequestTimeout", "TimeoutMiddleware"]
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
 
 
 class RequestTimeout(HTTPException):
@@ -70,11 +73,30 @@ class TimeoutMiddleware:
                 body_done = True
             return message
 
-        async def timed_send(message: Message) -> None:
+        async def send_within(message: Message) -> None:
             with anyio.move_on_after(self.write_timeout) as scope_:
                 await send(message)
             if scope_.cancelled_caught:
                 raise _ClientTooSlow
+
+        async def timed_send(message: Message) -> None:
+            body = message.get("body", b"")
+            if message["type"] != "http.response.body" or len(body) <= _CHUNK:
+                await send_within(message)
+                return
+            # uvicorn hands one body message to the socket buffer whole; in slices its flow
+            # control makes each send wait for the client, so the deadline can apply.
+            more = message.get("more_body", False)
+            view = memoryview(body)
+            for start in range(0, len(body), _CHUNK):
+                last = start + _CHUNK >= len(body)
+                await send_within(
+                    {
+                        "type": "http.response.body",
+                        "body": bytes(view[start : start + _CHUNK]),
+                        "more_body": more if last else True,
+                    }
+                )
 
         try:
             await self.app(scope, timed_receive, timed_send)
