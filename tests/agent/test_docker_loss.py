@@ -109,3 +109,21 @@ def test_hung_docker_call_times_out_instead_of_wedging(
     response = agent.client.post("/containers/hung/kill")
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "stopped"
+
+
+def test_agent_starts_without_docker_and_connects_later(
+    make_agent: Any, tmp_path: Path, test_image: str
+) -> None:
+    proxy = DockerProxy(tmp_path / "late.sock")  # not listening yet: no engine
+    try:
+        agent: Agent = make_agent(docker={"socket_path": str(proxy.path)})
+        health = _wait_reachable(agent, False)
+        assert health["status"] == "degraded"
+        response = agent.client.post("/containers", json=agent.spec("early", test_image))
+        assert response.status_code == 503
+        assert "reconnects by itself" in response.json()["detail"]
+        proxy.open()
+        _wait_reachable(agent, True)
+        assert agent.install("early", test_image, startup_command=SERVE)["state"] == "running"
+    finally:
+        proxy.close()
