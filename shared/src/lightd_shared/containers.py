@@ -27,6 +27,7 @@ from lightd_shared.types import Identifier, Labels, Port
 
 __all__ = [
     "CONTAINER_STATES",
+    "RESERVED_LABELS",
     "ActionBody",
     "AgentHealth",
     "ContainerList",
@@ -54,6 +55,11 @@ _MEMORY = re.compile(r"^(\d+)([bkmg]?)$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MIN_MEMORY = 6 * 1024**2
 """Docker refuses memory limits below 6 MiB."""
+
+RESERVED_LABELS: frozenset[str] = frozenset(
+    {"lightd.node", "lightd.server", "lightd.role", "lightd.spec"}
+)
+"""Ownership labels the agent puts on its containers; a spec may not set them."""
 
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -180,8 +186,10 @@ class ContainerSpec(Request):
     @classmethod
     def _no_reserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if name.startswith("lightd.") and not name.startswith("lightd.test"):
-                raise ValueError(f"label {name!r}: the 'lightd.' prefix is reserved for the agent")
+            if name in RESERVED_LABELS:
+                raise ValueError(
+                    f"label {name!r} is reserved: the agent sets it to mark what it owns"
+                )
         return value
 
     @field_validator("startup_command")
