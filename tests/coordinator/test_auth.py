@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ def _b64(data: dict[str, object]) -> str:
 
 def _claims(**extra: object) -> dict[str, object]:
     now = int(time.time())
-    return {"sub": "x", "aud": COORDINATOR_AUDIENCE, "iat": now, "exp": now + 60, **extra}
+    return {"sub": "x", "aud": COORDINATOR_AUDIENCE, "iat": now, "exp": now + 3600, **extra}
 
 
 BAD_TOKENS = {
@@ -50,7 +51,7 @@ BAD_TOKENS = {
     "forged": jwt.encode(_claims(), "some-other-secret-1234567890", algorithm="HS256"),
     "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims())}.",
     "alg HS512": jwt.encode(_claims(), SECRET, algorithm="HS512"),
-    "node audience": mint_token(SECRET, subject="coordinator", audience="n", expires_in=60),
+    "node audience": mint_token(SECRET, subject="coordinator", audience="n", expires_in=3600),
     "no exp": jwt.encode({"sub": "x", "aud": COORDINATOR_AUDIENCE}, SECRET, algorithm="HS256"),
     "garbage jwt": "a.b.c",
 }
@@ -66,10 +67,16 @@ def test_every_endpoint_but_health_needs_a_token() -> None:
             assert "unauthorized" in response.json()["detail"]
 
 
+@pytest.fixture(scope="module")
+def auth_base() -> Iterator[str]:
+    with coordinator(AUTH_ON) as (base, _):
+        yield base
+
+
 @pytest.mark.parametrize("name", sorted(BAD_TOKENS))
-def test_bad_tokens_are_401(name: str) -> None:
+def test_bad_tokens_are_401(auth_base: str, name: str) -> None:
     token = BAD_TOKENS[name]
-    with coordinator(AUTH_ON) as (base, _), httpx.Client(base_url=base) as client:
+    with httpx.Client(base_url=auth_base) as client:
         response = client.get("/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, name
         assert token not in response.text

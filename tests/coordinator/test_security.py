@@ -38,14 +38,14 @@ def test_minted_tokens_verify_and_carry_their_claims() -> None:
         ),
         (
             jwt.encode(
-                {"sub": "x", "aud": COORDINATOR_AUDIENCE, "exp": int(time.time()) + 60},
+                {"sub": "x", "aud": COORDINATOR_AUDIENCE, "exp": int(time.time()) + 3600},
                 SECRET,
                 algorithm="HS384",
             ),
             "algorithm",
         ),
         (
-            jwt.encode({"sub": "x", "aud": "node-1", "exp": int(time.time()) + 60}, SECRET),
+            jwt.encode({"sub": "x", "aud": "node-1", "exp": int(time.time()) + 3600}, SECRET),
             "invalid",
         ),
     ],
