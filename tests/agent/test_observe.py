@@ -36,15 +36,17 @@ def _read_sse(response: httpx.Response, count: int) -> list[dict[str, str]]:
 
 def test_events_stream_has_ids_and_resumes(agent: Agent, test_image: str) -> None:
     received: list[dict[str, str]] = []
+    subscribed = threading.Event()
 
     def listen() -> None:
         with agent.client.stream("GET", "/events", timeout=30) as response:
             assert response.status_code == 200
+            subscribed.set()  # the route subscribes before it answers
             received.extend(_read_sse(response, 4))
 
     listener = threading.Thread(target=listen)
     listener.start()
-    time.sleep(0.3)  # subscribed before the install starts
+    assert subscribed.wait(timeout=30)
     agent.install("watched", test_image, startup_command=SERVE)
     listener.join(timeout=30)
     assert [m["event"] for m in received] == ["Started", "CreatingContainer", "Ready", "Running"]
