@@ -19,6 +19,7 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
+LABEL org.lightd.build-stage="coordinator"
 # --no-index: the wheels in the context are the whole world, so the build never reaches for a
 # package index. Dependencies first, pinned by uv.lock (requirements/coordinator.txt): that layer is
 # reused until the lock changes. Then lightd's own wheels; only what lightd-coordinator depends on
