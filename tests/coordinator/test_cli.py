@@ -221,3 +221,17 @@ def test_token_mints_a_jwt_the_server_accepts(tmp_path: Path) -> None:
     claims = jwt.decode(token, secret, algorithms=["HS256"], audience=COORDINATOR_AUDIENCE)
     assert claims["exp"] - claims["iat"] == 600
     assert run([*COORD, "token", "--expires", "soon"], tmp_path).returncode == 1
+
+
+def test_unusable_sqlite_path_is_one_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = _write(
+        tmp_path / "c.yaml",
+        registry={"provider": "sqlite", "path": str(blocker / "registry.db")},
+        server={"port": free_port()},
+    )
+    done = run([*COORD, "start", "-c", str(path)], tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "registry.path" in lines[0], done.stderr

@@ -102,9 +102,30 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_registry(settings: Settings) -> None:
+    """Open the sqlite file once before serving, so a bad ``registry.path`` is one message."""
+    if settings.registry.provider != "sqlite":
+        return
+    import sqlite3
+
+    from lightd_coordinator.registry.sqlite import SqliteRegistry
+
+    registry = SqliteRegistry(settings.registry.path)
+    try:
+        registry.open_sync()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            f"registry.path {settings.registry.path!r} cannot be used as the sqlite registry: "
+            f"{exc}; point it at a writable file"
+        ) from None
+    finally:
+        registry.close_sync()
+
+
 def _start(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     settings.check_startable(dev=args.dev)
+    _check_registry(settings)
     import uvicorn  # deferred: the other commands start faster without it
 
     from lightd_coordinator.logs import configure_logging

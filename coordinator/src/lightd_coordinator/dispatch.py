@@ -113,7 +113,7 @@ class Dispatcher:
                 f"{node.id}\n{idempotency_key}", command_id, utcnow() + self._result_ttl
             )
             if earlier is not None:
-                return await self._existing(earlier, wait=wait), False
+                return await self._existing(earlier, node.id, wait=wait), False
         pending = CommandResult(
             id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"
         )
@@ -176,13 +176,13 @@ class Dispatcher:
         if future is not None and not future.done():
             future.cancel()
 
-    async def _existing(self, command_id: str, *, wait: bool) -> CommandResult:
+    async def _existing(self, command_id: str, node_id: str, *, wait: bool) -> CommandResult:
         task = self._inflight.get(command_id)
         if task is not None and wait:
             return await asyncio.shield(task)
         stored = await self._registry.get_result(command_id)
         if stored is None:  # claimed by a replica that has not stored it yet, or expired
-            return CommandResult(id=command_id, node_id="", status="pending")
+            return CommandResult(id=command_id, node_id=node_id, status="pending")
         return stored
 
     async def _store(self, result: CommandResult) -> None:

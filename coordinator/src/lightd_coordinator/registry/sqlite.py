@@ -44,9 +44,14 @@ class SqliteRegistry(Registry):
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._open)
+        await asyncio.to_thread(self.open_sync)
 
-    def _open(self) -> None:
+    def close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def open_sync(self) -> None:
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
