@@ -2,11 +2,10 @@
 # Install the lightd agent on this host as a systemd service. Run as root; safe to run again
 # (an upgrade is the same command): it never overwrites an existing config or token.
 #
-#   sudo deploy/install-agent.sh                        # lightd-agent from the package index
 #   sudo deploy/install-agent.sh --wheels DIR           # from a wheel directory, no index
 #                                                       #   (scripts/build-images --wheels-only)
-#   sudo deploy/install-agent.sh --package 'lightd-agent==0.1.0'
-#   deploy/install-agent.sh --dry-run                   # print what it would do; change nothing
+#   sudo deploy/install-agent.sh --package 'lightd-agent==0.1.0'   # from your package index
+#   deploy/install-agent.sh --wheels DIR --dry-run      # print what it would do; change nothing
 #
 # What it does, each step skipped when already done:
 #   1. the system user `lightd` (no login, no home);
@@ -17,9 +16,10 @@
 #   5. /etc/systemd/system/lightd.service (from deploy/systemd/), enabled and started, restarted
 #      when the agent or the unit changed; then it waits for the agent's /health.
 #
-# Options:
+# Options (one of --wheels and --package is required: the script never guesses where the
+# agent comes from):
 #   --wheels DIR     install from the wheels in DIR only (pip --no-index --find-links DIR)
-#   --package SPEC   the requirement to install (default: lightd-agent)
+#   --package SPEC   the requirement to install from the configured package index
 #   --python PATH    the Python (3.11+) for the virtual environment (default: python3)
 #   --no-start       install and enable nothing in systemd (files only)
 #   --dry-run        print every step, change nothing
@@ -43,7 +43,7 @@ SERVICE_USER=lightd
 UNIT_SOURCE="$here/systemd/lightd.service"
 
 wheels=""
-package="lightd-agent"
+package=""
 python="python3"
 start=1
 dry_run=""
@@ -91,6 +91,10 @@ step "checking prerequisites"
 if [ -z "$prefix" ] && [ -z "$dry_run" ] && [ "$(id -u)" != 0 ]; then
     die "run as root (sudo $0 ...), or try --dry-run first"
 fi
+if [ -z "$wheels" ] && [ -z "$package" ]; then
+    die "say where lightd-agent comes from: --wheels DIR (scripts/build-images --wheels-only)" \
+        "or --package SPEC (from your package index, e.g. --package 'lightd-agent==0.1.0')"
+fi
 [ -f "$UNIT_SOURCE" ] || die "the unit file $UNIT_SOURCE is missing (run this from a lightd checkout)"
 if [ -n "$wheels" ]; then
     [ -d "$wheels" ] || die "--wheels $wheels is not a directory"
@@ -134,7 +138,7 @@ pip_args=(install --quiet --disable-pip-version-check --upgrade)
 if [ -n "$wheels" ]; then
     pip_args+=(--no-index --find-links "$wheels")
 fi
-change "$venv_python" -m pip "${pip_args[@]}" "$package"
+change "$venv_python" -m pip "${pip_args[@]}" "${package:-lightd-agent}"
 after=""
 if [ -z "$dry_run" ]; then
     after=$("$(at "$VENV")/bin/lightd" --version) || die "the installed lightd does not run"
@@ -152,6 +156,11 @@ step "config $CONFIG"
 config_file="$(at "$CONFIG")"
 if [ -e "$config_file" ]; then
     ok "exists: kept as it is (token unchanged)"
+    if [ -z "$prefix" ] && id "$SERVICE_USER" >/dev/null 2>&1 \
+        && ! runuser -u "$SERVICE_USER" -- test -r "$config_file" 2>/dev/null; then
+        echo "warning: $SERVICE_USER cannot read $CONFIG, so the service will not start; fix:" \
+            "chgrp $SERVICE_USER $CONFIG_DIR $CONFIG && chmod g+rx $CONFIG_DIR && chmod 0640 $CONFIG" >&2
+    fi
 else
     change install -d -m 0750 "$(at "$CONFIG_DIR")"
     if [ -n "$dry_run" ]; then

@@ -50,14 +50,14 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
 
 
 def test_dry_run_writes_nothing_and_names_every_step(tmp_path: Path) -> None:
-    result = install(tmp_path, "--dry-run")
+    result = install(tmp_path, "--dry-run", "--package", "lightd-agent==0.1.0")
 
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
     out = result.stdout
     assert "nothing is changed" in out
     assert f"would run: python3 -m venv {tmp_path}/opt/lightd" in out
-    assert "pip install" in out and "lightd-agent" in out
+    assert "pip install --quiet --disable-pip-version-check --upgrade lightd-agent==0.1.0" in out
     assert "would write: /etc/lightd/config.json" in out
     assert f"would run: install -m 0644 {UNIT_SOURCE} {tmp_path}/etc/systemd/system/" in out
     assert "Dry run: nothing was changed" in out
@@ -114,6 +114,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path: Path) ->
     empty_dir.mkdir()
     no_wheel = install(tmp_path, "--wheels", empty_dir)
     unknown = install(tmp_path, "--frobnicate")
+    no_source = install(tmp_path, "--dry-run")
 
     assert missing.returncode != 0
     assert "is not a directory" in missing.stderr
@@ -121,4 +122,6 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path: Path) ->
     assert "no lightd_agent wheel" in no_wheel.stderr
     assert unknown.returncode != 0
     assert "unknown argument '--frobnicate'" in unknown.stderr
+    assert no_source.returncode != 0
+    assert "say where lightd-agent comes from: --wheels DIR" in no_source.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]
