@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -374,3 +375,28 @@ def test_command_to_unknown_node_is_404() -> None:
         response = _send(base, "ghost")
         assert response.status_code == 404
         assert "ghost" in response.json()["detail"]
+
+
+def test_results_expire_after_result_ttl() -> None:
+    settings = make_settings(registry={"result_ttl": "300ms"})
+    with agent() as (_, port), coordinator(settings) as (base, _):
+        _register(base, "node-1", port)
+        result = _send(base, "node-1").json()
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{base}/api/v1/commands/{result['id']}").status_code == 200:
+            assert time.monotonic() < deadline, "the result was never forgotten"
+            time.sleep(0.05)
+        assert httpx.get(f"{base}/api/v1/commands/{result['id']}").status_code == 404
+
+
+def test_commands_open_at_shutdown_end_failed(tmp_path: Path) -> None:
+    settings = make_settings(registry={"provider": "sqlite", "path": str(tmp_path / "r.db")})
+    with agent(AgentBehaviour(accept_only=True)) as (_, port):
+        with coordinator(settings) as (base, _):
+            _register(base, "node-1", port)
+            pending = _send(base, "node-1", params={"async": "true"}).json()
+            time.sleep(0.2)
+        with coordinator(settings) as (base, _):
+            stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
+            assert stored["status"] == "failed"
+            assert "stopped before the node answered" in stored["output"]

@@ -159,11 +159,27 @@ class Dispatcher:
         return final
 
     async def close(self) -> None:
+        """Stop waiting for nodes; commands still open end ``failed`` (not ``pending`` forever)."""
+        open_ids = list(self._inflight)
         tasks = list(self._inflight.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for command_id in open_ids:
+            stored = await self._registry.get_result(command_id)
+            if stored is None or stored.status in FINAL_STATUSES:
+                continue
+            await self._store(
+                stored.model_copy(
+                    update={
+                        "status": "failed",
+                        "output": "the coordinator stopped before the node answered; "
+                        "the command may or may not have run",
+                        "finished": utcnow(),
+                    }
+                )
+            )
 
     @property
     def in_flight(self) -> int:

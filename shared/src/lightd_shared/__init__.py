@@ -5,6 +5,7 @@ Both programs import from here and nowhere else:
 - ``remote``      remote-sync bodies (seed 000): ``/update``, ``/health``, ``/config``
 - ``nodes``       the coordinator's node registry bodies (seed 003)
 - ``commands``    command requests and results
+- ``dispatch``    coordinator -> agent ``POST /commands`` (body, token claims) and fan-out
 - ``services``    service discovery
 - ``monitoring``  coordinator ``/health`` and ``/metrics``
 - ``events``      the SSE envelope ``{type, timestamp, data}``
