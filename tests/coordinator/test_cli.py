@@ -235,3 +235,29 @@ def test_unusable_sqlite_path_is_one_message(tmp_path: Path) -> None:
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "registry.path" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_log_file_output_in_both_formats(tmp_path: Path, fmt: str) -> None:
+    log_file = tmp_path / "logs" / "coordinator.log"
+    script = (
+        "import logging\n"
+        "from lightd_coordinator.config import LoggingSettings\n"
+        "from lightd_coordinator.logs import configure_logging\n"
+        f"configure_logging(LoggingSettings(format={fmt!r}, output={str(log_file)!r}),"
+        " secrets=['hunter2-secret'])\n"
+        "logging.getLogger('lightd_coordinator.x').warning("
+        "'node %s said hunter2-secret', 'n1', extra={'node_id': 'n1'})\n"
+        "logging.getLogger('lightd_coordinator.x').debug('hidden at info')\n"
+    )
+    done = run([sys.executable, "-c", script], tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 1
+    assert "hunter2-secret" not in lines[0]
+    if fmt == "json":
+        entry = json.loads(lines[0])
+        assert entry["message"] == "node n1 said ***"
+        assert (entry["level"], entry["node_id"]) == ("warning", "n1")
+    else:
+        assert "WARNING" in lines[0] and "node n1 said ***" in lines[0]
