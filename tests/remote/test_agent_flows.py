@@ -138,9 +138,40 @@ def test_remote_api_on_the_agent_needs_auth_and_masks_the_token(
     assert view["remote"]["url"] == remote.url
     assert REMOTE_TOKEN not in str(view)
     assert API_TOKEN not in str(view)
-    assert agent.post("/remote/config/pull").json() == remote.behaviour.config
+
+
+def test_config_pull_apply_and_push(
+    agent: httpx.Client, remote: RemoteServer, test_image: str, docker_cleanup: Cleanup
+) -> None:
+    pulled = _spec("pulled-1", test_image, docker_cleanup)
+    remote.behaviour.config = {
+        "containers": [
+            pulled,
+            {"id": "bad-1", "image": test_image, "ports": [{"container": "eighty"}]},
+            {**pulled, "image": "something-else:1"},
+        ],
+        "settings": {"note": "from the panel"},
+    }
+    # A plain pull changes nothing on the agent.
+    plain = agent.post("/remote/config/pull").json()
+    assert plain == {"config": remote.behaviour.config, "applied": []}
+    assert agent.get("/containers/pulled-1/status").status_code == 404
+
+    result = agent.post("/remote/config/pull?apply=true").json()
+    outcomes = [(a["id"], a["outcome"]) for a in result["applied"]]
+    assert outcomes == [("pulled-1", "created"), ("bad-1", "invalid"), ("pulled-1", "exists")]
+    assert "ports" in result["applied"][1]["detail"]
+    wait_state(agent, "pulled-1", {"running"})
+    wait_for(lambda: len(remote.updates()) == 3)
+    assert {u.body["server"] for u in remote.updates()} == {"pulled-1"}
+
     assert agent.post("/remote/config/push").status_code == 200
     [pushed] = [r for r in remote.requests if r.method == "POST" and r.path == f"{PREFIX}/config"]
+    assert pushed.headers["authorization"] == f"Bearer {REMOTE_TOKEN}"
+    assert pushed.headers["content-type"] == "application/json"
+    assert [c["id"] for c in pushed.body["containers"]] == ["pulled-1"]
+    assert pushed.body["containers"][0]["image"] == test_image
+    assert pushed.body["settings"]["remote"]["url"] == remote.url
     assert REMOTE_TOKEN not in str(pushed.body)
     assert API_TOKEN not in str(pushed.body)
 

@@ -126,7 +126,7 @@ async def test_pull_and_push_config(
     client, (sync, _) = api
     response = await client.post("/remote/config/pull")
     assert response.status_code == 200
-    assert response.json() == remote.behaviour.config
+    assert response.json() == {"config": remote.behaviour.config, "applied": []}
     pulled = [r for r in remote.requests if r.path == f"{PREFIX}/config" and r.method == "GET"]
     assert pulled[0].headers["authorization"] == f"Bearer {REMOTE_TOKEN}"
     saved = json.loads((sync.state_dir / "remote-config.json").read_text())
@@ -139,6 +139,10 @@ async def test_pull_and_push_config(
     assert pushed[0].headers["content-type"] == "application/json"
     assert pushed[0].headers["authorization"] == f"Bearer {REMOTE_TOKEN}"
     assert set(pushed[0].body) == {"containers", "settings"}
+
+    # Without a server manager there is nothing to apply containers with.
+    response = await client.post("/remote/config/pull?apply=true")
+    assert response.status_code == 409
 
     remote.stop()
     response = await client.post("/remote/config/pull")

@@ -26,7 +26,9 @@ from lightd_shared.tokens import TOKEN_PATTERN
 __all__ = [
     "RUNTIME_STATUSES",
     "SEED_STATUSES",
+    "AppliedContainer",
     "ConfigDocument",
+    "ConfigPull",
     "DeadLetter",
     "DeadLetterList",
     "ErrorUpdate",
@@ -228,3 +230,23 @@ class DeadLetterList(Payload):
     """``GET /remote/dead-letters``."""
 
     dead_letters: list[DeadLetter] = Field(default_factory=list)
+
+
+class AppliedContainer(Payload):
+    """What ``POST /remote/config/pull?apply=true`` did with one pulled container.
+
+    ``created``: installing now; ``exists``: a server with that id is already here (left as
+    is); ``invalid``: not a valid container spec (``detail`` names the field); ``refused``: the
+    agent refused it (policy, port in use, Docker down, outbox full; ``detail`` says which).
+    """
+
+    id: str | None = None
+    outcome: Literal["created", "exists", "invalid", "refused"]
+    detail: str = ""
+
+
+class ConfigPull(Payload):
+    """``POST /remote/config/pull``: the document pulled and, with ``apply``, what was done."""
+
+    config: ConfigDocument
+    applied: list[AppliedContainer] = Field(default_factory=list)

@@ -3,7 +3,7 @@
     lightd remote status                       remote health, outbox depth, dead letters
     lightd remote config show                  GET  /remote/config (token masked)
     lightd remote config reload                POST /remote/config/reload
-    lightd remote config pull                  POST /remote/config/pull
+    lightd remote config pull [--apply]        POST /remote/config/pull[?apply=true]
     lightd remote config push                  POST /remote/config/push
     lightd remote dead-letters list            GET  /remote/dead-letters
     lightd remote dead-letters replay ID       POST /remote/dead-letters/ID/replay
@@ -111,14 +111,20 @@ def _config_reload(args: argparse.Namespace) -> int:
 
 
 def _config_pull(args: argparse.Namespace) -> int:
-    document = _call(args, "POST", "/remote/config/pull")
+    apply = bool(getattr(args, "apply", False))
+    path = "/remote/config/pull" + ("?apply=true" if apply else "")
+    result = _call(args, "POST", path)
     if args.json:
-        print(json.dumps(document, indent=2))
-    else:
-        print(
-            f"pulled from the remote: {len(document['containers'])} containers, "
-            f"{len(document['settings'])} settings"
-        )
+        print(json.dumps(result, indent=2))
+        return 0
+    document = result["config"]
+    print(
+        f"pulled from the remote: {len(document['containers'])} containers, "
+        f"{len(document['settings'])} settings"
+    )
+    if apply:
+        rows = [[a["id"] or "?", a["outcome"], a["detail"]] for a in result["applied"]]
+        print(_table(rows, ["SERVER", "OUTCOME", "DETAIL"]) if rows else "nothing to apply")
     return 0
 
 
@@ -189,7 +195,14 @@ def add_remote_commands(subparsers: Any) -> None:
         ("pull", _config_pull, "GET {url}/config from the remote"),
         ("push", _config_push, "POST this agent's config to {url}/config"),
     ]:
-        config_verbs.add_parser(name, parents=[common], help=text).set_defaults(handler=handler)
+        verb = config_verbs.add_parser(name, parents=[common], help=text)
+        verb.set_defaults(handler=handler)
+        if name == "pull":
+            verb.add_argument(
+                "--apply",
+                action="store_true",
+                help="also create the pulled servers this agent does not have yet",
+            )
 
     dead = verbs.add_parser("dead-letters", help="updates the remote refused for good")
     dead_verbs = dead.add_subparsers(dest="dead_command", metavar="ACTION", required=True)

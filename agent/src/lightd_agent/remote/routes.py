@@ -19,6 +19,7 @@ from lightd_agent import __version__
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
+    ConfigPull,
     DeadLetterList,
     MessageResponse,
     RemoteConfigRemote,
@@ -74,11 +75,11 @@ def create_router(*, dependencies: Sequence[Any]) -> APIRouter:
             ) from exc
         return MessageResponse(message="Configuration reloaded successfully")
 
-    @router.post("/config/pull", response_model=ConfigDocument)
-    async def pull_config(sync: SyncDep) -> ConfigDocument:
-        """``GET {url}/config`` from the remote, now."""
+    @router.post("/config/pull", response_model=ConfigPull)
+    async def pull_config(sync: SyncDep, apply: bool = False) -> ConfigPull:
+        """``GET {url}/config`` from the remote, now; ``?apply=true`` creates missing servers."""
         try:
-            return await sync.pull_config()
+            return await sync.pull_config(apply=apply)
         except RemoteDisabled as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         except RemoteCallFailed as exc:

@@ -20,10 +20,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from lightd_agent.config import AgentConfig, load_config
+from lightd_agent.errors import AgentError
+from lightd_agent.events import EventBus
 from lightd_agent.remote.sync import RemoteSync
-from lightd_shared.remote import ConfigDocument, RemoteSettings
+from lightd_shared.containers import ContainerSpec
+from lightd_shared.remote import AppliedContainer, ConfigDocument, RemoteSettings
 from lightd_shared.tokens import mask_token
 
 __all__ = ["remote_subsystem"]
@@ -60,6 +64,41 @@ def _document(app: FastAPI) -> ConfigDocument:
     return ConfigDocument(containers=containers, settings=settings)
 
 
+def _invalid(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'container'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+async def _apply(app: FastAPI, document: ConfigDocument) -> list[AppliedContainer]:
+    """Create the pulled containers this agent does not have; each checked like the API does."""
+    manager = app.state.manager
+    bus: EventBus = app.state.bus
+    results: list[AppliedContainer] = []
+    for item in document.containers:
+        raw_id = item.get("id")
+        given = raw_id if isinstance(raw_id, str) else None
+        try:
+            spec = ContainerSpec.model_validate(item)
+        except ValidationError as exc:
+            results.append(AppliedContainer(id=given, outcome="invalid", detail=_invalid(exc)))
+            continue
+        if spec.id in manager.servers:
+            results.append(AppliedContainer(id=spec.id, outcome="exists", detail="left as it is"))
+            continue
+        refusal = bus.refusal()
+        if refusal:
+            results.append(AppliedContainer(id=spec.id, outcome="refused", detail=refusal))
+            continue
+        try:
+            await manager.create(spec)
+        except AgentError as exc:
+            results.append(AppliedContainer(id=spec.id, outcome="refused", detail=exc.message))
+            continue
+        results.append(AppliedContainer(id=spec.id, outcome="created", detail="installing"))
+    return results
+
+
 @asynccontextmanager
 async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
     """Run remote sync for the life of ``app``."""
@@ -69,6 +108,7 @@ async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
         config.storage.state_dir,
         reload_settings=lambda: _reloader(app),
         config_document=lambda: _document(app),
+        apply_config=lambda document: _apply(app, document),
         server_info=lambda: app.state.config.server.model_dump(mode="json"),
     )
     sync.attach(app.state.bus)

@@ -50,7 +50,9 @@ from lightd_agent.remote.outbox import Outbox, PendingUpdate
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import (
+    AppliedContainer,
     ConfigDocument,
+    ConfigPull,
     DeadLetter,
     RemoteSettings,
     RemoteSyncHealth,
@@ -91,7 +93,7 @@ class RemoteSync:
         *,
         reload_settings: Callable[[], RemoteSettings] | None = None,
         config_document: Callable[[], ConfigDocument] | None = None,
-        on_pull: Callable[[ConfigDocument], Awaitable[None]] | None = None,
+        apply_config: Callable[[ConfigDocument], Awaitable[list[AppliedContainer]]] | None = None,
         server_info: Callable[[], dict[str, Any]] | None = None,
         retry_base: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -101,7 +103,7 @@ class RemoteSync:
         self.outbox = Outbox(state_dir / OUTBOX_FILE)
         self._reload_settings = reload_settings
         self._config_document = config_document
-        self._on_pull = on_pull
+        self._apply_config = apply_config
         self._server_info = server_info
         self._retry_base = retry_base
         self._transport = transport
@@ -512,9 +514,15 @@ class RemoteSync:
             )
         return self._client
 
-    async def pull_config(self) -> ConfigDocument:
-        """``GET {url}/config``: validate it, keep a copy in the state directory, hand it on."""
+    async def pull_config(self, *, apply: bool = False) -> ConfigPull:
+        """``GET {url}/config``: validate it, keep a copy in the state directory.
+
+        With ``apply``, the pulled containers this agent does not have yet are created (each
+        validated and checked like ``POST /containers``); existing ones are left alone.
+        """
         client = self._require_client()
+        if apply and self._apply_config is None:
+            raise RemoteDisabled("this agent cannot apply pulled containers (no server manager)")
         try:
             response = await client.get_config()
         except RemoteError as exc:
@@ -540,9 +548,14 @@ class RemoteSync:
             len(document.containers),
             len(document.settings),
         )
-        if self._on_pull is not None:
-            await self._on_pull(document)
-        return document
+        applied: list[AppliedContainer] = []
+        if apply and self._apply_config is not None:
+            applied = await self._apply_config(document)
+            log.info(
+                "applied the pulled configuration: %s",
+                ", ".join(f"{a.id or '?'} {a.outcome}" for a in applied) or "no containers",
+            )
+        return ConfigPull(config=document, applied=applied)
 
     def config_document(self) -> ConfigDocument:
         """The agent's own configuration as the seed's ``{"containers", "settings"}``."""
