@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
@@ -24,7 +24,7 @@ from lightd_shared.nodes import (
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(require_auth)])
 
-NodeId = Annotated[str, "node id"]
+NodeId = Annotated[str, Path(description="The node's id")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
