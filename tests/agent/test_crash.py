@@ -68,3 +68,18 @@ def test_container_killed_outside_the_agent_is_a_crash_and_restarted(
     status = agent.wait_state("victim", "running")
     assert status["restarts"] == 1
     assert docker_client.containers.get(status["container_id"]).status == "running"
+
+
+def test_oom_kill_is_a_crash_that_says_so(agent: Agent, test_image: str) -> None:
+    agent.install(
+        "hungry",
+        test_image,
+        startup_command="sleep 0.2; x=$(head -c 40000000 /dev/zero | tr '\\0' a); sleep 600",
+        limits={"memory": "8m"},
+        restart_policy={"enabled": False},
+    )
+    agent.wait_kinds("hungry", ["Started", "CreatingContainer", "Ready", "Running", "Crashed"])
+    status = agent.wait_state("hungry", "crashed")
+    assert status["exit_code"] == 137
+    assert "out of memory" in status["error"]
+    assert "limits.memory" in status["error"]
