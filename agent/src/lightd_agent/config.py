@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lightd_shared.durations import Duration, parse_duration
-from lightd_shared.remote import RemoteSettings
+from lightd_shared.remote import RemoteSettings, RemoteToken
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
 
@@ -33,9 +34,12 @@ __all__ = [
     "DEFAULT_PATHS",
     "AgentConfig",
     "AuthorizationSection",
+    "CommandsSection",
     "ConfigError",
+    "CoordinatorSection",
     "DockerSection",
     "LoggingSection",
+    "NamedRemoteSettings",
     "NodeSection",
     "PolicySection",
     "ServerSection",
@@ -129,6 +133,60 @@ class LoggingSection(_Section):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
+class CoordinatorSection(_Section):
+    """Enrolment with a lightd coordinator: register on start, heartbeat, take commands.
+
+    ``token`` is the coordinator's ``auth.agent_token``; it is sent as a Bearer token on
+    registration and heartbeats. The coordinator reaches this agent back at
+    ``advertise_address:advertise_port`` (``POST /commands``).
+    """
+
+    enabled: bool = False
+    url: HttpUrl | None = Field(default=None, description="e.g. http://coordinator:3001")
+    token: RemoteToken | None = Field(
+        default=None,
+        repr=False,
+        description="The coordinator's agent enrolment token (lightd_<hex>)",
+    )
+    advertise_address: str | None = Field(
+        default=None, min_length=1, description="Address the coordinator reaches us at (host name)"
+    )
+    advertise_port: Port | None = Field(default=None, description="Default: server.port")
+    heartbeat_interval: Duration = Field(default=parse_duration("10s"))
+
+    @model_validator(mode="after")
+    def _enabled_needs_url(self) -> Self:
+        if self.enabled and self.url is None:
+            raise ValueError("coordinator is enabled but url is not set")
+        if self.heartbeat_interval <= timedelta(0):
+            raise ValueError("heartbeat_interval must be longer than 0s")
+        return self
+
+    def endpoint(self, path: str) -> str:
+        """``{url}/{path}``."""
+        if self.url is None:
+            raise ValueError("coordinator url is not set")
+        return str(self.url).rstrip("/") + "/" + path.lstrip("/")
+
+
+class CommandsSection(_Section):
+    """What the coordinator's commands may do on this host."""
+
+    allow_exec: bool = Field(
+        default=False,
+        description="Run type 'exec' commands as host shell commands (off: refused as failed)",
+    )
+    max_output: int = Field(
+        default=65536, ge=256, description="Bytes of command output kept (the rest is cut)"
+    )
+
+
+class NamedRemoteSettings(RemoteSettings):
+    """One entry of ``remotes``: a remote block plus a name (which also names its outbox)."""
+
+    name: Identifier
+
+
 class AgentConfig(_Section):
     """The whole ``config.json``."""
 
@@ -140,6 +198,19 @@ class AgentConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+    commands: CommandsSection = Field(default_factory=CommandsSection)
+    remotes: list[NamedRemoteSettings] = Field(
+        default_factory=list, description="Further remotes, each with its own outbox"
+    )
+
+    @model_validator(mode="after")
+    def _remote_names_unique(self) -> Self:
+        names = [remote.name for remote in self.remotes]
+        dupes = sorted({name for name in names if names.count(name) > 1})
+        if dupes:
+            raise ValueError(f"remotes: names must be unique; repeated: {', '.join(dupes)}")
+        return self
 
 
 def _hostname() -> str:
@@ -163,6 +234,9 @@ class _EnvOverrides(BaseSettings):
     node: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
     logging: dict[str, Any] | None = None
+    coordinator: dict[str, Any] | None = None
+    commands: dict[str, Any] | None = None
+    remotes: list[Any] | None = None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

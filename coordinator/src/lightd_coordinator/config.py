@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from lightd_shared.durations import Duration, format_duration
+from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
 
 __all__ = [
@@ -113,6 +114,15 @@ class AuthSettings(_Section):
     jwt_secret: str = Field(default=SAMPLE_JWT_SECRET, min_length=16, repr=False)
     token_expiry: Duration = timedelta(hours=24)
     dispatch_token_expiry: Duration = timedelta(seconds=60)
+    agent_token: str | None = Field(
+        default=None,
+        pattern=TOKEN_PATTERN,
+        repr=False,
+        description=(
+            "lightd_<hex>: agents present it as Bearer on register/heartbeat and on "
+            "/api/v1/remote/{node_id}/*"
+        ),
+    )
 
 
 class LoggingSettings(_Section):
