@@ -1,0 +1,1 @@
+"""One module per group of figures; each returns :class:`bench.report.Figure` rows."""

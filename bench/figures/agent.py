@@ -1,0 +1,261 @@
+"""Figures 1, 2 (remote half), 6 and 7 (agent half): one real agent, measured in sequence.
+
+1. create + start + ready of each server through the agent (``POST /containers`` until the
+   agent's own ``Running`` event) against the same container work done straight with the
+   Docker SDK (image check, volume, create with the same labels and mount, start, inspect),
+   alternating which goes first so that drift hits both sides alike;
+7. the agent's RSS once it manages those servers and has been idle for two seconds;
+2. from Docker's event (``timeNano`` of ``die`` after a ``docker kill`` from outside, and of
+   ``start`` after ``POST /start``) to the recording remote receiving the ``/update``
+   (``crashed``, ``running``);
+6. the remote stopped, lifecycle actions queue ``outbox_updates`` updates, the remote comes
+   back: time to drain, and updates lost (distinct ``Idempotency-Key`` received vs actions
+   answered 200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+
+from bench.agent_rig import AgentRig
+from bench.context import IMAGE, LABEL, Run
+from bench.procs import rss_mib
+from bench.profile import Profiler
+from bench.report import Figure
+from bench.stats import percentile, summary
+
+__all__ = ["agent_figures"]
+
+
+def _direct_once(client: docker.DockerClient, run: Run, index: int) -> float:
+    """The container work of one server, straight through the SDK; seconds."""
+    name = f"lightd-bench-direct-{run.run_id}-{index}"
+    labels = {LABEL: run.run_id, "lightd.server": f"d{index}", "lightd.role": "server"}
+    began = time.monotonic()
+    client.images.get(IMAGE)
+    volume = client.volumes.create(name=f"{name}-data", labels=labels)
+    # The same keyword arguments as the agent's DockerBackend.create_server.
+    options: dict[str, Any] = {
+        "command": ["sleep", "86400"],
+        "name": name,
+        "labels": labels,
+        "environment": {},
+        "ports": {},
+        "volumes": {volume.name: {"bind": "/data", "mode": "rw"}},
+        "restart_policy": {"Name": "no"},
+        "privileged": False,
+        "network_mode": "bridge",
+    }
+    container = client.containers.create(IMAGE, **options)
+    container.start()
+    container.reload()
+    if not container.attrs["State"]["Running"]:
+        raise RuntimeError(f"direct container {name} is not running")
+    return time.monotonic() - began
+
+
+def _direct_remove(client: docker.DockerClient, run: Run, index: int) -> None:
+    name = f"lightd-bench-direct-{run.run_id}-{index}"
+    with contextlib.suppress(docker.errors.APIError):
+        client.containers.get(name).remove(force=True)
+    with contextlib.suppress(docker.errors.APIError):
+        client.volumes.get(f"{name}-data").remove(force=True)
+
+
+async def _agent_once(rig: AgentRig, server: str) -> float:
+    assert rig.client is not None
+    since = len(rig.events.seen)
+    began = time.monotonic()
+    response = await rig.client.post("/containers", json=rig.spec(server))
+    if response.status_code != 202:
+        raise RuntimeError(f"POST /containers answered {response.status_code}: {response.text}")
+    rig.servers.append(server)
+    ran = await rig.events.wait(server, "Running", since, timeout=60)
+    return ran - began
+
+
+async def figure_1(rig: AgentRig, run: Run) -> list[Figure]:
+    n = run.sizes.servers
+    agent: list[float] = []
+    direct: list[float] = []
+    with Profiler(
+        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-1-agent.raw", run.profile
+    ) as prof:
+        for i in range(n):
+            if run.remaining() < 0:
+                run.notes.append(f"figure 1 stopped at {i} of {n} servers: time budget spent")
+                break
+            order = ("agent", "direct") if i % 2 == 0 else ("direct", "agent")
+            for side in order:
+                if side == "agent":
+                    agent.append(await _agent_once(rig, f"s{i}") * 1000)
+                else:
+                    direct.append(await asyncio.to_thread(_direct_once, run.docker, run, i) * 1000)
+    for i in range(len(direct)):
+        await asyncio.to_thread(_direct_remove, run.docker, run, i)
+    a50, a95 = percentile(agent, 50), percentile(agent, 95)
+    d50, d95 = percentile(direct, 50), percentile(direct, 95)
+    ratio = a50 / d50
+    return [
+        Figure(
+            figure="1. Agent overhead: create+start+ready, agent/direct (p50 ratio)",
+            value=ratio,
+            unit="x",
+            target="<= 1.10",
+            met=ratio <= 1.10,
+            size=f"{len(agent)} servers each side",
+            detail=(
+                f"agent p50 {a50:.0f} ms, p95 {a95:.0f} ms; docker SDK p50 {d50:.0f} ms, "
+                f"p95 {d95:.0f} ms; p95 ratio {a95 / d95:.2f}"
+            ),
+            extra={
+                "agent_ms": summary(agent),
+                "direct_ms": summary(direct),
+                "profile": prof.summary,
+            },
+        )
+    ]
+
+
+async def figure_7_agent(rig: AgentRig, run: Run) -> Figure:
+    await asyncio.sleep(2)
+    assert rig.agent is not None
+    rss = rss_mib(rig.agent.pid)
+    return Figure(
+        figure="7a. Footprint: RSS of an idle agent",
+        value=rss,
+        unit="MiB",
+        target="<= 80",
+        met=rss <= 80,
+        size=f"{len(rig.servers)} managed containers",
+        detail="lightd run process, 2 s idle after the installs, remote sync on",
+    )
+
+
+def _docker_kill(client: docker.DockerClient, name: str) -> None:
+    """Kill a server's container behind the agent's back: Docker reports ``die``."""
+    client.containers.get(name).kill()
+
+
+def _update(server: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    def match(record: dict[str, Any]) -> bool:
+        return bool(record["server"] == server and record["status"] == status)
+
+    return match
+
+
+async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
+    assert rig.client is not None and rig.docker_events is not None
+    samples: list[float] = []
+    since = len(await rig.records())
+    servers = list(rig.servers)
+    cycles = run.sizes.event_cycles
+    with Profiler(
+        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-2-agent.raw", run.profile
+    ) as prof:
+        for k in range(cycles):
+            if run.remaining() < 0:
+                run.notes.append(f"figure 2 stopped at cycle {k} of {cycles}: time budget spent")
+                break
+            server = servers[k % len(servers)]
+            name = f"lightd-{rig.node_id}-{server}"
+            mark = rig.docker_events.count()
+            await asyncio.to_thread(_docker_kill, run.docker, name)
+            record, since = await rig.wait_record(since, _update(server, "crashed"), 10)
+            died = rig.docker_events.find(server, "die", mark)
+            if died is not None:
+                samples.append((record["t_ns"] - died) / 1e6)
+            mark = rig.docker_events.count()
+            response = await rig.client.post(f"/containers/{server}/start")
+            response.raise_for_status()
+            record, since = await rig.wait_record(since, _update(server, "running"), 10)
+            started = rig.docker_events.find(server, "start", mark)
+            if started is not None:
+                samples.append((record["t_ns"] - started) / 1e6)
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    return Figure(
+        figure="2a. Event latency: Docker event -> remote /update (p99)",
+        value=p99,
+        unit="ms",
+        target="< 50",
+        met=p99 < 50,
+        size=f"{len(samples)} events (die and start)",
+        detail=f"p50 {p50:.1f} ms, max {max(samples, default=float('nan')):.1f} ms; remote up",
+        extra={"ms": summary(samples), "profile": prof.summary},
+    )
+
+
+async def _power(rig: AgentRig, server: str, actions: int, done: list[int]) -> None:
+    assert rig.client is not None
+    for k in range(actions):
+        action = "kill" if k % 2 == 0 else "start"
+        response = await rig.client.post(f"/containers/{server}/{action}")
+        if response.status_code == 200:
+            done[0] += 1
+
+
+async def figure_6(rig: AgentRig, run: Run) -> Figure:
+    target = run.sizes.outbox_updates
+    servers = list(rig.servers)
+    per_server = max(2, 2 * round(target / len(servers) / 2))  # even: every server ends running
+    rig.stop_recorder()
+    done = [0]
+    await asyncio.gather(*(_power(rig, s, per_server, done) for s in servers))
+    status = await rig.remote_status()
+    queued = int(status.get("outbox_depth") or 0)
+    expected = done[0]
+    rig.start_recorder()
+    back = time.time_ns()
+    deadline = time.monotonic() + max(30.0, min(180.0, run.remaining()))
+    keys: set[str] = set()
+    records: list[dict[str, Any]] = []
+    with Profiler(
+        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-6-agent.raw", run.profile
+    ) as prof:
+        while time.monotonic() < deadline:
+            records = await rig.records()
+            keys = {str(r["key"]) for r in records}
+            if len(keys) >= expected:
+                break
+            await asyncio.sleep(0.05)
+    lost = max(0, expected - len(keys))
+    drain = (max(r["t_ns"] for r in records) - back) / 1e9 if records else float("nan")
+    first = (min(r["t_ns"] for r in records) - back) / 1e9 if records else float("nan")
+    status = await rig.remote_status()
+    rate = len(keys) / (drain - first) if records and drain > first else float("nan")
+    return Figure(
+        figure="6. Outbox recovery: updates lost after a remote outage",
+        value=float(lost),
+        unit="updates",
+        target="= 0",
+        met=lost == 0,
+        size=f"{expected} updates queued ({len(servers)} servers)",
+        detail=(
+            f"drained {drain:.2f} s after the remote came back (first delivery at "
+            f"{first:.2f} s: health check every 1 s; then {rate:.0f} updates/s); outbox held "
+            f"{queued} before, {status.get('outbox_depth')} after; {len(records)} requests "
+            f"for {len(keys)} distinct updates"
+        ),
+        extra={
+            "drain_seconds": drain,
+            "first_delivery_seconds": first,
+            "rate": rate,
+            "profile": prof.summary,
+        },
+    )
+
+
+async def agent_figures(run: Run) -> list[Figure]:
+    """Figures 1, 7a, 2a, 6, in that order, on one agent."""
+    async with AgentRig(run) as rig:
+        figures = await figure_1(rig, run)
+        figures.append(await figure_7_agent(rig, run))
+        figures.append(await figure_2_remote(rig, run))
+        figures.append(await figure_6(rig, run))
+    return figures

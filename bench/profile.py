@@ -1,0 +1,106 @@
+"""Profiles for missed targets: ``py-spy record`` on a running server process, summarised.
+
+``--profile`` runs py-spy (sampling from outside the process, ``--nonblocking``) on the process
+under test while a figure is measured, and writes the raw collapsed stacks and a summary (where
+the samples' own time is, and which project functions hold the most time) next to the results.
+Profiled runs are slower: the committed table comes from a run without ``--profile``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+from bench.procs import venv_bin
+
+__all__ = ["Profiler", "summarise"]
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
+
+
+def _short(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    path = match.group("file")
+    for marker in ("site-packages/", "/src/", "lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{match.group('func')} ({path})"
+
+
+def summarise(raw: Path, top: int = 12) -> str:
+    """Self time by function, then inclusive time of lightd's own functions, as percentages."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(f) for f in stack.split(";") if f and not f.startswith("process ")]
+        frames = [f for f in frames if not f.startswith("thread ")]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if "lightd_" in frame or "starlette" in frame or "fastapi" in frame:
+                inclusive[frame] += count
+    if total == 0:
+        return "(no samples)"
+    lines = [f"{total} samples", "self time:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(top)]
+    lines.append("inclusive time (lightd, starlette, fastapi frames):")
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+class Profiler:
+    """``with Profiler(pid, path, enabled)``: py-spy records while the block runs."""
+
+    def __init__(self, pid: int, raw: Path, enabled: bool) -> None:
+        self.pid = pid
+        self.raw = raw
+        self.enabled = enabled
+        self.summary = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Profiler:
+        if self.enabled:
+            self._proc = subprocess.Popen(
+                [
+                    venv_bin("py-spy"),
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(self.raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        if self.raw.exists():
+            self.summary = summarise(self.raw)
+            self.raw.with_suffix(".summary.txt").write_text(self.summary + "\n")
