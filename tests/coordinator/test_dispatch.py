@@ -17,7 +17,6 @@ from jose import jwt
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import AgentCommand, DispatchClaims, FanOutResults
 from tests.coordinator.harness import (
-    SECRET,
     AgentBehaviour,
     agent,
     coordinator,
@@ -27,11 +26,13 @@ from tests.coordinator.harness import (
 )
 from tests.harness.servers import free_port
 
+DISPATCH_KEY = "node-dispatch-key-0123456789abcdef0123456789"
 COMMAND = {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "5s"}}
 
 
 def _register(base: str, node_id: str, port: int, **extra: Any) -> None:
-    response = httpx.post(f"{base}/api/v1/nodes", json=node_body(node_id, port, **extra))
+    body = node_body(node_id, port, dispatch_key=DISPATCH_KEY, **extra)
+    response = httpx.post(f"{base}/api/v1/nodes", json=body)
     assert response.status_code in (200, 201), response.text
 
 
@@ -64,7 +65,7 @@ def test_command_reaches_the_agent_and_its_result_comes_back() -> None:
         scheme, token = headers["authorization"].split(" ", 1)
         assert scheme == "Bearer"
         claims = DispatchClaims.model_validate(
-            jwt.decode(token, SECRET, algorithms=["HS256"], audience="node-1")
+            jwt.decode(token, DISPATCH_KEY, algorithms=["HS256"], audience="node-1")
         )
         assert claims.sub == "coordinator" and claims.jti == result.id
         assert claims.exp - claims.iat <= 120

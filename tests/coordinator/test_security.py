@@ -13,7 +13,7 @@ from lightd_coordinator.logs import JsonFormatter, RedactingFilter
 from lightd_coordinator.security import (
     COORDINATOR_AUDIENCE,
     InvalidToken,
-    SharedSecretSigner,
+    NodeKeySigner,
     TokenVerifier,
     mint_token,
     verify_jwt,
@@ -65,7 +65,7 @@ def test_static_token_compare() -> None:
 
 
 def test_dispatch_token_is_scoped_to_node_and_command() -> None:
-    header = SharedSecretSigner(SECRET, expires_in=30).authorization("node-1", "cmd_1_node-1")
+    header = NodeKeySigner(expires_in=30).authorization("node-1", "cmd_1_node-1", SECRET)
     token = header.removeprefix("Bearer ")
     claims = verify_jwt(token, SECRET, audience="node-1")
     assert claims["jti"] == "cmd_1_node-1" and claims["sub"] == "coordinator"

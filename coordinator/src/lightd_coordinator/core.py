@@ -21,7 +21,8 @@ from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
 from lightd_coordinator.registry import Registry, create_registry
-from lightd_coordinator.security import NodeTokenSigner, SharedSecretSigner, TokenVerifier
+from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
+from lightd_shared.remote import ConfigDocument
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Coordinator"]
@@ -53,7 +54,9 @@ class Coordinator:
         )
         self.fleet = Fleet(self.registry, self.hub, node_timeout=settings.registry.node_timeout)
         self.verifier = TokenVerifier(
-            static_token=settings.server.auth_token, jwt_secret=settings.auth.jwt_secret
+            static_token=settings.server.auth_token,
+            jwt_secret=settings.auth.jwt_secret,
+            agent_token=settings.auth.agent_token,
         )
         self.client = httpx.AsyncClient(
             trust_env=False,
@@ -64,10 +67,8 @@ class Coordinator:
             registry=self.registry,
             hub=self.hub,
             signer=signer
-            or SharedSecretSigner(
-                settings.auth.jwt_secret,
-                expires_in=settings.auth.dispatch_token_expiry.total_seconds(),
-            ),
+            or NodeKeySigner(expires_in=settings.auth.dispatch_token_expiry.total_seconds()),
+            keys=self.fleet.dispatch_key,
             client=self.client,
             max_retries=settings.registry.max_retries,
             default_timeout=settings.registry.command_timeout,
@@ -75,6 +76,8 @@ class Coordinator:
             max_output=settings.registry.max_output,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.remote_configs: dict[str, ConfigDocument] = {}
+        """What each node last pushed to ``/api/v1/remote/{node_id}/config`` (memory only)."""
 
     async def _snapshot(self, node_id: str | None) -> dict[str, object]:
         return await self.fleet.snapshot(node_id)

@@ -24,6 +24,7 @@ import random
 import secrets
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from pydantic import ValidationError
 
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry
-from lightd_coordinator.security import NodeTokenSigner
+from lightd_coordinator.security import InvalidToken, NodeTokenSigner
 from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
@@ -74,6 +75,7 @@ class Dispatcher:
         registry: Registry,
         hub: EventHub,
         signer: NodeTokenSigner,
+        keys: Callable[[str], Awaitable[str | None]],
         client: httpx.AsyncClient,
         max_retries: int,
         default_timeout: timedelta,
@@ -83,6 +85,7 @@ class Dispatcher:
         self._registry = registry
         self._hub = hub
         self._signer = signer
+        self._keys = keys
         self._client = client
         self._max_retries = max_retries
         self._default_timeout = default_timeout
@@ -300,13 +303,19 @@ class Dispatcher:
             await self._finish(result)
             return result
 
+        key = await self._keys(node.id)
+        try:
+            self._signer.authorization(node.id, command_id, key)
+        except InvalidToken as exc:
+            return await end("failed", str(exc))
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return await end("timeout", f"node {node.id} was not reached within {limit}")
             headers = {
-                "Authorization": self._signer.authorization(node.id, command_id),
+                # a fresh token per attempt: retries may outlive a short-lived one
+                "Authorization": self._signer.authorization(node.id, command_id, key),
                 IDEMPOTENCY_HEADER: command_id,
             }
             self.deliveries += 1

@@ -70,7 +70,9 @@ class Fleet:
             fields = registration.model_dump()
             if existing is None:
                 record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
-                stored = StoredNode(record=record, active_since=now)
+                stored = StoredNode(
+                    record=record, active_since=now, dispatch_key=registration.dispatch_key
+                )
             else:
                 record = NodeRecord.model_validate(
                     {**fields, "created_at": existing.record.created_at, "last_seen": now}
@@ -81,6 +83,7 @@ class Fleet:
                         "record": record,
                         "active_since": existing.active_since if was_active else now,
                         "revision": existing.revision + 1,
+                        "dispatch_key": registration.dispatch_key or existing.dispatch_key,
                     }
                 )
             await self.registry.put_node(stored)
@@ -97,6 +100,11 @@ class Fleet:
             extra={"node_id": record.id},
         )
         return record, created
+
+    async def dispatch_key(self, node_id: str) -> str | None:
+        """The key commands to ``node_id`` are signed with (``None``: unknown node or no key)."""
+        stored = await self.registry.get_node(node_id)
+        return stored.dispatch_key if stored is not None else None
 
     async def get(self, node_id: str) -> NodeRecord | None:
         stored = await self.registry.get_node(node_id)

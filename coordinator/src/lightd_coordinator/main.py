@@ -14,7 +14,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
-from lightd_coordinator.api.routes import auth, commands, events, monitoring, nodes, services
+from lightd_coordinator.api.routes import (
+    auth,
+    commands,
+    containers,
+    events,
+    monitoring,
+    nodes,
+    remote,
+    services,
+)
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.registry import Registry
@@ -89,6 +98,8 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(auth.router)
     app.include_router(nodes.router)
+    app.include_router(containers.router)
+    app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)
     if settings.websocket.enabled:

@@ -7,9 +7,15 @@ Two kinds of bearer token open the API when ``auth.enabled`` is true:
   included, is refused before the signature is looked at), with ``aud`` = ``lightd-coordinator``,
   a ``sub`` and an ``exp``. ``POST /api/v1/auth/token`` and ``lightd-coordinator token`` mint them.
 
-Commands sent to agents carry a third kind, minted by a :class:`NodeTokenSigner`: a short-lived
-JWT whose ``aud`` is the node id, so a token for one node opens no other node and not the
-coordinator (whose tokens need ``aud`` = ``lightd-coordinator``).
+Agents present a third kind on the routes they call (registration, heartbeat, result
+reports, event relay, ``/api/v1/remote/{node_id}/*``): ``auth.agent_token``. It opens only those
+routes, never the operator API.
+
+Commands sent to agents carry a fourth kind, minted by a :class:`NodeTokenSigner`: a short-lived
+JWT whose ``aud`` is the node id, signed with *that node's own dispatch key* (a random secret the
+agent sent with its registration). So a token for one node opens no other node and not the
+coordinator, and an agent host never holds ``auth.jwt_secret``: a compromised agent can mint
+neither API tokens nor commands for other nodes.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ __all__ = [
     "ALGORITHM",
     "COORDINATOR_AUDIENCE",
     "InvalidToken",
+    "NodeKeySigner",
     "NodeTokenSigner",
     "Principal",
-    "SharedSecretSigner",
     "TokenVerifier",
     "mint_token",
     "verify_jwt",
@@ -48,7 +54,12 @@ class Principal:
     """Who is calling: ``static`` (the server token) or the JWT's subject."""
 
     subject: str
-    kind: str  # "static", "jwt" or "anonymous"
+    kind: str  # "static", "jwt", "agent" or "anonymous"
+
+    @property
+    def is_operator(self) -> bool:
+        """Whether the operator API is open to this caller (the agent token opens only agents')."""
+        return self.kind != "agent"
 
 
 def mint_token(
@@ -100,9 +111,12 @@ def verify_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:
 class TokenVerifier:
     """Decides whether a bearer token opens the coordinator's API."""
 
-    def __init__(self, *, static_token: str, jwt_secret: str) -> None:
+    def __init__(
+        self, *, static_token: str, jwt_secret: str, agent_token: str | None = None
+    ) -> None:
         self._static = static_token
         self._secret = jwt_secret
+        self._agent = agent_token
 
     def is_static(self, token: str) -> bool:
         return tokens_equal(token, self._static)
@@ -112,6 +126,8 @@ class TokenVerifier:
             raise InvalidToken("missing bearer token")
         if self.is_static(token):
             return Principal(subject="static-token", kind="static")
+        if self._agent is not None and tokens_equal(token, self._agent):
+            return Principal(subject="agent", kind="agent")
         if token.count(".") != 2:
             raise InvalidToken("token is neither the server token nor a JWT")
         claims = verify_jwt(token, self._secret, audience=COORDINATOR_AUDIENCE)
@@ -121,23 +137,28 @@ class TokenVerifier:
 class NodeTokenSigner(Protocol):
     """Makes the ``Authorization`` value for one command sent to one node.
 
-    Pluggable: the default signs with one shared secret; a per-node signer would look the
-    node's own secret up instead.
+    ``key`` is the node's dispatch key from its registration (``None`` if it sent none). A
+    signer that cannot sign raises :class:`InvalidToken`; the command then ends ``failed``.
     """
 
-    def authorization(self, node_id: str, command_id: str) -> str: ...
+    def authorization(self, node_id: str, command_id: str, key: str | None) -> str: ...
 
 
-class SharedSecretSigner:
-    """``Bearer <JWT>`` with ``aud`` = node id and ``jti`` = command id, signed with one secret."""
+class NodeKeySigner:
+    """``Bearer <JWT>``: ``aud`` = node id, ``jti`` = command id, signed with the node's own key."""
 
-    def __init__(self, secret: str, *, expires_in: float) -> None:
-        self._secret = secret
+    def __init__(self, *, expires_in: float) -> None:
         self._expires_in = expires_in
 
-    def authorization(self, node_id: str, command_id: str) -> str:
+    def authorization(self, node_id: str, command_id: str, key: str | None) -> str:
+        if not key:
+            raise InvalidToken(
+                f"node {node_id} registered without a dispatch_key, so it could not verify a "
+                "command; register it from a lightd agent (which sends one), or re-register it "
+                "with a dispatch_key"
+            )
         token = mint_token(
-            self._secret,
+            key,
             subject=DISPATCH_SUBJECT,
             audience=node_id,
             expires_in=self._expires_in,

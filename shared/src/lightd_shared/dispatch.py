@@ -22,14 +22,7 @@ receives the same ``id`` twice must not run it twice (answer with the first resu
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
-import time
-
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from lightd_shared.base import Payload, Request
 from lightd_shared.commands import Command, CommandEcho, CommandResult
@@ -38,14 +31,13 @@ from lightd_shared.types import Labels
 __all__ = [
     "AGENT_COMMANDS_PATH",
     "DISPATCH_ISSUER",
+    "DISPATCH_KEY_MIN_LENGTH",
     "DISPATCH_SUBJECT",
     "IDEMPOTENCY_HEADER",
     "AgentCommand",
     "DispatchClaims",
-    "DispatchTokenError",
     "FanOutRequest",
     "FanOutResults",
-    "verify_dispatch_token",
 ]
 
 AGENT_COMMANDS_PATH = "/commands"
@@ -56,6 +48,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 DISPATCH_ISSUER = "lightd-coordinator"
 DISPATCH_SUBJECT = "coordinator"
+DISPATCH_KEY_MIN_LENGTH = 32
+"""A node's dispatch key (sent at registration) has at least this many characters."""
 
 
 class AgentCommand(CommandEcho):
@@ -68,8 +62,11 @@ class AgentCommand(CommandEcho):
 class DispatchClaims(Payload):
     """The claims of the bearer JWT the coordinator sends with a command (HS256).
 
-    An agent accepts the command only if the signature verifies with its dispatch secret using
-    HS256 (no other algorithm), ``aud`` is its own node id, ``sub`` is ``"coordinator"``,
+    The token is signed with the *node's own* dispatch key, which the agent generated at start
+    and sent with its registration (``NodeRegistration.dispatch_key``); a compromised agent
+    therefore knows only its own key and can mint neither coordinator API tokens nor commands
+    for other nodes. An agent accepts the command only if the signature verifies with its key
+    using HS256 (no other algorithm), ``aud`` is its own node id, ``sub`` is ``"coordinator"``,
     ``exp`` is in the future and ``jti`` equals the body's ``id``.
     """
 
@@ -97,62 +94,3 @@ class FanOutResults(Payload):
 
     results: list[CommandResult] = Field(default_factory=list)
     count: int = Field(ge=0)
-
-
-class DispatchTokenError(ValueError):
-    """A command's bearer token does not authorise it; the message says why (never the token)."""
-
-
-def _b64decode(part: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise DispatchTokenError("malformed token") from exc
-
-
-def verify_dispatch_token(
-    authorization: str | None,
-    secret: str,
-    *,
-    node_id: str,
-    command_id: str,
-    leeway: float = 5.0,
-    now: float | None = None,
-) -> DispatchClaims:
-    """Check the ``Authorization`` header of a ``POST /commands`` as an agent must.
-
-    HS256 only (``alg`` is checked before anything else, so ``none`` never passes), signature
-    compared in constant time, ``aud`` = this node, ``sub``/``iss`` = the coordinator, ``exp`` in
-    the future (``leeway`` seconds of clock skew), ``jti`` = the command id. Standard library only,
-    so an agent needs no JWT package.
-    """
-    if not authorization or not authorization.startswith("Bearer "):
-        raise DispatchTokenError("missing bearer token")
-    parts = authorization.removeprefix("Bearer ").strip().split(".")
-    if len(parts) != 3:
-        raise DispatchTokenError("malformed token")
-    try:
-        header = json.loads(_b64decode(parts[0]))
-    except ValueError as exc:
-        raise DispatchTokenError("malformed token") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise DispatchTokenError("token algorithm must be HS256")
-    expected = hmac.new(
-        secret.encode("utf-8"), f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256
-    ).digest()
-    if not hmac.compare_digest(expected, _b64decode(parts[2])):
-        raise DispatchTokenError("token signature is invalid")
-    try:
-        claims = DispatchClaims.model_validate_json(_b64decode(parts[1]))
-    except ValidationError as exc:
-        raise DispatchTokenError("token claims are incomplete") from exc
-    moment = time.time() if now is None else now
-    if claims.exp + leeway <= moment:
-        raise DispatchTokenError("token has expired")
-    if claims.aud != node_id:
-        raise DispatchTokenError("token is for another node")
-    if claims.sub != DISPATCH_SUBJECT or claims.iss != DISPATCH_ISSUER:
-        raise DispatchTokenError("token was not issued by the coordinator")
-    if claims.jti != command_id:
-        raise DispatchTokenError("token is for another command")
-    return claims

@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.dispatch import DISPATCH_KEY_MIN_LENGTH
 from lightd_shared.durations import Duration
 from lightd_shared.services import Service
 from lightd_shared.timestamps import Timestamp
@@ -42,6 +43,17 @@ class NodeRegistration(Payload):
         default=None, description="If set, the coordinator probes it every health_check_interval"
     )
     version: str | None = None
+    dispatch_key: str | None = Field(
+        default=None,
+        min_length=DISPATCH_KEY_MIN_LENGTH,
+        max_length=512,
+        exclude=True,
+        repr=False,
+        description=(
+            "lightd: the secret this node verifies command JWTs with (a fresh random value per "
+            "agent process). Write-only: never part of any answer or stored record."
+        ),
+    )
 
     @model_validator(mode="after")
     def _name_defaults_to_id(self) -> Self:

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.security import InvalidToken, Principal
 
-__all__ = ["AuthDep", "CoordinatorDep", "require_auth"]
+__all__ = ["AgentAuthDep", "AuthDep", "CoordinatorDep", "require_agent", "require_auth"]
 
 _bearer = HTTPBearer(auto_error=False, description="The server token or a JWT")
 
@@ -43,12 +43,11 @@ def bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | N
     return None
 
 
-async def require_auth(
+def _principal(
     request: Request,
-    coordinator: CoordinatorDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    coordinator: Coordinator,
+    credentials: HTTPAuthorizationCredentials | None,
 ) -> Principal:
-    """Every endpoint but ``/health`` needs a token when ``auth.enabled`` is true."""
     if not coordinator.settings.auth.enabled:
         return Principal(subject="anonymous", kind="anonymous")
     token = bearer_token(request, credentials)
@@ -58,5 +57,34 @@ async def require_auth(
         raise _unauthorized(str(exc)) from None
 
 
+async def require_auth(
+    request: Request,
+    coordinator: CoordinatorDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Every endpoint but ``/health`` needs a token when ``auth.enabled`` is true.
+
+    The operator API takes the server token or an API JWT; the agent token is refused here.
+    """
+    principal = _principal(request, coordinator, credentials)
+    if not principal.is_operator:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail="the agent token opens only the routes agents call (registration, "
+            "heartbeat, result reports, /api/v1/remote); use the server token or an API JWT",
+        )
+    return principal
+
+
+async def require_agent(
+    request: Request,
+    coordinator: CoordinatorDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Routes agents call: ``auth.agent_token``, or anything that opens the operator API."""
+    return _principal(request, coordinator, credentials)
+
+
 AuthDep = Annotated[Principal, Depends(require_auth)]
+AgentAuthDep = Annotated[Principal, Depends(require_agent)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -42,6 +42,11 @@ class StoredNode(BaseModel):
     )
     active_since: Timestamp
     revision: int = 0
+    dispatch_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="The node's key for signing commands (from its registration); never served",
+    )
 
 
 class StoredEvent(BaseModel):

@@ -7,20 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 
-from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.deps import CoordinatorDep, require_agent, require_auth
 from lightd_coordinator.dispatch import ReportRejected
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, FanOutRequest, FanOutResults
 
-router = APIRouter(
-    prefix="/api/v1/commands", tags=["commands"], dependencies=[Depends(require_auth)]
-)
+router = APIRouter(prefix="/api/v1/commands", tags=["commands"])
 
 
 @router.post(
     "",
     response_model=FanOutResults,
     responses={202: {"description": "Accepted (?async=true): every result is pending"}},
+    dependencies=[Depends(require_auth)],
 )
 async def fan_out(
     request: FanOutRequest,
@@ -55,7 +54,7 @@ async def fan_out(
     return FanOutResults(results=results, count=len(results))
 
 
-@router.get("/{command_id}", response_model=CommandResult)
+@router.get("/{command_id}", response_model=CommandResult, dependencies=[Depends(require_auth)])
 async def get_command(command_id: str, coordinator: CoordinatorDep) -> CommandResult:
     """A command's stored result (kept for ``registry.result_ttl``)."""
     result = await coordinator.dispatcher.get(command_id)
@@ -64,7 +63,9 @@ async def get_command(command_id: str, coordinator: CoordinatorDep) -> CommandRe
     return result
 
 
-@router.post("/{command_id}/result", response_model=CommandResult)
+@router.post(
+    "/{command_id}/result", response_model=CommandResult, dependencies=[Depends(require_agent)]
+)
 async def report_result(
     command_id: str, result: CommandResult, coordinator: CoordinatorDep
 ) -> CommandResult:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
-from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.deps import CoordinatorDep, require_agent, require_auth
 from lightd_coordinator.fleet import NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
@@ -22,7 +22,10 @@ from lightd_shared.nodes import (
     NodeUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], dependencies=[Depends(require_auth)])
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+Operator = [Depends(require_auth)]
+Agent = [Depends(require_agent)]
+"""Agents (``auth.agent_token``) may register, heartbeat and relay; the rest is operators'."""
 
 NodeId = Annotated[str, Path(description="The node's id")]
 IdempotencyKey = Annotated[
@@ -74,6 +77,7 @@ def _parse_labels(values: list[str]) -> dict[str, str]:
     "",
     response_model=NodeRecord,
     status_code=status.HTTP_201_CREATED,
+    dependencies=Agent,
     responses={200: {"description": "An existing node was updated", "model": NodeRecord}},
 )
 async def register_node(
@@ -86,7 +90,7 @@ async def register_node(
     return record
 
 
-@router.get("", response_model=NodeList)
+@router.get("", response_model=NodeList, dependencies=Operator)
 async def list_nodes(
     coordinator: CoordinatorDep,
     status: NodeState | None = None,
@@ -101,7 +105,7 @@ async def list_nodes(
     return NodeList(nodes=nodes, count=total)
 
 
-@router.get("/{node_id}", response_model=NodeRecord)
+@router.get("/{node_id}", response_model=NodeRecord, dependencies=Operator)
 async def get_node(node_id: NodeId, coordinator: CoordinatorDep) -> NodeRecord:
     record = await coordinator.fleet.get(node_id)
     if record is None:
@@ -109,7 +113,7 @@ async def get_node(node_id: NodeId, coordinator: CoordinatorDep) -> NodeRecord:
     return record
 
 
-@router.put("/{node_id}", response_model=NodeRecord)
+@router.put("/{node_id}", response_model=NodeRecord, dependencies=Operator)
 async def update_node(
     node_id: NodeId, update: NodeUpdate, coordinator: CoordinatorDep
 ) -> NodeRecord:
@@ -120,14 +124,14 @@ async def update_node(
     return record
 
 
-@router.delete("/{node_id}", response_model=Message)
+@router.delete("/{node_id}", response_model=Message, dependencies=Operator)
 async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
     if await coordinator.fleet.remove(node_id) is None:
         raise _not_found(node_id)
     return Message(message=f"node {node_id} unregistered", node_id=node_id)
 
 
-@router.get("/{node_id}/status", response_model=NodeStatusView)
+@router.get("/{node_id}/status", response_model=NodeStatusView, dependencies=Operator)
 async def node_status(node_id: NodeId, coordinator: CoordinatorDep) -> NodeStatusView:
     view = await coordinator.fleet.status(node_id)
     if view is None:
@@ -135,7 +139,7 @@ async def node_status(node_id: NodeId, coordinator: CoordinatorDep) -> NodeStatu
     return view
 
 
-@router.post("/{node_id}/heartbeat", response_model=NodeStatusView)
+@router.post("/{node_id}/heartbeat", response_model=NodeStatusView, dependencies=Agent)
 async def heartbeat(
     node_id: NodeId,
     coordinator: CoordinatorDep,
@@ -153,6 +157,7 @@ async def heartbeat(
 @router.post(
     "/{node_id}/commands",
     response_model=CommandResult,
+    dependencies=Operator,
     responses={202: {"description": "Accepted (?async=true): poll GET /api/v1/commands/{id}"}},
 )
 async def send_command(
@@ -175,7 +180,12 @@ async def send_command(
     return result
 
 
-@router.post("/{node_id}/events", response_model=Relayed, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{node_id}/events",
+    response_model=Relayed,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=Agent,
+)
 async def relay_event(node_id: NodeId, event: Event, coordinator: CoordinatorDep) -> Relayed:
     """An agent relays one of its own events (``server_update``) to ``/ws`` subscribers."""
     if event.type not in RELAYED_EVENT_TYPES:

@@ -1,0 +1,109 @@
+"""``/api/v1/nodes/{id}/containers``: REST sugar over ``type: "container"`` commands.
+
+Each route builds the command an operator could send to ``POST /api/v1/nodes/{id}/commands``
+and answers with its :class:`~lightd_shared.commands.CommandResult` (``output`` holds the
+agent's JSON answer, or its error message when ``status`` is ``failed``)::
+
+    GET    /containers                      list
+    POST   /containers          (a spec)    create
+    GET    /containers/{server}             status
+    DELETE /containers/{server}             delete
+    POST   /containers/{server}/{start|stop|restart|kill|reinstall}
+    GET    /containers/{server}/logs?tail=N logs
+    POST   /containers/{server}/exec        {"command": "...", "timeout": "30s"}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+
+from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_shared.commands import Command, CommandResult
+from lightd_shared.containers import ContainerSpec, ExecRequest
+
+router = APIRouter(
+    prefix="/api/v1/nodes/{node_id}/containers",
+    tags=["containers"],
+    dependencies=[Depends(require_auth)],
+)
+
+NodeId = Annotated[str, Path(description="The node's id")]
+ServerId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="The server id")
+]
+Power = Literal["start", "stop", "restart", "kill", "reinstall"]
+
+
+async def _run(
+    coordinator: CoordinatorDep, node_id: str, action: str, params: dict[str, Any]
+) -> CommandResult:
+    node = await coordinator.fleet.get(node_id)
+    if node is None:
+        raise HTTPException(status_code=404, detail=f"node {node_id!r} is not registered")
+    command = Command.model_validate(
+        {"type": "container", "action": action, "params": params}, strict=False
+    )
+    result, _ = await coordinator.dispatcher.submit(node, command, wait=True)
+    return result
+
+
+@router.get("", response_model=CommandResult, summary="List the node's servers")
+async def list_containers(node_id: NodeId, coordinator: CoordinatorDep) -> CommandResult:
+    return await _run(coordinator, node_id, "list", {})
+
+
+@router.post("", response_model=CommandResult, summary="Create a server on the node")
+async def create_container(
+    node_id: NodeId, spec: ContainerSpec, coordinator: CoordinatorDep
+) -> CommandResult:
+    """The body is the agent's container spec, validated here before it is sent."""
+    return await _run(
+        coordinator, node_id, "create", {"spec": spec.model_dump(mode="json", exclude_unset=True)}
+    )
+
+
+@router.get("/{server}", response_model=CommandResult, summary="A server's status")
+async def container_status(
+    node_id: NodeId, server: ServerId, coordinator: CoordinatorDep
+) -> CommandResult:
+    return await _run(coordinator, node_id, "status", {"server": server})
+
+
+@router.delete("/{server}", response_model=CommandResult, summary="Delete a server")
+async def delete_container(
+    node_id: NodeId,
+    server: ServerId,
+    coordinator: CoordinatorDep,
+    volumes: bool = False,
+) -> CommandResult:
+    return await _run(coordinator, node_id, "delete", {"server": server, "volumes": volumes})
+
+
+@router.get("/{server}/logs", response_model=CommandResult, summary="A server's output")
+async def container_logs(
+    node_id: NodeId,
+    server: ServerId,
+    coordinator: CoordinatorDep,
+    tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> CommandResult:
+    params: dict[str, Any] = {"server": server}
+    if tail is not None:
+        params["tail"] = tail
+    return await _run(coordinator, node_id, "logs", params)
+
+
+@router.post("/{server}/exec", response_model=CommandResult, summary="Run a command inside")
+async def container_exec(
+    node_id: NodeId, server: ServerId, body: ExecRequest, coordinator: CoordinatorDep
+) -> CommandResult:
+    params = {"server": server, **body.model_dump(mode="json")}
+    return await _run(coordinator, node_id, "exec", params)
+
+
+@router.post("/{server}/{action}", response_model=CommandResult, summary="A power action")
+async def container_action(
+    node_id: NodeId, server: ServerId, action: Power, coordinator: CoordinatorDep
+) -> CommandResult:
+    return await _run(coordinator, node_id, action, {"server": server})

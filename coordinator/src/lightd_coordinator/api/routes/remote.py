@@ -1,0 +1,87 @@
+"""``/api/v1/remote/{node_id}``: the coordinator as a lightd remote (seed 000's contract).
+
+An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_id>`` and whose
+``remote.token`` is the coordinator's ``auth.agent_token`` syncs its lifecycle here:
+
+- ``GET  /health``  ``{"status": 200, "endpoint": "active"}``
+- ``POST /update``  the seed's body; answered ``{"success": true}`` and published on ``/ws`` as
+  a ``server_update`` event ``{"node", "server", "update": <the body>}``. A repeated
+  ``Idempotency-Key`` (the agent's outbox retrying after a lost answer) is acknowledged again
+  but published only once.
+- ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
+  before any), kept in memory.
+
+The node does not have to be registered: remote sync starts before enrolment, and updates sent
+in that window must not be refused (the agent would keep retrying them).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Header, Path
+
+from lightd_coordinator.api.deps import CoordinatorDep, require_agent
+from lightd_shared.dispatch import IDEMPOTENCY_HEADER
+from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
+from lightd_shared.timestamps import utcnow
+
+router = APIRouter(
+    prefix="/api/v1/remote/{node_id}", tags=["remote"], dependencies=[Depends(require_agent)]
+)
+
+NodeId = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="The sending node's id (its remote.url ends with it)",
+    ),
+]
+_DEDUP_WINDOW = timedelta(hours=24)
+
+
+@router.get("/health", response_model=RemoteHealth)
+async def remote_health(node_id: NodeId) -> RemoteHealth:
+    """The seed's health answer: the coordinator is up and takes updates."""
+    return RemoteHealth(status=200, endpoint="active")
+
+
+@router.post("/update", response_model=UpdateAck)
+async def remote_update(
+    node_id: NodeId,
+    update: Annotated[RemoteUpdate, Body()],
+    coordinator: CoordinatorDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias=IDEMPOTENCY_HEADER, min_length=1, max_length=255)
+    ] = None,
+) -> UpdateAck:
+    """Publish one lifecycle update as ``server_update``; repeats of a key are acked only."""
+    if idempotency_key is not None:
+        earlier = await coordinator.registry.claim_idempotency_key(
+            f"remote:{node_id}\n{idempotency_key}", "remote-update", utcnow() + _DEDUP_WINDOW
+        )
+        if earlier is not None:
+            return UpdateAck(success=True)
+    data = {
+        "node": node_id,
+        "server": update.server,
+        "update": update.model_dump(mode="json"),
+    }
+    await coordinator.hub.publish("server_update", data, node_id=node_id)
+    return UpdateAck(success=True)
+
+
+@router.get("/config", response_model=ConfigDocument)
+async def get_remote_config(node_id: NodeId, coordinator: CoordinatorDep) -> ConfigDocument:
+    """What the node last pushed (an empty document before it pushed anything)."""
+    return coordinator.remote_configs.get(node_id) or ConfigDocument()
+
+
+@router.post("/config", response_model=UpdateAck)
+async def post_remote_config(
+    node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep
+) -> UpdateAck:
+    """Keep the node's pushed configuration (its servers and settings, token masked)."""
+    coordinator.remote_configs[node_id] = document
+    return UpdateAck(success=True)
