@@ -10,7 +10,10 @@ What lives on ``app.state`` (stable; other subsystems build on it):
                    the manager starts (so a durable listener sees the events recovery
                    publishes) and exited at shutdown *after* the manager stopped
 - ``health_sections``  ``name -> () -> dict``: extra sections of ``GET /health``
-                   (remote sync adds ``"remote"``); see :func:`build_health`
+                   (remote sync adds ``"remote"``, ``remotes``; enrolment ``"coordinator"``);
+                   see :func:`build_health`
+- ``dispatch_key`` this process's random key for the coordinator's command JWTs
+- ``command_ledger``  runs ``POST /commands`` once per command id
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
-from lightd_agent.api.routes import containers, events, health
+from lightd_agent.api.routes import commands, containers, events, health
+from lightd_agent.commands import CommandLedger, CommandRunner
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
+from lightd_agent.enrolment import coordinator_subsystem
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
-from lightd_agent.remote.subsystem import remote_subsystem
+from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
+from lightd_agent.security import new_dispatch_key
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -56,6 +62,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await stack.enter_async_context(factory(app))
         await manager.start()
         stack.push_async_callback(manager.stop)
+        stack.push_async_callback(app.state.command_ledger.close)
         log.info(
             "lightd agent started",
             extra={"node": app.state.config.node.id, "version": __version__},
@@ -173,7 +180,16 @@ def create_app(
     app.state.config_path = config_path
     app.state.bus = bus
     app.state.manager = manager
-    app.state.subsystems = [remote_subsystem, *(subsystems or [])]
+    app.state.dispatch_key = new_dispatch_key()
+    app.state.command_ledger = CommandLedger(
+        CommandRunner(config.commands, manager, bus, config.node.id)
+    )
+    app.state.subsystems = [
+        remote_subsystem,
+        remotes_subsystem,
+        *(subsystems or []),
+        coordinator_subsystem,
+    ]
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, _agent_error)
@@ -182,5 +198,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(containers.router)
     app.include_router(events.router)
+    app.include_router(commands.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     return app

@@ -44,10 +44,14 @@ def verify_dispatch_token(
     key: str,
     *,
     node_id: str,
-    command_id: str,
+    command_id: str | None,
     leeway: int = 5,
 ) -> DispatchClaims:
-    """Check a ``POST /commands`` ``Authorization`` header; raise :class:`DispatchTokenError`."""
+    """Check a ``POST /commands`` ``Authorization`` header; raise :class:`DispatchTokenError`.
+
+    ``command_id`` ``None`` defers the ``jti`` check to the caller (which reads the body after
+    the token proved to be the coordinator's).
+    """
     if not authorization or not authorization.startswith("Bearer "):
         raise DispatchTokenError("missing bearer token")
     token = authorization.removeprefix("Bearer ").strip()
@@ -84,6 +88,6 @@ def verify_dispatch_token(
         raise DispatchTokenError("token is for another node")
     if claims.sub != DISPATCH_SUBJECT or claims.iss != DISPATCH_ISSUER:
         raise DispatchTokenError("token was not issued by the coordinator")
-    if claims.jti != command_id:
+    if command_id is not None and claims.jti != command_id:
         raise DispatchTokenError("token is for another command")
     return claims

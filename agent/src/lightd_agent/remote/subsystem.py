@@ -30,7 +30,7 @@ from lightd_shared.containers import ContainerSpec
 from lightd_shared.remote import AppliedContainer, ConfigDocument, RemoteSettings
 from lightd_shared.tokens import mask_token
 
-__all__ = ["remote_subsystem"]
+__all__ = ["extra_outbox_file", "remote_subsystem", "remotes_subsystem"]
 
 
 def _reloader(app: FastAPI) -> RemoteSettings:
@@ -121,3 +121,49 @@ async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
         await sync.stop()
         app.state.health_sections.pop("remote", None)
         sync.close()
+
+
+def extra_outbox_file(name: str) -> str:
+    """The outbox of the ``remotes`` entry ``name``: its own file, so deliveries are independent."""
+    return f"remote-outbox-{name}.sqlite3"
+
+
+@asynccontextmanager
+async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
+    """Run one :class:`RemoteSync` per ``remotes`` entry, each with its own outbox.
+
+    Every one is a durable listener and a gate on the bus, exactly like ``remote``: an update
+    is committed to each enabled remote's outbox before the lifecycle action goes on, and a
+    full outbox of any of them refuses new actions. They share nothing else, so a remote that
+    is down delays only its own deliveries. Their state is the ``remotes`` section of
+    ``GET /health``. ``POST /remote/config/reload`` reloads only ``remote``.
+    """
+    config: AgentConfig = app.state.config
+    syncs: list[RemoteSync] = []
+    for entry in config.remotes:
+        settings = RemoteSettings.model_validate(entry.model_dump(exclude={"name"}))
+        sync = RemoteSync(
+            settings,
+            config.storage.state_dir,
+            outbox_file=extra_outbox_file(entry.name),
+            server_info=lambda: app.state.config.server.model_dump(mode="json"),
+        )
+        sync.attach(app.state.bus)
+        syncs.append(sync)
+    names = [entry.name for entry in config.remotes]
+    if syncs:
+        app.state.health_sections["remotes"] = lambda: {
+            name: sync.snapshot().model_dump(mode="json")
+            for name, sync in zip(names, syncs, strict=True)
+        }
+    app.state.extra_remotes = dict(zip(names, syncs, strict=True))
+    try:
+        for sync in syncs:
+            await sync.start()
+        yield syncs
+    finally:
+        for sync in syncs:
+            await sync.stop()
+        app.state.health_sections.pop("remotes", None)
+        for sync in syncs:
+            sync.close()

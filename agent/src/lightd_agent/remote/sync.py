@@ -97,10 +97,11 @@ class RemoteSync:
         server_info: Callable[[], dict[str, Any]] | None = None,
         retry_base: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
+        outbox_file: str = OUTBOX_FILE,
     ) -> None:
         self.settings = settings
         self.state_dir = state_dir
-        self.outbox = Outbox(state_dir / OUTBOX_FILE)
+        self.outbox = Outbox(state_dir / outbox_file)
         self._reload_settings = reload_settings
         self._config_document = config_document
         self._apply_config = apply_config

@@ -1,0 +1,305 @@
+"""What the agent does with a coordinator's command (``POST /commands``).
+
+Two types (seed 003, ``lightd_shared.commands``):
+
+- ``exec``: ``action`` runs as ``/bin/sh -c ACTION`` on the host, only when
+  ``commands.allow_exec`` is true (off by default: a coordinator token must not mean a root
+  shell on every host). Bounded by ``params.timeout`` (default 30 s): on expiry the whole
+  process group is killed and the result is ``timeout``. Output (stdout and stderr together)
+  is kept up to ``commands.max_output`` bytes.
+- ``container``: ``action`` is one of :data:`CONTAINER_ACTIONS`, mapped onto the agent's own
+  :class:`~lightd_agent.lifecycle.ServerManager` (the same code as the REST API, with the same
+  policy and gate checks); ``params.server`` names the server, ``params.spec`` is the spec for
+  ``create``. An agent error (unknown server, policy refusal, Docker down) ends ``failed`` with
+  its message. ``output`` is the agent API's JSON answer (``logs``: the text).
+
+:class:`CommandLedger` makes a command id run at most once: a repeat (the coordinator retrying,
+or anyone replaying a captured request while its token is still valid) gets the first result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from lightd_agent.config import CommandsSection
+from lightd_agent.errors import AgentError, BadRequest, Unavailable
+from lightd_agent.events import EventBus
+from lightd_agent.lifecycle import Server, ServerManager
+from lightd_shared.commands import CommandResult, CommandStatus
+from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
+from lightd_shared.dispatch import AgentCommand
+from lightd_shared.durations import DurationError, parse_duration
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["CONTAINER_ACTIONS", "CommandLedger", "CommandRunner"]
+
+log = logging.getLogger(__name__)
+
+CONTAINER_ACTIONS: tuple[str, ...] = (
+    "create",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "reinstall",
+    "delete",
+    "list",
+    "status",
+    "logs",
+    "exec",
+)
+_LIFECYCLE = frozenset({"create", "start", "stop", "restart", "kill", "reinstall", "delete"})
+_DEFAULT_TIMEOUT = 30.0
+_LEDGER_SIZE = 1000
+
+
+class _Failed(Exception):
+    """The command cannot run as asked; the message is the result's output."""
+
+
+def _status_json(server: Server) -> str:
+    view = server.view()
+    return ContainerStatus.model_validate(
+        view.model_dump(exclude={"spec", "ports"})
+    ).model_dump_json()
+
+
+def _server_param(params: dict[str, Any], action: str) -> str:
+    server = params.get("server")
+    if not isinstance(server, str) or not server:
+        raise _Failed(f"container action {action!r} needs params.server (the server id)")
+    return server
+
+
+def _seconds(params: dict[str, Any], key: str, default: float) -> float:
+    value = params.get(key)
+    if value is None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value).total_seconds()
+        except DurationError as exc:
+            raise _Failed(f"params.{key}: {exc}") from None
+    raise _Failed(f"params.{key} must be a duration such as '10s'")
+
+
+class CommandRunner:
+    """Runs one command to its end and says how it went, never raising."""
+
+    def __init__(
+        self, settings: CommandsSection, manager: ServerManager, bus: EventBus, node_id: str
+    ) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.bus = bus
+        self.node_id = node_id
+
+    async def run(self, command: AgentCommand) -> CommandResult:
+        began = time.monotonic()
+        timeout = (
+            command.params.timeout.total_seconds()
+            if command.params.timeout is not None
+            else _DEFAULT_TIMEOUT
+        )
+        status: CommandStatus
+        try:
+            if command.type == "exec":
+                status, output = await self._exec(command.action, timeout)
+            else:
+                status, output = await self._container(command, timeout)
+        except _Failed as exc:
+            status, output = "failed", str(exc)
+        except AgentError as exc:
+            status, output = "failed", exc.message
+        except Exception as exc:  # a bug must answer failed, not leave the coordinator waiting
+            log.exception("command %s failed unexpectedly", command.id)
+            status, output = (
+                "failed",
+                f"agent error while running the command: {type(exc).__name__}",
+            )
+        result = CommandResult(
+            id=command.id,
+            node_id=self.node_id,
+            status=status,
+            output=self._cap(output),
+            duration=timedelta(milliseconds=round((time.monotonic() - began) * 1000)),
+            finished=utcnow(),
+        )
+        log.info(
+            "command %s (%s %s) ended %s",
+            command.id,
+            command.type,
+            command.action if command.type == "container" else "<shell>",
+            status,
+            extra={"command_id": command.id, "status": status, "user": command.user},
+        )
+        return result
+
+    def _cap(self, output: str) -> str:
+        raw = output.encode("utf-8", errors="replace")
+        limit = self.settings.max_output
+        if len(raw) <= limit:
+            return output
+        kept = raw[:limit].decode("utf-8", errors="ignore")
+        return f"{kept}\n… [output truncated: {limit} of {len(raw)} bytes kept]"
+
+    # -- exec ----------------------------------------------------------------------------
+    async def _exec(self, action: str, timeout: float) -> tuple[CommandStatus, str]:
+        if not self.settings.allow_exec:
+            return (
+                "failed",
+                f"exec commands are disabled on node {self.node_id}: host shell commands run "
+                "only where the agent's config sets commands.allow_exec to true "
+                "(LIGHTD_COMMANDS__ALLOW_EXEC=true)",
+            )
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            action,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+        chunks: list[bytes] = []
+        kept = 0
+
+        async def read() -> None:
+            nonlocal kept
+            assert process.stdout is not None
+            while chunk := await process.stdout.read(65536):
+                if kept <= self.settings.max_output:
+                    chunks.append(chunk)
+                    kept += len(chunk)
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout)
+            code = await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            text = b"".join(chunks).decode("utf-8", errors="replace")
+            return "timeout", f"{text}\n[killed after {timeout:g}s (params.timeout)]".lstrip("\n")
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        if text.endswith("\n"):
+            text = text[:-1]
+        if code != 0:
+            return "failed", f"{text}\n[exit code {code}]".lstrip("\n")
+        return "success", text
+
+    # -- container -----------------------------------------------------------------------
+    async def _container(self, command: AgentCommand, timeout: float) -> tuple[CommandStatus, str]:
+        action = command.action
+        params: dict[str, Any] = dict(command.params.model_extra or {})
+        if action not in CONTAINER_ACTIONS:
+            raise _Failed(
+                f"unknown container action {action!r}; use one of {', '.join(CONTAINER_ACTIONS)}"
+            )
+        if action in _LIFECYCLE:
+            reason = self.bus.refusal()
+            if reason:
+                raise Unavailable(f"lifecycle actions are refused right now: {reason}")
+        manager = self.manager
+        if action == "list":
+            views = manager.views()
+            return "success", ContainerList(containers=views, count=len(views)).model_dump_json()
+        if action == "create":
+            raw = params.get("spec")
+            if not isinstance(raw, dict):
+                raise _Failed("container action 'create' needs params.spec (a container spec)")
+            try:
+                spec = ContainerSpec.model_validate(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                raise BadRequest(f"invalid container spec: {problems}") from None
+            server = await manager.create(spec)
+            return "success", json.dumps({"id": server.id, "state": "installing"})
+        server_id = _server_param(params, action)
+        if action == "status":
+            manager.view(server_id)
+            return "success", _status_json(manager.get(server_id))
+        if action in ("start", "kill"):
+            return "success", _status_json(await manager.power(server_id, action, 10.0))
+        if action in ("stop", "restart"):
+            grace = _seconds(params, "stop_timeout", 10.0)
+            return "success", _status_json(await manager.power(server_id, action, grace))
+        if action == "reinstall":
+            grace = _seconds(params, "stop_timeout", 10.0)
+            server = await manager.reinstall(server_id, stop_timeout=grace)
+            return "success", json.dumps({"id": server.id, "state": "installing"})
+        if action == "delete":
+            volumes = params.get("volumes", False) is True
+            await manager.delete(server_id, volumes=volumes)
+            return "success", json.dumps(
+                {"id": server_id, "state": "deleted", "volumes_removed": volumes}
+            )
+        if action == "logs":
+            tail = params.get("tail")
+            if tail is not None and (
+                not isinstance(tail, int) or isinstance(tail, bool) or tail < 0
+            ):
+                raise _Failed("params.tail must be a whole number of lines")
+            return "success", await manager.logs(server_id, tail)
+        # exec inside the container
+        inner = params.get("command")
+        if not (isinstance(inner, str) and inner.strip()) and not (
+            isinstance(inner, list) and inner and all(isinstance(p, str) for p in inner)
+        ):
+            raise _Failed("container action 'exec' needs params.command (a string or a list)")
+        budget = _seconds(params, "exec_timeout", timeout)
+        result = await manager.exec(server_id, inner, budget)
+        return result.status, result.output
+
+
+class CommandLedger:
+    """Command id -> its run; a repeated id waits for (or gets) the first run's result."""
+
+    def __init__(self, runner: CommandRunner, size: int = _LEDGER_SIZE) -> None:
+        self.runner = runner
+        self.size = size
+        self._runs: OrderedDict[str, asyncio.Task[CommandResult]] = OrderedDict()
+
+    async def submit(self, command: AgentCommand) -> tuple[CommandResult, bool]:
+        """The command's result, and whether this call ran it (``False``: a repeat)."""
+        task = self._runs.get(command.id)
+        fresh = task is None
+        if task is None:
+            task = asyncio.create_task(self.runner.run(command), name=f"command-{command.id}")
+            self._runs[command.id] = task
+            while len(self._runs) > self.size:
+                oldest_id, oldest = next(iter(self._runs.items()))
+                if not oldest.done():
+                    break
+                del self._runs[oldest_id]
+        # shield: a caller that hangs up does not cut the command off half-way
+        return await asyncio.shield(task), fresh
+
+    async def close(self) -> None:
+        running = [task for task in self._runs.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

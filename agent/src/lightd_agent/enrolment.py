@@ -1,0 +1,329 @@
+"""Enrolment with a coordinator: register on start, heartbeat with services, inactive on exit.
+
+With ``coordinator.enabled`` the agent, for as long as it runs:
+
+1. registers (``POST /api/v1/nodes``) with its id, name, labels, ``provider: docker``, the
+   address and port the coordinator reaches it at (``coordinator.advertise_*``), capabilities
+   ``{"docker": true, "exec": <commands.allow_exec>}``, its ``/health`` URL, its version and
+   this process's dispatch key (write-only on the coordinator; it signs our commands with it);
+2. heartbeats (``POST /api/v1/nodes/{id}/heartbeat``) every ``coordinator.heartbeat_interval``
+   (drift-free) with its services: every running server's published ports. A lifecycle event
+   brings the next heartbeat forward, so ``GET /api/v1/services`` follows the fleet closely;
+3. registers again when a heartbeat answers ``404`` (a coordinator restarted with a memory
+   registry forgot us);
+4. never gives up: when the coordinator is down or refuses, it logs what to do and retries with
+   backoff (capped at the heartbeat interval);
+5. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
+
+Every call carries ``Authorization: Bearer <coordinator.token>`` (the coordinator's
+``auth.agent_token``); neither token nor key is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from lightd_agent import __version__
+from lightd_agent.config import AgentConfig
+from lightd_agent.events import EventBus, LifecycleEvent
+from lightd_agent.lifecycle import ServerManager
+from lightd_shared.nodes import Heartbeat, NodeRegistration
+from lightd_shared.services import Service
+from lightd_shared.timestamps import utcnow
+
+__all__ = ["Enrolment", "coordinator_subsystem", "services_of"]
+
+log = logging.getLogger("lightd_agent.enrolment")
+
+_BACKOFF_START = 0.5
+
+
+def advertise_address(config: AgentConfig) -> str:
+    """Where the coordinator reaches this agent: the configured address, else the host name."""
+    return config.coordinator.advertise_address or socket.gethostname()
+
+
+def advertise_port(config: AgentConfig) -> int:
+    return config.coordinator.advertise_port or config.server.port
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def services_of(manager: ServerManager, address: str) -> list[Service]:
+    """One service per published port of every running server (id: the server id, or
+    ``<server>-<container port>`` when it publishes several)."""
+    services: list[Service] = []
+    for server in sorted(manager.servers.values(), key=lambda s: s.id):
+        if server.state != "running":
+            continue
+        ports = [p for p in server.published if p.host is not None]
+        for mapping in ports:
+            assert mapping.host is not None
+            services.append(
+                Service(
+                    id=server.id if len(ports) == 1 else f"{server.id}-{mapping.container}",
+                    name=server.id,
+                    type=mapping.protocol,
+                    status=server.state,
+                    port=mapping.host,
+                    endpoint=f"{mapping.protocol}://{_url_host(address)}:{mapping.host}",
+                )
+            )
+    return services
+
+
+class Enrolment:
+    """The registration and heartbeat loop, and its state for ``GET /health``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        manager: ServerManager,
+        dispatch_key: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.manager = manager
+        self._key = dispatch_key
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._rng = random.Random()
+        self.registered = False
+        self.last_heartbeat: datetime | None = None
+        self.last_error: str | None = None
+
+    # -- wiring --------------------------------------------------------------------------
+    def on_event(self, event: LifecycleEvent) -> None:
+        """Bus listener: a server changed, so report the services soon (thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def interval(self) -> float:
+        return self.config.coordinator.heartbeat_interval.total_seconds()
+
+    def _headers(self) -> dict[str, str]:
+        token = self.config.coordinator.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def registration(self) -> NodeRegistration:
+        config = self.config
+        address = advertise_address(config)
+        port = advertise_port(config)
+        return NodeRegistration.model_validate(
+            {
+                "id": config.node.id,
+                "name": config.node.name or config.node.id,
+                "provider": "docker",
+                "status": "active",
+                "address": address,
+                "port": port,
+                "labels": dict(config.node.labels),
+                "capabilities": {"docker": True, "exec": config.commands.allow_exec},
+                "health_url": f"http://{_url_host(address)}:{port}/health",
+                "version": __version__,
+                "dispatch_key": self._key,
+            },
+            strict=False,
+        )
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        timeout = max(2.0, min(10.0, self.interval))
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=timeout,
+            trust_env=False,
+            headers={"User-Agent": f"lightd/{__version__}"},
+        )
+        log.info(
+            "enrolling with the coordinator at %s as node %s (reached at %s:%s)",
+            self.config.coordinator.url,
+            self.config.node.id,
+            advertise_address(self.config),
+            advertise_port(self.config),
+        )
+        self._task = asyncio.create_task(self._run(), name="coordinator-enrolment")
+
+    async def stop(self) -> None:
+        """End the loop, then tell the coordinator this node is going away (best effort)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if self.registered:
+                response = await client.post(
+                    self.config.coordinator.endpoint(
+                        f"api/v1/nodes/{self.config.node.id}/heartbeat"
+                    ),
+                    json=Heartbeat(status="inactive", services=[]).model_dump(mode="json"),
+                    headers=self._headers(),
+                    timeout=2.0,
+                )
+                if response.is_success:
+                    log.info("told the coordinator this node is going inactive")
+        except httpx.HTTPError as exc:
+            log.warning(
+                "could not tell the coordinator this node is going inactive (%s); it will "
+                "mark it inactive after its node_timeout",
+                type(exc).__name__,
+            )
+        finally:
+            await client.aclose()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "url": str(self.config.coordinator.url),
+            "registered": self.registered,
+            "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
+            "last_error": self.last_error,
+        }
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        failures = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            self._wake.clear()
+            try:
+                ok = await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not end enrolment for good
+                log.exception("coordinator heartbeat crashed; trying again")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                ok = False
+            if ok:
+                failures = 0
+                wait = max(0.0, self.interval - (loop.time() - began))
+            else:
+                failures += 1
+                step = min(self.interval, _BACKOFF_START * 2 ** min(failures - 1, 16))
+                wait = step * (0.5 + self._rng.random() / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def beat(self) -> bool:
+        """Register if needed, then heartbeat once; whether both worked."""
+        client = self._client
+        if client is None:
+            return False
+        coordinator = self.config.coordinator
+        try:
+            if not self.registered:
+                response = await client.post(
+                    coordinator.endpoint("api/v1/nodes"),
+                    json=self.registration().model_dump(mode="json") | {"dispatch_key": self._key},
+                    headers=self._headers(),
+                )
+                if not response.is_success:
+                    return self._refused("registration", response)
+                self.registered = True
+                log.info(
+                    "registered with the coordinator at %s as node %s",
+                    coordinator.url,
+                    self.config.node.id,
+                )
+            beat = Heartbeat(
+                status="active",
+                services=services_of(self.manager, advertise_address(self.config)),
+            )
+            response = await client.post(
+                coordinator.endpoint(f"api/v1/nodes/{self.config.node.id}/heartbeat"),
+                json=beat.model_dump(mode="json"),
+                headers=self._headers(),
+            )
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._failed(f"coordinator at {coordinator.url} unreachable ({reason})")
+            return False
+        if response.status_code == 404:
+            log.warning(
+                "the coordinator does not know node %s (it restarted?); registering again",
+                self.config.node.id,
+            )
+            self.registered = False
+            self._wake.set()  # register at once, not after a whole interval
+            return True
+        if not response.is_success:
+            return self._refused("heartbeat", response)
+        if self.last_error is not None:
+            log.info("coordinator at %s reachable again", coordinator.url)
+        self.last_error = None
+        self.last_heartbeat = utcnow()
+        return True
+
+    def _refused(self, what: str, response: httpx.Response) -> bool:
+        if response.status_code in (401, 403):
+            reason = (
+                f"the coordinator refused the {what} with HTTP {response.status_code}: set "
+                "coordinator.token (LIGHTD_COORDINATOR__TOKEN) to the coordinator's "
+                "auth.agent_token"
+            )
+        else:
+            excerpt = response.text.strip().replace("\n", " ")[:200]
+            reason = (
+                f"the coordinator refused the {what} with HTTP {response.status_code}: {excerpt}"
+            )
+        self._failed(reason)
+        return False
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.last_error:
+            log.warning("%s; retrying with backoff", reason)
+        self.last_error = reason
+
+
+@asynccontextmanager
+async def coordinator_subsystem(app: FastAPI) -> AsyncIterator[Enrolment | None]:
+    """Enrol for the life of ``app`` when ``coordinator.enabled``; else do nothing."""
+    config: AgentConfig = app.state.config
+    if not config.coordinator.enabled:
+        app.state.health_sections["coordinator"] = lambda: {"enabled": False}
+        yield None
+        return
+    bus: EventBus = app.state.bus
+    enrolment = Enrolment(config, app.state.manager, app.state.dispatch_key)
+    detach = bus.add_listener(enrolment.on_event)
+    app.state.enrolment = enrolment
+    app.state.health_sections["coordinator"] = enrolment.snapshot
+    await enrolment.start()
+    try:
+        yield enrolment
+    finally:
+        detach()
+        await enrolment.stop()
+        app.state.health_sections.pop("coordinator", None)
