@@ -1,0 +1,199 @@
+"""A real fleet for end-to-end tests: a coordinator on loopback and real ``lightd run`` agents.
+
+Short timers everywhere (heartbeats 200 ms, node timeout 2 s) so the flows finish in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lightd_coordinator.config import Settings
+from lightd_coordinator.main import create_app
+from tests.harness.servers import free_port, serve
+
+LIGHTD = str(Path(sys.executable).with_name("lightd"))
+STATIC = "fleet-static-token-0123456789"
+JWT_SECRET = "fleet-jwt-secret-0123456789abcdef"
+AGENT_TOKEN = "lightd_a9e1f0c2b3d4e5f60718293a4b5c6d7e"
+API_TOKEN = "lightd_0123456789abcdef0123456789abcdef"
+NODE_TIMEOUT = 2.0
+
+
+def coordinator_settings(**auth: Any) -> Settings:
+    return Settings(
+        server={"auth_token": STATIC},
+        registry={
+            "health_check_interval": "200ms",
+            "node_timeout": f"{NODE_TIMEOUT}s",
+            "command_timeout": "30s",
+        },
+        websocket={"ping_period": "1s"},
+        auth={"enabled": True, "jwt_secret": JWT_SECRET, "agent_token": AGENT_TOKEN, **auth},
+        logging={"format": "text"},
+    )
+
+
+@contextmanager
+def running_coordinator(settings: Settings | None = None) -> Iterator[str]:
+    with serve(create_app(settings or coordinator_settings())) as base:
+        yield base
+
+
+def operator(base: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {STATIC}"}, timeout=60)
+
+
+def agent_document(
+    base: Path, coordinator: str, node_id: str, *, allow_exec: bool, token: str | None = AGENT_TOKEN
+) -> dict[str, Any]:
+    """config.json of one agent: its own node id, storage and port; synced to the coordinator."""
+    return {
+        "server": {"host": "127.0.0.1", "port": free_port()},
+        "authorization": {"enabled": True, "token": API_TOKEN},
+        "storage": {"base_path": str(base / node_id)},
+        "node": {"id": node_id, "labels": {"role": node_id.split("-")[0]}},
+        "docker": {"call_timeout": "20s", "install_timeout": "1m"},
+        "logging": {"level": "info"},
+        "coordinator": {
+            "enabled": True,
+            "url": coordinator,
+            "token": token,
+            "advertise_address": "127.0.0.1",
+            "heartbeat_interval": "200ms",
+        },
+        "commands": {"allow_exec": allow_exec},
+        "remote": {
+            "enabled": True,
+            "url": f"{coordinator}/api/v1/remote/{node_id}",
+            "token": AGENT_TOKEN,
+            "timeout": "2s",
+            "health_interval": "200ms",
+            "retry_max_delay": "500ms",
+            "events": "all",
+        },
+    }
+
+
+@dataclass
+class AgentProcess:
+    """One ``lightd run`` child; ``stop`` sends SIGTERM (a clean shutdown), ``start`` again."""
+
+    config: Path
+    log: Path
+    node_id: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [LIGHTD, "run", "-c", str(self.config)], stdout=sink, stderr=sink
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"agent {self.node_id} exited:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"agent {self.node_id} did not come up:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"agent {self.node_id} ignored SIGTERM") from None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_agent(
+    tmp: Path, coordinator: str, prefix: str, *, allow_exec: bool, token: str | None = AGENT_TOKEN
+) -> AgentProcess:
+    node_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    document = agent_document(tmp, coordinator, node_id, allow_exec=allow_exec, token=token)
+    config = tmp / f"{node_id}.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    agent = AgentProcess(
+        config=config, log=tmp / f"{node_id}.log", node_id=node_id, port=document["server"]["port"]
+    )
+    agent.start()
+    return agent
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.05)
+
+
+@dataclass
+class EventTail:
+    """Reads ``/ws`` in a thread and keeps every event envelope (``{type, timestamp, data}``)."""
+
+    base: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {STATIC}"}
+        with (
+            httpx.Client(base_url=self.base, timeout=httpx.Timeout(10, read=3)) as client,
+            client.stream("GET", "/ws", headers=headers) as response,
+        ):
+            self.ready.set()
+            try:
+                for line in response.iter_lines():
+                    if self.stopping.is_set():
+                        return
+                    if line.startswith("data:"):
+                        with self.lock:
+                            self.events.append(json.loads(line[5:].strip()))
+            except httpx.HTTPError:
+                return
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events if e["type"] == type_]
+
+
+@contextmanager
+def tail_events(base: str) -> Iterator[EventTail]:
+    tail = EventTail(base)
+    thread = threading.Thread(target=tail.run, daemon=True)
+    thread.start()
+    assert tail.ready.wait(10), "the event stream did not open"
+    try:
+        yield tail
+    finally:
+        tail.stopping.set()
+        thread.join(timeout=10)
