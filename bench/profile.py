@@ -21,7 +21,7 @@ __all__ = ["Profiler", "summarise"]
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
 
 
-def _short(frame: str) -> str:
+def _short(frame: str, *, line: bool = False) -> str:
     match = _FRAME.match(frame.strip())
     if not match:
         return frame.strip()
@@ -30,42 +30,51 @@ def _short(frame: str) -> str:
         if marker in path:
             path = path.split(marker, 1)[1]
             break
+    if line and match.group("line"):
+        path += f":{match.group('line')}"
     return f"{match.group('func')} ({path})"
 
 
 def summarise(raw: Path, top: int = 12) -> str:
-    """Self time by function, then inclusive time of lightd's own functions, as percentages."""
+    """Where the samples are: by their own function, and by the deepest lightd frame.
+
+    The second view charges each sample to the innermost ``lightd_*`` function on its stack
+    (its callees in libraries included), which says which of our lines the time is spent
+    under; samples with no lightd frame are charged to their own function.
+    """
     own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";") if f and not f.startswith("process ")]
-        frames = [f for f in frames if not f.startswith("thread ")]
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            if "lightd_" in frame or "starlette" in frame or "fastapi" in frame:
-                inclusive[frame] += count
+        own[_short(frames[-1])] += count
+        project = [f for f in frames if "lightd_" in f and "cli.py" not in f]
+        where = (
+            _short(project[-1], line=True) if project else "(no lightd frame) " + _short(frames[-1])
+        )
+        ours[where] += count
     if total == 0:
         return "(no samples)"
     lines = [f"{total} samples", "self time:"]
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(top)]
-    lines.append("inclusive time (lightd, starlette, fastapi frames):")
-    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in inclusive.most_common(top)]
+    lines.append("by the deepest lightd frame on the stack (callees included):")
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in ours.most_common(top)]
     return "\n".join(lines)
 
 
 class Profiler:
     """``with Profiler(pid, path, enabled)``: py-spy records while the block runs."""
 
-    def __init__(self, pid: int, raw: Path, enabled: bool) -> None:
+    def __init__(self, pid: int, raw: Path, enabled: bool, *, idle: bool = False) -> None:
         self.pid = pid
+        self.idle = idle  # also sample waiting threads: wall-clock, for latency figures
         self.raw = raw
         self.enabled = enabled
         self.summary = ""
@@ -86,6 +95,7 @@ class Profiler:
                     "--nonblocking",
                     "--output",
                     str(self.raw),
+                    *(["--idle"] if self.idle else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

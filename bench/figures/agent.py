@@ -33,13 +33,16 @@ from bench.stats import percentile, summary
 __all__ = ["agent_figures"]
 
 
-def _direct_once(client: docker.DockerClient, run: Run, index: int) -> float:
-    """The container work of one server, straight through the SDK; seconds."""
+def _direct_once(
+    client: docker.DockerClient, run: Run, index: int, steps: dict[str, list[float]]
+) -> float:
+    """The container work of one server, straight through the SDK; seconds (and per step)."""
     name = f"lightd-bench-direct-{run.run_id}-{index}"
     labels = {LABEL: run.run_id, "lightd.server": f"d{index}", "lightd.role": "server"}
     began = time.monotonic()
     client.images.get(IMAGE)
     volume = client.volumes.create(name=f"{name}-data", labels=labels)
+    prepared = time.monotonic()
     # The same keyword arguments as the agent's DockerBackend.create_server.
     options: dict[str, Any] = {
         "command": ["sleep", "86400"],
@@ -53,11 +56,16 @@ def _direct_once(client: docker.DockerClient, run: Run, index: int) -> float:
         "network_mode": "bridge",
     }
     container = client.containers.create(IMAGE, **options)
+    created = time.monotonic()
     container.start()
     container.reload()
     if not container.attrs["State"]["Running"]:
         raise RuntimeError(f"direct container {name} is not running")
-    return time.monotonic() - began
+    done = time.monotonic()
+    steps["image + volume"].append((prepared - began) * 1000)
+    steps["create"].append((created - prepared) * 1000)
+    steps["start + inspect"].append((done - created) * 1000)
+    return done - began
 
 
 def _direct_remove(client: docker.DockerClient, run: Run, index: int) -> None:
@@ -68,15 +76,26 @@ def _direct_remove(client: docker.DockerClient, run: Run, index: int) -> None:
         client.volumes.get(f"{name}-data").remove(force=True)
 
 
-async def _agent_once(rig: AgentRig, server: str) -> float:
+STEPS = ("image + volume", "create", "start + inspect")
+
+
+async def _agent_once(rig: AgentRig, server: str, steps: dict[str, list[float]]) -> float:
+    """POST /containers until the agent's Running event; seconds (and per step, by event)."""
     assert rig.client is not None
     since = len(rig.events.seen)
     began = time.monotonic()
     response = await rig.client.post("/containers", json=rig.spec(server))
+    answered = time.monotonic()
     if response.status_code != 202:
         raise RuntimeError(f"POST /containers answered {response.status_code}: {response.text}")
     rig.servers.append(server)
     ran = await rig.events.wait(server, "Running", since, timeout=60)
+    at = {kind: when for who, kind, when in rig.events.seen[since:] if who == server}
+    if {"Started", "CreatingContainer", "Ready"} <= set(at):
+        steps["answer (202)"].append((answered - began) * 1000)
+        steps["image + volume"].append((at["CreatingContainer"] - began) * 1000)
+        steps["create"].append((at["Ready"] - at["CreatingContainer"]) * 1000)
+        steps["start + inspect"].append((ran - at["Ready"]) * 1000)
     return ran - began
 
 
@@ -84,8 +103,13 @@ async def figure_1(rig: AgentRig, run: Run) -> list[Figure]:
     n = run.sizes.servers
     agent: list[float] = []
     direct: list[float] = []
+    agent_steps: dict[str, list[float]] = {k: [] for k in ("answer (202)", *STEPS)}
+    direct_steps: dict[str, list[float]] = {k: [] for k in STEPS}
     with Profiler(
-        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-1-agent.raw", run.profile
+        rig.agent.pid if rig.agent else 0,
+        run.run_dir / "profile-1-agent.raw",
+        run.profile,
+        idle=True,
     ) as prof:
         for i in range(n):
             if run.remaining() < 0:
@@ -94,14 +118,22 @@ async def figure_1(rig: AgentRig, run: Run) -> list[Figure]:
             order = ("agent", "direct") if i % 2 == 0 else ("direct", "agent")
             for side in order:
                 if side == "agent":
-                    agent.append(await _agent_once(rig, f"s{i}") * 1000)
+                    agent.append(await _agent_once(rig, f"s{i}", agent_steps) * 1000)
                 else:
-                    direct.append(await asyncio.to_thread(_direct_once, run.docker, run, i) * 1000)
+                    direct.append(
+                        await asyncio.to_thread(_direct_once, run.docker, run, i, direct_steps)
+                        * 1000
+                    )
     for i in range(len(direct)):
         await asyncio.to_thread(_direct_remove, run.docker, run, i)
     a50, a95 = percentile(agent, 50), percentile(agent, 95)
     d50, d95 = percentile(direct, 50), percentile(direct, 95)
     ratio = a50 / d50
+    where = "; ".join(
+        f"{step} {percentile(agent_steps[step], 50):.0f} vs "
+        f"{percentile(direct_steps[step], 50):.0f}"
+        for step in STEPS
+    )
     return [
         Figure(
             figure="1. Agent overhead: create+start+ready, agent/direct (p50 ratio)",
@@ -112,11 +144,14 @@ async def figure_1(rig: AgentRig, run: Run) -> list[Figure]:
             size=f"{len(agent)} servers each side",
             detail=(
                 f"agent p50 {a50:.0f} ms, p95 {a95:.0f} ms; docker SDK p50 {d50:.0f} ms, "
-                f"p95 {d95:.0f} ms; p95 ratio {a95 / d95:.2f}"
+                f"p95 {d95:.0f} ms; p95 ratio {a95 / d95:.2f}; p50 by step, agent vs SDK "
+                f"(ms): {where}"
             ),
             extra={
                 "agent_ms": summary(agent),
                 "direct_ms": summary(direct),
+                "agent_steps_ms": {k: summary(v) for k, v in agent_steps.items()},
+                "direct_steps_ms": {k: summary(v) for k, v in direct_steps.items()},
                 "profile": prof.summary,
             },
         )
@@ -153,11 +188,16 @@ def _update(server: str, status: str) -> Callable[[dict[str, Any]], bool]:
 async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
     assert rig.client is not None and rig.docker_events is not None
     samples: list[float] = []
+    crashes: list[float] = []  # Docker "die" -> "crashed"
+    starts: list[float] = []  # Docker "start" (after POST /start) -> "running"
     since = len(await rig.records())
     servers = list(rig.servers)
     cycles = run.sizes.event_cycles
     with Profiler(
-        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-2-agent.raw", run.profile
+        rig.agent.pid if rig.agent else 0,
+        run.run_dir / "profile-2-agent.raw",
+        run.profile,
+        idle=True,
     ) as prof:
         for k in range(cycles):
             if run.remaining() < 0:
@@ -171,6 +211,7 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
             died = rig.docker_events.find(server, "die", mark)
             if died is not None:
                 samples.append((record["t_ns"] - died) / 1e6)
+                crashes.append(samples[-1])
             mark = rig.docker_events.count()
             response = await rig.client.post(f"/containers/{server}/start")
             response.raise_for_status()
@@ -178,6 +219,7 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
             started = rig.docker_events.find(server, "start", mark)
             if started is not None:
                 samples.append((record["t_ns"] - started) / 1e6)
+                starts.append(samples[-1])
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
     return Figure(
         figure="2a. Event latency: Docker event -> remote /update (p99)",
@@ -186,8 +228,18 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
         target="< 50",
         met=p99 < 50,
         size=f"{len(samples)} events (die and start)",
-        detail=f"p50 {p50:.1f} ms, max {max(samples, default=float('nan')):.1f} ms; remote up",
-        extra={"ms": summary(samples), "profile": prof.summary},
+        detail=(
+            f"p50 {p50:.1f} ms, max {max(samples, default=float('nan')):.1f} ms; die -> crashed "
+            f"p50 {percentile(crashes, 50):.1f} / p99 {percentile(crashes, 99):.1f} ms; start -> "
+            f"running p50 {percentile(starts, 50):.1f} / p99 {percentile(starts, 99):.1f} ms; "
+            "remote up"
+        ),
+        extra={
+            "ms": summary(samples),
+            "crash_ms": summary(crashes),
+            "start_ms": summary(starts),
+            "profile": prof.summary,
+        },
     )
 
 
@@ -216,7 +268,10 @@ async def figure_6(rig: AgentRig, run: Run) -> Figure:
     keys: set[str] = set()
     records: list[dict[str, Any]] = []
     with Profiler(
-        rig.agent.pid if rig.agent else 0, run.run_dir / "profile-6-agent.raw", run.profile
+        rig.agent.pid if rig.agent else 0,
+        run.run_dir / "profile-6-agent.raw",
+        run.profile,
+        idle=True,
     ) as prof:
         while time.monotonic() < deadline:
             records = await rig.records()
