@@ -7,6 +7,9 @@
     lightd-coordinator status [-c PATH] [--url URL]       health and nodes of a running server
     lightd-coordinator token [-c PATH] [--expires 1h]     mint a JWT for the API
 
+and the operator verbs against a running coordinator (:mod:`lightd_coordinator.operator`):
+``nodes list|show``, ``dispatch``, ``containers ...``, ``services``, ``events``.
+
 Problems (a bad config file, an unreachable server) end with one message on stderr and a
 non-zero exit status: 1 for a failure, 2 for wrong usage.
 """
@@ -25,6 +28,7 @@ import httpx
 
 from lightd_coordinator import __version__
 from lightd_coordinator.config import ConfigError, Settings, default_yaml, load_settings
+from lightd_coordinator.operator import OperatorError, add_operator_commands, run_operator
 from lightd_shared.durations import DurationError, format_duration, parse_duration
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -75,6 +79,15 @@ def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
     token.add_argument(
         "--expires", default=None, help="lifetime such as '1h' (default auth.token_expiry)"
     )
+
+    def connection(command: argparse.ArgumentParser) -> None:
+        config_option(command)
+        command.add_argument("--url", help="coordinator URL (default: from the config's server)")
+        command.add_argument(
+            "--token", help=f"bearer token (default: ${TOKEN_ENV}, else the config's server token)"
+        )
+
+    add_operator_commands(sub, connection)
     return parser
 
 
@@ -248,7 +261,29 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"config": _config, "start": _start, "status": _status, "token": _token}
+def _operator(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    url = (
+        args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
+    ).rstrip("/")
+    token = args.token or os.environ.get(TOKEN_ENV) or settings.server.auth_token
+    try:
+        return run_operator(args, url, token)
+    except OperatorError as exc:
+        return _fail(str(exc))
+
+
+_COMMANDS = {
+    "config": _config,
+    "start": _start,
+    "status": _status,
+    "token": _token,
+    "nodes": _operator,
+    "dispatch": _operator,
+    "containers": _operator,
+    "services": _operator,
+    "events": _operator,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "lightd-coordinator") -> int:

@@ -1,0 +1,138 @@
+"""The operator verbs of ``lightd-coordinator`` against a running coordinator and a real agent."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lightd_coordinator.cli import main
+from tests.harness.docker import Cleanup
+from tests.integration.fleet import STATIC, running_coordinator, start_agent, wait_until
+
+pytestmark = pytest.mark.docker
+
+CLI = str(Path(sys.executable).with_name("lightd-coordinator"))
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(base: str, *args: str) -> Ran:
+    """``lightd-coordinator ARGS --url BASE --token ...`` in this process (fast; same code)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, "--url", base, "--token", STATIC])
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+def test_operator_verbs(
+    tmp_path: Path, test_image: str, docker_cleanup: Cleanup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml of someone else's is read
+    with running_coordinator() as base:
+        agent = start_agent(tmp_path, base, "cli", allow_exec=True)
+        node = agent.node_id
+        try:
+            wait_until(
+                lambda: node in cli(base, "nodes", "list").stdout,
+                what="the node in `nodes list`",
+            )
+            listed = cli(base, "nodes", "list")
+            assert listed.returncode == 0
+            header, *rows = listed.stdout.splitlines()
+            assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+            assert any(row.startswith(node) and " active " in row for row in rows)
+            as_json = json.loads(cli(base, "nodes", "list", "--json").stdout)
+            assert [n["id"] for n in as_json["nodes"]] == [node]
+
+            shown = cli(base, "nodes", "show", node)
+            assert shown.returncode == 0 and "capabilities  docker,exec" in shown.stdout
+
+            # dispatch to a node, and to a selector; the output comes after the wait
+            said = cli(base, "dispatch", node, "echo 'hello world'")
+            assert said.returncode == 0, said.stderr
+            assert said.stdout == "hello world\n"
+            fanned = cli(base, "dispatch", "--selector", "role=cli", "echo hi")
+            assert fanned.returncode == 0, fanned.stderr
+            assert fanned.stdout.splitlines()[0].startswith(f"== {node}: success")
+            failing = cli(base, "dispatch", node, "exit 3", "--json")
+            assert failing.returncode == 1
+            assert json.loads(failing.stdout)["status"] == "failed"
+
+            # containers on the node
+            server = f"cli-{docker_cleanup.value}"
+            spec = tmp_path / "spec.json"
+            spec.write_text(
+                json.dumps(
+                    {
+                        "id": server,
+                        "image": test_image,
+                        # a shell as PID 1 that ends on SIGTERM: stop does not wait for the kill
+                        "startup_command": "trap 'exit 0' TERM; httpd -f -p 8080 & wait",
+                        "ports": [{"container": 8080}],
+                        "labels": docker_cleanup.labels,
+                    }
+                )
+            )
+            made = cli(base, "containers", "create", node, "--spec", str(spec))
+            assert made.returncode == 0, made.stderr
+            assert server in made.stdout and "installing" in made.stdout
+
+            def running() -> bool:
+                out = cli(base, "containers", "status", node, server).stdout
+                return "running" in out
+
+            wait_until(running, what="the server running")
+            table = cli(base, "containers", "list", node).stdout
+            assert table.splitlines()[0].split()[:2] == ["SERVER", "STATE"]
+            assert any(line.startswith(server) for line in table.splitlines())
+            wait_until(
+                lambda: server in cli(base, "services").stdout,
+                what="the service listed",
+            )
+            stopped = cli(base, "containers", "stop", node, server)
+            assert stopped.returncode == 0 and "stopped" in stopped.stdout
+            missing = cli(base, "containers", "start", node, "no-such-server")
+            assert missing.returncode == 1 and "no-such-server" in missing.stderr
+            gone = cli(base, "containers", "delete", node, server)
+            assert gone.returncode == 0 and "deleted" in gone.stdout
+
+            # the installed command, and events: the live tail prints one line per event
+            tail = subprocess.Popen(
+                [CLI, "events", "--url", base],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "LIGHTD_COORD_TOKEN": STATIC},
+            )
+            try:
+                assert tail.stdout is not None
+                first = tail.stdout.readline()
+                assert "initial_state" in first and "1 node(s)" in first
+            finally:
+                tail.terminate()
+                tail.wait(timeout=10)
+                if tail.stdout is not None:
+                    tail.stdout.close()
+
+            unreachable = subprocess.run(
+                [CLI, "nodes", "list", "--url", "http://127.0.0.1:9"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=tmp_path,
+            )
+            assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+        finally:
+            agent.stop()
