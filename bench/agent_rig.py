@@ -108,14 +108,16 @@ class _DockerEvents:
 class AgentRig:
     """Recorder + agent processes for one run; ``async with`` ends and cleans everything."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, name: str = "agent", extra: dict[str, Any] | None = None) -> None:
         self.run = run
-        self.node_id = f"bench-{run.run_id}"
+        self.name = name
+        self.extra = extra or {}
+        self.node_id = f"bench-{run.run_id}-{name}"
         self.base = Path(tempfile.mkdtemp(prefix="lightd-bench-"))
         self.recorder_port = free_port()
         self.port = free_port()
         self.remote_token = generate_token()
-        self.config_path = run.run_dir / "agent-config.json"
+        self.config_path = run.run_dir / f"{name}-config.json"
         self.token = ""
         self.agent: Proc | None = None
         self.recorder: Proc | None = None
@@ -134,7 +136,7 @@ class AgentRig:
 
     def start_recorder(self) -> None:
         self.recorder = start(
-            "recorder",
+            f"{self.name}-recorder",
             [sys.executable, "-m", "bench.recorder", str(self.recorder_port)],
             self.run.run_dir,
         )
@@ -154,9 +156,12 @@ class AgentRig:
                 base_path=self.base,
                 remote_url=f"http://127.0.0.1:{self.recorder_port}",
                 remote_token=self.remote_token,
+                extra=self.extra,
             )
             self.agent = start(
-                "agent", [venv_bin("lightd"), "run", "-c", str(self.config_path)], self.run.run_dir
+                self.name,
+                [venv_bin("lightd"), "run", "-c", str(self.config_path)],
+                self.run.run_dir,
             )
             await asyncio.to_thread(
                 wait_http,

@@ -148,7 +148,10 @@ def agent_config(
         "logging": {"level": "info", "json": True},
     }
     for section, values in (extra or {}).items():
-        document.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            document.setdefault(section, {}).update(values)
+        else:
+            document[section] = values
     path.write_text(json.dumps(document, indent=2))
     return token
 

@@ -173,7 +173,7 @@ async def figure_7_agent(rig: AgentRig, run: Run) -> Figure:
     )
 
 
-def _docker_kill(client: docker.DockerClient, name: str) -> None:
+def docker_kill(client: docker.DockerClient, name: str) -> None:
     """Kill a server's container behind the agent's back: Docker reports ``die``."""
     client.containers.get(name).kill()
 
@@ -206,7 +206,7 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
             server = servers[k % len(servers)]
             name = f"lightd-{rig.node_id}-{server}"
             mark = rig.docker_events.count()
-            await asyncio.to_thread(_docker_kill, run.docker, name)
+            await asyncio.to_thread(docker_kill, run.docker, name)
             record, since = await rig.wait_record(since, _update(server, "crashed"), 10)
             died = rig.docker_events.find(server, "die", mark)
             if died is not None:
