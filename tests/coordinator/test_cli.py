@@ -142,13 +142,16 @@ def test_auth_with_sample_secrets_refuses_to_start(tmp_path: Path) -> None:
     assert SAMPLE_JWT_SECRET not in done.stderr
 
 
+AGENT_TOKEN = "lightd_5f0e1d2c3b4a59687766554433221100"
+
+
 def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
     """A dev run with auth on: ``status`` prints tables; logs are JSON lines and hold no secret."""
     port = free_port()
     _write(
         tmp_path / "config.yaml",  # picked up from the working directory
         server={"host": "127.0.0.1", "port": port, "idle_timeout": "1s"},
-        auth={"enabled": True},
+        auth={"enabled": True, "agent_token": AGENT_TOKEN},
         logging={"format": "json", "level": "info"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -160,6 +163,10 @@ def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
             json={"id": "node-1", "address": "127.0.0.1", "port": 9, "labels": {"env": "dev"}},
         )
         assert created.status_code == 201
+        as_agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
+        beat = httpx.post(f"{base}/api/v1/nodes/node-1/heartbeat", headers=as_agent)
+        assert beat.status_code == 200
+        assert httpx.get(f"{base}/api/v1/nodes", headers=as_agent).status_code == 403
         assert httpx.get(f"{base}/api/v1/nodes").status_code == 401
         with httpx.stream("GET", f"{base}/ws?token={SAMPLE_AUTH_TOKEN}") as stream:
             assert stream.status_code == 200
@@ -202,7 +209,7 @@ def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
     assert "node node-1 registered" in messages
     assert "coordinator stopped" in messages
     assert "GET /ws?token=***" in messages
-    for secret in (SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET, "wrong-secret-value"):
+    for secret in (SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET, AGENT_TOKEN, "wrong-secret-value"):
         assert secret not in out and secret not in err
 
 

@@ -145,7 +145,12 @@ def _start(args: argparse.Namespace) -> int:
     from lightd_coordinator.main import create_app
 
     configure_logging(
-        settings.logging, secrets=[settings.server.auth_token, settings.auth.jwt_secret]
+        settings.logging,
+        secrets=[
+            settings.server.auth_token,
+            settings.auth.jwt_secret,
+            settings.auth.agent_token or "",
+        ],
     )
     app = create_app(settings)
     server = uvicorn.Server(
