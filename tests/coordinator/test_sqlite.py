@@ -13,6 +13,7 @@ from lightd_shared.nodes import NodeRecord
 from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
 
+KEY = "sqlite-test-dispatch-key-0123456789abcdef"
 COMMAND = {"type": "exec", "action": "echo hi", "params": {"timeout": "5s"}}
 
 
@@ -22,12 +23,16 @@ def test_fleet_results_and_event_ids_survive_a_restart(tmp_path: Path) -> None:
     )
     with agent() as (_, port):
         with coordinator(settings) as (base, _), httpx.Client(base_url=base) as client:
-            client.post("/api/v1/nodes", json=node_body("n1", port, labels={"env": "dev"}))
+            client.post(
+                "/api/v1/nodes",
+                json=node_body("n1", port, labels={"env": "dev"}, dispatch_key=KEY),
+            )
             client.post(
                 "/api/v1/nodes/n1/heartbeat",
                 json={"services": [{"id": "web", "name": "Web", "port": 80}]},
             )
             result = client.post("/api/v1/nodes/n1/commands", json=COMMAND, timeout=30).json()
+            assert result["status"] == "success"
             created = client.get("/api/v1/nodes/n1").json()["created_at"]
             with sse(base) as stream:
                 last = int(stream.next_message().id or "0")
@@ -47,6 +52,10 @@ def test_fleet_results_and_event_ids_survive_a_restart(tmp_path: Path) -> None:
                 fresh = stream.next_message()
                 assert fresh.id == str(last + 1)
                 assert fresh.json()["data"]["id"] == "n2"
+            # the node's dispatch key survived too: it can still be sent commands
+            again = client.post("/api/v1/nodes/n1/commands", json=COMMAND, timeout=30).json()
+            assert again["status"] == "success", again
+            assert (tmp_path / "fleet.db").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.fixture(params=["memory", "sqlite"])

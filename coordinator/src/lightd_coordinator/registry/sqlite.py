@@ -8,6 +8,7 @@ cheap; every operation is one transaction, so a crash never leaves half a change
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -54,6 +55,9 @@ class SqliteRegistry(Registry):
     def open_sync(self) -> None:
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # owner-only from the start: the file holds the nodes' dispatch keys
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
