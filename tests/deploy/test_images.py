@@ -105,7 +105,7 @@ def test_agent_image_holds_the_agent_and_not_the_coordinator(
         "lightd_agent": True,
         "lightd_coordinator": False,
         "docker": True,
-        "jose": False,
+        "jose": True,  # verifies the coordinator's per-command JWTs (lightd_agent.security)
         "yaml": False,
     }
     assert uid == "10001"
