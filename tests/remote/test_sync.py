@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -77,7 +78,9 @@ async def test_error_event_sends_the_error_body(remote: RemoteServer, make_sync:
     }
 
 
-async def test_runtime_statuses_only_with_events_all(remote: RemoteServer, make_sync: Any) -> None:
+async def test_runtime_statuses_only_with_events_all(
+    remote: RemoteServer, make_sync: Any, tmp_path: Path
+) -> None:
     _, seed_bus = await make_sync(settings_for(remote.url))
     for kind in ("Running", "Stopped", "Crashed", "Deleted", "Ready"):
         seed_bus.publish(LifecycleEvent(server="seed", kind=kind, state="x"))
@@ -85,7 +88,10 @@ async def test_runtime_statuses_only_with_events_all(remote: RemoteServer, make_
     assert remote.updates()[0].body["status"] == "ready"
 
     remote.clear()
-    sync_all, all_bus = await make_sync(settings_for(remote.url, events="all"))
+    # its own outbox: two syncs on one outbox file would both deliver its rows
+    sync_all, all_bus = await make_sync(
+        settings_for(remote.url, events="all"), state_dir=tmp_path / "state-all"
+    )
     for kind in ("Running", "Stopped", "Crashed", "Deleted", "Ready"):
         all_bus.publish(LifecycleEvent(server="all", kind=kind, state="x"))
     await eventually(lambda: len(remote.updates()) == 4)
