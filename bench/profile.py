@@ -35,6 +35,15 @@ def _short(frame: str, *, line: bool = False) -> str:
     return f"{match.group('func')} ({path})"
 
 
+def _idle_worker(frames: list[str]) -> bool:
+    """A thread-pool worker waiting for work: not time any request spends (``--idle`` runs)."""
+    joined = ";".join(frames)
+    pool = "_worker (" in joined or "WorkerThread.run (" in joined
+    return pool and frames[-1].startswith(
+        ("Condition.wait", "SimpleQueue.get", "Queue.get", "wait (threading")
+    )
+
+
 def summarise(raw: Path, top: int = 12) -> str:
     """Where the samples are: by their own function, and by the deepest lightd frame.
 
@@ -51,7 +60,7 @@ def summarise(raw: Path, top: int = 12) -> str:
             continue
         count = int(count_text)
         frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames:
+        if not frames or _idle_worker(frames):
             continue
         total += count
         own[_short(frames[-1])] += count

@@ -168,7 +168,7 @@ async def _figure_5(
         via.clear()
         direct.clear()
         with Profiler(
-            coordinator.pid, run.run_dir / "profile-5-coordinator.raw", run.profile, idle=True
+            coordinator.pid, run.run_dir / "profile-5-coordinator.raw", run.profile
         ) as prof:
             for k in range(run.sizes.dispatches):
                 if run.remaining() < 0:
