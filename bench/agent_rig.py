@@ -217,6 +217,12 @@ class AgentRig:
         records: list[dict[str, Any]] = response.json()["records"]
         return records
 
+    async def started_ns(self) -> int:
+        """When the current recorder process began serving (``time.time_ns()``)."""
+        response = await self.recorder_client.get("/__records", params={"since": 10**9})
+        response.raise_for_status()
+        return int(response.json()["started_ns"])
+
     async def wait_record(
         self, since: int, match: Callable[[dict[str, Any]], bool], timeout: float
     ) -> tuple[dict[str, Any], int]:

@@ -3,13 +3,16 @@
 ``python -m bench.recorder PORT`` serves ``/health``, ``/update`` and ``/config`` like a seed
 remote, and stamps every ``/update`` with ``time.time_ns()`` as it arrives (the same clock as
 Docker's ``timeNano``, on the same machine). ``GET /__records?since=N`` hands the records to the
-benchmark. It runs in its own process so that the benchmark's own work cannot delay it.
+benchmark, with ``started_ns``, when this process began serving. It runs in its own process so
+that the benchmark's own work cannot delay it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -23,6 +26,13 @@ __all__ = ["build_app"]
 
 def build_app() -> Starlette:
     records: list[dict[str, Any]] = []
+    started: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Just before uvicorn binds the port: from here on the remote is (about to be) up.
+        started["ns"] = time.time_ns()
+        yield
 
     async def update(request: Request) -> JSONResponse:
         arrived = time.time_ns()
@@ -47,7 +57,9 @@ def build_app() -> Starlette:
 
     async def listing(request: Request) -> JSONResponse:
         since = int(request.query_params.get("since", "0"))
-        return JSONResponse({"records": records[since:], "count": len(records)})
+        return JSONResponse(
+            {"records": records[since:], "count": len(records), "started_ns": started.get("ns")}
+        )
 
     return Starlette(
         routes=[
@@ -55,7 +67,8 @@ def build_app() -> Starlette:
             Route("/health", health),
             Route("/config", config, methods=["GET", "POST"]),
             Route("/__records", listing),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 

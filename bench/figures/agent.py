@@ -263,7 +263,7 @@ async def figure_6(rig: AgentRig, run: Run) -> Figure:
     queued = int(status.get("outbox_depth") or 0)
     expected = done[0]
     rig.start_recorder()
-    back = time.time_ns()
+    back = await rig.started_ns()  # the remote's return: when its process began serving
     deadline = time.monotonic() + max(30.0, min(180.0, run.remaining()))
     keys: set[str] = set()
     records: list[dict[str, Any]] = []
