@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lightd_agent.config import PolicySection, StorageSection
+from lightd_agent.config import AgentConfig, PolicySection, StorageSection
+from lightd_agent.enrolment import advertise_address, services_address
 from lightd_agent.errors import PolicyRefused
 from lightd_agent.policy import check_spec
 from lightd_agent.state import parse_docker_time
@@ -101,3 +102,18 @@ def test_parse_docker_time() -> None:
     assert parse_docker_time("0001-01-01T00:00:00Z") is None
     assert parse_docker_time(None) is None
     assert parse_docker_time("garbage") is None
+
+
+def test_services_address_defaults_to_the_advertised_address() -> None:
+    config = AgentConfig.model_validate(
+        {"authorization": {"enabled": False}, "coordinator": {"advertise_address": "agent-1"}}
+    )
+    assert advertise_address(config) == "agent-1"
+    assert services_address(config) == "agent-1"
+    config = AgentConfig.model_validate(
+        {
+            "authorization": {"enabled": False},
+            "coordinator": {"advertise_address": "agent-1", "services_address": "10.0.0.5"},
+        }
+    )
+    assert services_address(config) == "10.0.0.5"

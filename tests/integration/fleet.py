@@ -72,6 +72,8 @@ def agent_document(
             "url": coordinator,
             "token": token,
             "advertise_address": "127.0.0.1",
+            # published ports are named by the Docker host's name, not the advertised address
+            "services_address": "localhost",
             "heartbeat_interval": "200ms",
         },
         "commands": {"allow_exec": allow_exec},

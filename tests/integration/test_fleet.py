@@ -129,7 +129,7 @@ def test_fleet_end_to_end(
 
             svc = wait_until(service, what="the server's port in /api/v1/services")
             assert svc["port"] == host_port and svc["status"] == "running"
-            assert svc["endpoint"] == f"tcp://127.0.0.1:{host_port}"
+            assert svc["endpoint"] == f"tcp://localhost:{host_port}"
             listing = client.get("/api/v1/services").json()["services"]
             assert all(s["name"] != server for s in listing.get(beta.node_id, []))
 

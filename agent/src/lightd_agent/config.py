@@ -152,6 +152,15 @@ class CoordinatorSection(_Section):
         default=None, min_length=1, description="Address the coordinator reaches us at (host name)"
     )
     advertise_port: Port | None = Field(default=None, description="Default: server.port")
+    services_address: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Address where the servers' published ports are reachable (the Docker host), used in"
+            " service endpoints. Default: advertise_address. Set it when the agent itself runs in"
+            " a container, whose name is not where Docker publishes ports."
+        ),
+    )
     heartbeat_interval: Duration = Field(default=parse_duration("10s"))
 
     @model_validator(mode="after")

@@ -54,6 +54,11 @@ def advertise_address(config: AgentConfig) -> str:
     return config.coordinator.advertise_address or socket.gethostname()
 
 
+def services_address(config: AgentConfig) -> str:
+    """Where published ports are reachable: the Docker host, by default the advertised address."""
+    return config.coordinator.services_address or advertise_address(config)
+
+
 def advertise_port(config: AgentConfig) -> int:
     return config.coordinator.advertise_port or config.server.port
 
@@ -259,7 +264,7 @@ class Enrolment:
                 )
             beat = Heartbeat(
                 status="active",
-                services=services_of(self.manager, advertise_address(self.config)),
+                services=services_of(self.manager, services_address(self.config)),
             )
             response = await client.post(
                 coordinator.endpoint(f"api/v1/nodes/{self.config.node.id}/heartbeat"),
