@@ -81,7 +81,11 @@ def _run(path: str | None) -> int:
     from lightd_agent.app import create_app
     from lightd_agent.logs import configure_logging
 
-    configure_logging(config.logging.level, json_format=config.logging.json_format)
+    configure_logging(
+        config.logging.level,
+        json_format=config.logging.json_format,
+        secrets=config.secrets(),
+    )
     app = create_app(config, config_path=config_path.resolve())
     server = uvicorn.Server(
         uvicorn.Config(

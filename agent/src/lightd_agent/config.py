@@ -221,6 +221,12 @@ class AgentConfig(_Section):
             raise ValueError(f"remotes: names must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    def secrets(self) -> list[str]:
+        """Every secret in this config, for the log filter that masks them."""
+        tokens = [self.authorization.token, self.coordinator.token, self.remote.token]
+        tokens += [remote.token for remote in self.remotes]
+        return [token for token in tokens if token]
+
 
 def _hostname() -> str:
     name = socket.gethostname().split(".")[0] or "lightd"

@@ -7,67 +7,18 @@ A filter on the handler masks the configured secrets wherever they appear, and a
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
-import re
 import sys
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from lightd_coordinator.config import LoggingSettings
+from lightd_shared.logformat import TEXT_FORMAT, JsonFormatter, RedactingFilter
 
 __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
-
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
-_QUERY_TOKEN = re.compile(r"((?:^|[?&\s])(?:token|access_token)=)[^&\s\"']+", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-
-
-class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", ...extra}`` on one line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-class RedactingFilter(logging.Filter):
-    """Masks known secrets, bearer tokens and ``token=`` query values in every record."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def _clean(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        text = _QUERY_TOKEN.sub(r"\1***", text)
-        return _BEARER.sub(r"\1***", text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = self._clean(message)
-        if cleaned != message or record.args:
-            record.msg = cleaned
-            record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self._clean(value))
-        return True
 
 
 def _stream(output: str) -> TextIO | None:
@@ -110,7 +61,7 @@ def configure_logging(settings: LoggingSettings, *, secrets: Iterable[str] = ())
     if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):

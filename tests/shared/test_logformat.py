@@ -1,0 +1,56 @@
+"""The one log line format and the secret filter both programs install."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from lightd_agent.logs import configure_logging
+from lightd_shared.logformat import JsonFormatter, RedactingFilter
+
+SECRET = "lightd_0123456789abcdef0123456789abcdef"
+
+
+def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("lightd.test", logging.WARNING, __file__, 1, message, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_lines_carry_utc_z_time_and_extra_fields() -> None:
+    line = JsonFormatter().format(_record("server %s failed", "s1", server="s1", attempt=2))
+    entry = json.loads(line)
+    assert entry["message"] == "server s1 failed"
+    assert entry["level"] == "warning" and entry["logger"] == "lightd.test"
+    assert entry["time"].endswith("Z")
+    assert entry["server"] == "s1" and entry["attempt"] == 2
+
+
+def test_secrets_bearer_values_and_token_queries_are_masked() -> None:
+    record = _record(
+        "GET /ws?token=abc.def.ghi with Authorization: Bearer xyz and %s", SECRET, peer=SECRET
+    )
+    assert RedactingFilter([SECRET]).filter(record)
+    text = record.getMessage()
+    assert SECRET not in text and "abc.def.ghi" not in text and "xyz" not in text
+    assert "token=***" in text and "Bearer ***" in text
+    assert getattr(record, "peer") == "***"  # noqa: B009 - an extra attribute
+
+
+def test_the_agent_installs_the_filter_with_its_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    try:
+        configure_logging("info", json_format=True, secrets=[SECRET])
+        logging.getLogger("lightd_agent.test").warning("remote token is %s", SECRET)
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    assert SECRET not in err
+    assert json.loads(err.strip().splitlines()[-1])["message"] == "remote token is ***"
