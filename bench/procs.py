@@ -9,6 +9,7 @@ period) in a ``finally``; nothing outlives the run.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ import yaml
 
 from lightd_shared.tokens import generate_token
 
+_PR_SET_PDEATHSIG = 1
+
 __all__ = [
     "Proc",
     "agent_config",
@@ -35,6 +38,22 @@ __all__ = [
     "venv_bin",
     "wait_http",
 ]
+
+
+def _prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()  # resolved in the parent: the child only makes one C call before exec
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the benchmark dies, even by SIGKILL (Linux prctl)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -60,7 +79,12 @@ class Proc:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
 
     @property
