@@ -3,7 +3,8 @@
 ``python -m bench.httpload SPEC.json`` opens ``connections`` keep-alive connections to
 127.0.0.1 and sends requests back to back for ``duration`` seconds (and at most
 ``max_requests``), then prints one JSON line: requests, 2xx answers, errors, elapsed seconds
-and the client's own CPU seconds (so a client-bound ceiling shows). Raw asyncio streams keep
+the client's own CPU seconds (so a client-bound ceiling shows) and the
+requests' latency p50/p99/max (a server that stalls shows in the max). Raw asyncio streams keep
 the client cheap: the server, not the client, should be the limit.
 
 The spec: ``{"port", "method", "paths": [...], "body", "connections", "duration",
@@ -22,13 +23,18 @@ __all__ = ["run"]
 
 
 async def _connection(
-    spec: dict[str, Any], requests: list[bytes], state: dict[str, int], deadline: float
+    spec: dict[str, Any],
+    requests: list[bytes],
+    state: dict[str, int],
+    latencies: list[float],
+    deadline: float,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
     try:
         while time.monotonic() < deadline and state["sent"] < spec["max_requests"]:
             index = state["sent"]
             state["sent"] += 1
+            sent = time.perf_counter()
             writer.write(requests[index % len(requests)])
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -38,6 +44,7 @@ async def _connection(
                     length = int(value)
             if length:
                 await reader.readexactly(length)
+            latencies.append((time.perf_counter() - sent) * 1000)
             status = int(head[9:12])
             if 200 <= status < 300:
                 state["ok"] += 1
@@ -61,11 +68,15 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         for path in spec["paths"]
     ]
     state = {"sent": 0, "ok": 0, "errors": 0}
+    latencies: list[float] = []
     began = time.monotonic()
     cpu0 = time.process_time()
     deadline = began + spec["duration"]
     results = await asyncio.gather(
-        *(_connection(spec, requests, state, deadline) for _ in range(spec["connections"])),
+        *(
+            _connection(spec, requests, state, latencies, deadline)
+            for _ in range(spec["connections"])
+        ),
         return_exceptions=True,
     )
     elapsed = time.monotonic() - began
@@ -78,7 +89,17 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": elapsed,
         "rate": state["ok"] / elapsed if elapsed > 0 else 0.0,
         "client_cpu_seconds": time.process_time() - cpu0,
+        "latencies_ms": _quantiles(latencies),
     }
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values) or [float("nan")]
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p99": at(0.99), "max": ordered[-1]}
 
 
 if __name__ == "__main__":

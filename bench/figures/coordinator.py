@@ -105,6 +105,8 @@ def _combine(parts: list[dict[str, Any]]) -> dict[str, float]:
         "rate": ok / seconds if seconds else 0.0,
         "server_cpu": sum(p["server_cpu_seconds"] for p in parts) / seconds if seconds else 0.0,
         "client_cpu": sum(p["client_cpu_seconds"] for p in parts) / seconds if seconds else 0.0,
+        "p99_ms": max(p["latencies_ms"]["p99"] for p in parts),
+        "max_ms": max(p["latencies_ms"]["max"] for p in parts),
     }
 
 
@@ -157,7 +159,9 @@ async def figure_3_and_7(run: Run) -> list[Figure]:
             f"{hb['rate']:,.0f} heartbeats/s vs {top['rate']:,.0f} req/s ceiling; "
             f"server CPU {hb['server_cpu']:.2f} vs {top['server_cpu']:.2f} cores, client CPU "
             f"{hb['client_cpu']:.2f} vs {top['client_cpu']:.2f}; errors {hb['errors']:.0f} vs "
-            f"{top['errors']:.0f}; {sizes.load_connections} connections"
+            f"{top['errors']:.0f}; {sizes.load_connections} connections; request latency p99 "
+            f"{hb['p99_ms']:.0f} vs {top['p99_ms']:.0f} ms, max {hb['max_ms']:.0f} vs "
+            f"{top['max_ms']:.0f} ms"
         )
         return [
             Figure(
