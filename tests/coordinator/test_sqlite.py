@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from lightd_coordinator.registry import MemoryRegistry, Registry, SqliteRegistry, StoredNode
 from lightd_shared.commands import CommandResult
 from lightd_shared.nodes import NodeRecord
+from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
 
@@ -102,5 +104,98 @@ async def test_registry_contract(store: Registry) -> None:
         assert ids == [1, 2, 3, 4, 5]
         assert [e.id for e in await store.recent_events(10)] == [3, 4, 5]
         assert await store.last_event_id() == 5
+    finally:
+        await store.close()
+
+
+def _stored(node_id: str, seen: datetime, **fields: object) -> StoredNode:
+    record = NodeRecord.model_validate(
+        {**node_body(node_id, 1), "created_at": seen, "last_seen": seen, **fields}
+    )
+    return StoredNode(record=record, active_since=seen)
+
+
+@pytest.mark.anyio
+async def test_registry_heartbeat_node(store: Registry) -> None:
+    await store.open()
+    try:
+        then = utcnow() - timedelta(minutes=5)
+        await store.put_node(_stored("a", then, status="inactive"))
+        await store.put_node(_stored("b", then))
+        now = utcnow()
+        assert await store.heartbeat_node("missing", now, "active", None) is None
+
+        web = [Service(id="web", name="Web", port=80)]
+        outcome = await store.heartbeat_node("a", now, "active", web)
+        assert outcome is not None
+        assert outcome.previous_status == "inactive" and outcome.services_changed
+        assert outcome.record.status == "active" and outcome.record.last_seen == now
+        stored = await store.get_node("a")
+        assert stored is not None
+        assert stored.record == outcome.record and stored.services == web
+        assert stored.active_since == now and stored.revision == 1  # became active again
+
+        # the same services again, or none reported: nothing visible changed but last_seen
+        later = now + timedelta(seconds=10)
+        again = await store.heartbeat_node("a", later, "active", list(web))
+        assert again is not None and not again.services_changed
+        assert again.previous_status == "active"
+        quiet = await store.heartbeat_node("a", later, "active", None)
+        assert quiet is not None and not quiet.services_changed
+        stored = await store.get_node("a")
+        assert stored is not None and stored.services == web and stored.active_since == now
+        assert stored.record.last_seen == later and stored.revision == 3
+
+        # only the beating node changed
+        other = await store.get_node("b")
+        assert other is not None and other.record.last_seen == then and other.revision == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_registry_mark_inactive(store: Registry) -> None:
+    await store.open()
+    try:
+        now = utcnow()
+        old = now - timedelta(minutes=10)
+        await store.put_node(_stored("stale-b", old))
+        await store.put_node(_stored("stale-a", old))
+        await store.put_node(_stored("fresh", now))
+        await store.put_node(_stored("gone-already", old, status="inactive"))
+        await store.put_node(_stored("edge", now - timedelta(minutes=5)))
+
+        went = await store.mark_inactive(now - timedelta(minutes=5))
+        assert [r.id for r in went] == ["stale-a", "stale-b"]  # by id; "edge" is not before
+        assert all(r.status == "inactive" for r in went)
+        for node_id, status in [
+            ("stale-a", "inactive"),
+            ("stale-b", "inactive"),
+            ("fresh", "active"),
+            ("gone-already", "inactive"),
+            ("edge", "active"),
+        ]:
+            stored = await store.get_node(node_id)
+            assert stored is not None and stored.record.status == status, node_id
+        stale = await store.get_node("stale-a")
+        assert stale is not None and stale.revision == 1 and stale.record.last_seen == old
+        assert await store.mark_inactive(now - timedelta(minutes=5)) == []  # once only
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_registry_health_targets(store: Registry) -> None:
+    await store.open()
+    try:
+        now = utcnow()
+        assert await store.health_targets() == []
+        await store.put_node(_stored("z", now, health_url="http://127.0.0.1:9/health"))
+        await store.put_node(_stored("m", now))
+        await store.put_node(_stored("a", now, health_url="http://127.0.0.1:8/h"))
+        assert await store.health_targets() == [
+            ("a", "http://127.0.0.1:8/h"),
+            ("z", "http://127.0.0.1:9/health"),
+        ]
     finally:
         await store.close()

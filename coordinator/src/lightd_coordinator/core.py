@@ -134,8 +134,8 @@ class Coordinator:
 
     async def probe_health(self) -> None:
         """GET every node's ``health_url``; a 2xx answer counts as a heartbeat."""
-        nodes = [s.record for s in await self.registry.list_nodes() if s.record.health_url]
-        if not nodes:
+        targets = await self.registry.health_targets()
+        if not targets:
             return
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
         timeout = min(self.settings.registry.health_check_interval.total_seconds(), 5.0)
@@ -152,4 +152,4 @@ class Coordinator:
                 else:
                     log.debug("health probe of node %s: HTTP %s", node_id, response.status_code)
 
-        await asyncio.gather(*(probe(n.id, str(n.health_url)) for n in nodes))
+        await asyncio.gather(*(probe(node_id, url) for node_id, url in targets))

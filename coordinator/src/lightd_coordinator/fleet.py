@@ -141,64 +141,42 @@ class Fleet:
         return existing.record
 
     async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeRecord | None:
-        """The node is alive (and maybe reports its services); ``None`` if it is unknown."""
+        """The node is alive (and maybe reports its services); ``None`` if it is unknown.
+
+        One keyed registry update; ``node_updated`` only when the status or the services
+        changed (a plain "still alive" changes nothing a ``/ws`` client shows but
+        ``last_seen``).
+        """
         now = utcnow()
+        status: NodeState = beat.status if beat and beat.status else "active"
+        services = beat.services if beat is not None else None
         async with self._lock:
-            existing = await self.registry.get_node(node_id)
-            if existing is None:
+            outcome = await self.registry.heartbeat_node(node_id, now, status, services)
+            if outcome is None:
                 return None
-            status: NodeState = beat.status if beat and beat.status else "active"
-            was = existing.record.status
-            record = existing.record.model_copy(update={"last_seen": now, "status": status})
-            services = existing.services
-            services_changed = False
-            if beat is not None and beat.services is not None:
-                new_services = [s.model_copy() for s in beat.services]
-                services_changed = services is None or [s.model_dump() for s in services] != [
-                    s.model_dump() for s in new_services
-                ]
-                services = new_services
-            stored = existing.model_copy(
-                update={
-                    "record": record,
-                    "services": services,
-                    "active_since": now
-                    if status == "active" and was != "active"
-                    else existing.active_since,
-                    "revision": existing.revision + 1,
-                }
-            )
-            await self.registry.put_node(stored)
-            if was != status or services_changed:
+            record = outcome.record
+            if outcome.previous_status != status or outcome.services_changed:
                 await self.hub.publish("node_updated", _json(record), node_id=node_id)
-        if was != status:
+        if outcome.previous_status != status:
             log.info("node %s is %s again", node_id, status, extra={"node_id": node_id})
         return record
 
     async def sweep(self, now: datetime | None = None) -> list[str]:
         """Mark every active node not seen for ``node_timeout`` inactive; return their ids."""
         now = now or utcnow()
-        went: list[str] = []
         async with self._lock:
-            for stored in await self.registry.list_nodes():
-                record = stored.record
-                if record.status != "active" or now - record.last_seen <= self.node_timeout:
-                    continue
-                record = record.model_copy(update={"status": "inactive"})
-                await self.registry.put_node(
-                    stored.model_copy(update={"record": record, "revision": stored.revision + 1})
-                )
+            went = await self.registry.mark_inactive(now - self.node_timeout)
+            for record in went:
                 await self.hub.publish("node_inactive", _json(record), node_id=record.id)
-                went.append(record.id)
-        for node_id in went:
+        for record in went:
             log.warning(
                 "node %s not seen for %s: marked inactive; it becomes active again with its next "
                 "heartbeat or registration",
-                node_id,
+                record.id,
                 self.node_timeout,
-                extra={"node_id": node_id},
+                extra={"node_id": record.id},
             )
-        return went
+        return [record.id for record in went]
 
     async def query(
         self, node_filter: NodeFilter, *, limit: int | None, offset: int

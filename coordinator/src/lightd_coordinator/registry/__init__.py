@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from lightd_coordinator.config import RegistrySettings
-from lightd_coordinator.registry.base import Registry, StoredEvent, StoredNode
+from lightd_coordinator.registry.base import HeartbeatOutcome, Registry, StoredEvent, StoredNode
 from lightd_coordinator.registry.memory import MemoryRegistry
 from lightd_coordinator.registry.sqlite import SqliteRegistry
 
 __all__ = [
+    "HeartbeatOutcome",
     "MemoryRegistry",
     "Registry",
     "SqliteRegistry",

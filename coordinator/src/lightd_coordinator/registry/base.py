@@ -11,6 +11,13 @@ Rules every implementation follows:
 
 - nodes are stored whole (:class:`StoredNode`); the coordinator does read-modify-write under its
   own lock, so a shared backend should make ``put_node`` a compare-and-set on ``revision``;
+- a node handed to ``put_node`` or returned by a read is never changed in place by anyone
+  (changes are new objects made with ``model_copy(update=...)``), so the memory registry can
+  hand out its own objects instead of copying them;
+- the hot and fleet-wide paths have their own operations (``heartbeat_node``, ``mark_inactive``,
+  ``health_targets``) so that a heartbeat or a liveness sweep never reads and copies the whole
+  fleet: a shared store answers them with one keyed update or one indexed query. The defaults
+  here are correct but plain (get, then put); backends override them with cheaper ones;
 - ``claim_idempotency_key`` is atomic: of two callers with one key, exactly one gets ``None``;
 - ``append_event`` hands out ids that increase by exactly one, never reused, and keeps at least
   the newest ``keep`` events for ``recent_events`` (a client resuming with ``Last-Event-ID``).
@@ -24,11 +31,11 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from lightd_shared.commands import CommandResult
-from lightd_shared.nodes import NodeRecord
+from lightd_shared.nodes import NodeRecord, NodeState
 from lightd_shared.services import Service
 from lightd_shared.timestamps import Timestamp
 
-__all__ = ["Registry", "StoredEvent", "StoredNode"]
+__all__ = ["HeartbeatOutcome", "Registry", "StoredEvent", "StoredNode"]
 
 
 class StoredNode(BaseModel):
@@ -58,6 +65,42 @@ class StoredEvent(BaseModel):
     body: str
 
 
+class HeartbeatOutcome(BaseModel):
+    """What one heartbeat changed: the node's new record and what became different."""
+
+    record: NodeRecord
+    previous_status: NodeState
+    services_changed: bool
+
+
+def apply_heartbeat(
+    node: StoredNode, seen: datetime, status: NodeState, services: list[Service] | None
+) -> tuple[StoredNode, HeartbeatOutcome]:
+    """The node after one heartbeat (a new object; ``node`` is left as it was).
+
+    ``services`` ``None`` keeps what the node reported before. Nothing is validated again: the
+    heartbeat was validated at the edge and the rest of the record is unchanged.
+    """
+    was = node.record.status
+    record = node.record.model_copy(update={"last_seen": seen, "status": status})
+    changed = services is not None and services != node.services
+    updated = node.model_copy(
+        update={
+            "record": record,
+            "services": node.services if services is None else services,
+            "active_since": seen if status == "active" and was != "active" else node.active_since,
+            "revision": node.revision + 1,
+        }
+    )
+    return updated, HeartbeatOutcome(record=record, previous_status=was, services_changed=changed)
+
+
+def mark_node_inactive(node: StoredNode) -> StoredNode:
+    """The node marked ``inactive`` by the liveness sweep (a new object)."""
+    record = node.record.model_copy(update={"status": "inactive"})
+    return node.model_copy(update={"record": record, "revision": node.revision + 1})
+
+
 class Registry(ABC):
     """Storage for the fleet. Implementations are safe to call from one event loop."""
 
@@ -83,6 +126,42 @@ class Registry(ABC):
     @abstractmethod
     async def list_nodes(self) -> list[StoredNode]:
         """Every node, ordered by id."""
+
+    async def heartbeat_node(
+        self, node_id: str, seen: datetime, status: NodeState, services: list[Service] | None
+    ) -> HeartbeatOutcome | None:
+        """Record one heartbeat (``last_seen``, ``status``, maybe ``services``); None: unknown.
+
+        One keyed read-modify-write: never touches any other node.
+        """
+        node = await self.get_node(node_id)
+        if node is None:
+            return None
+        updated, outcome = apply_heartbeat(node, seen, status, services)
+        await self.put_node(updated)
+        return outcome
+
+    async def mark_inactive(self, cutoff: datetime) -> list[NodeRecord]:
+        """Mark every ``active`` node last seen before ``cutoff`` inactive; return those, by id.
+
+        Only the nodes that changed are returned (and copied): the sweep runs every
+        ``health_check_interval`` over the whole fleet and usually finds none.
+        """
+        went: list[NodeRecord] = []
+        for node in await self.list_nodes():
+            if node.record.status == "active" and node.record.last_seen < cutoff:
+                updated = mark_node_inactive(node)
+                await self.put_node(updated)
+                went.append(updated.record)
+        return went
+
+    async def health_targets(self) -> list[tuple[str, str]]:
+        """``(node id, health_url)`` of every node that has a ``health_url``, by id."""
+        return [
+            (node.record.id, str(node.record.health_url))
+            for node in await self.list_nodes()
+            if node.record.health_url
+        ]
 
     # -- command results -----------------------------------------------------------------
     @abstractmethod

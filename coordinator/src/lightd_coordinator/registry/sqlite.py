@@ -16,8 +16,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from lightd_coordinator.registry.base import Registry, StoredEvent, StoredNode
+from lightd_coordinator.registry.base import (
+    HeartbeatOutcome,
+    Registry,
+    StoredEvent,
+    StoredNode,
+    apply_heartbeat,
+    mark_node_inactive,
+)
 from lightd_shared.commands import CommandResult
+from lightd_shared.nodes import NodeRecord, NodeState
+from lightd_shared.services import Service
+from lightd_shared.timestamps import parse_timestamp
 
 __all__ = ["SqliteRegistry"]
 
@@ -112,6 +122,54 @@ class SqliteRegistry(Registry):
     async def list_nodes(self) -> list[StoredNode]:
         rows = await self._run(lambda c: c.execute("SELECT body FROM nodes ORDER BY id").fetchall())
         return [StoredNode.model_validate_json(row[0]) for row in rows]
+
+    async def heartbeat_node(
+        self, node_id: str, seen: datetime, status: NodeState, services: list[Service] | None
+    ) -> HeartbeatOutcome | None:
+        def beat(c: sqlite3.Connection) -> HeartbeatOutcome | None:
+            row = c.execute("SELECT body FROM nodes WHERE id = ?", (node_id,)).fetchone()
+            if row is None:
+                return None
+            updated, outcome = apply_heartbeat(
+                StoredNode.model_validate_json(row[0]), seen, status, services
+            )
+            c.execute(
+                "UPDATE nodes SET body = ? WHERE id = ?", (updated.model_dump_json(), node_id)
+            )
+            return outcome
+
+        return await self._run(beat)
+
+    async def mark_inactive(self, cutoff: datetime) -> list[NodeRecord]:
+        def sweep(c: sqlite3.Connection) -> list[NodeRecord]:
+            # Only the active nodes' last_seen is read (no model per node); the few stale
+            # ones are parsed, changed and written back in the same transaction.
+            rows = c.execute(
+                "SELECT id, json_extract(body, '$.record.last_seen') FROM nodes "
+                "WHERE json_extract(body, '$.record.status') = 'active' ORDER BY id"
+            ).fetchall()
+            went: list[NodeRecord] = []
+            for node_id, last_seen in rows:
+                if parse_timestamp(last_seen) >= cutoff:
+                    continue
+                row = c.execute("SELECT body FROM nodes WHERE id = ?", (node_id,)).fetchone()
+                updated = mark_node_inactive(StoredNode.model_validate_json(row[0]))
+                c.execute(
+                    "UPDATE nodes SET body = ? WHERE id = ?", (updated.model_dump_json(), node_id)
+                )
+                went.append(updated.record)
+            return went
+
+        return await self._run(sweep)
+
+    async def health_targets(self) -> list[tuple[str, str]]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT id, json_extract(body, '$.record.health_url') AS url FROM nodes "
+                "WHERE url IS NOT NULL AND url != '' ORDER BY id"
+            ).fetchall()
+        )
+        return [(str(node_id), str(url)) for node_id, url in rows]
 
     # -- command results -----------------------------------------------------------------
     async def put_result(self, result: CommandResult, expires_at: datetime) -> None:
