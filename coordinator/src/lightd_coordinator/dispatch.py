@@ -305,7 +305,9 @@ class Dispatcher:
 
         key = await self._keys(node.id)
         try:
-            self._signer.authorization(node.id, command_id, key)
+            # signed once up front (a node that cannot be signed for fails before any attempt)
+            # and that token is the first attempt's
+            authorization: str | None = self._signer.authorization(node.id, command_id, key)
         except InvalidToken as exc:
             return await end("failed", str(exc))
         while True:
@@ -313,11 +315,14 @@ class Dispatcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return await end("timeout", f"node {node.id} was not reached within {limit}")
-            headers = {
-                # a fresh token per attempt: retries may outlive a short-lived one
-                "Authorization": self._signer.authorization(node.id, command_id, key),
-                IDEMPOTENCY_HEADER: command_id,
-            }
+            if authorization is None:
+                # a fresh token per retry: retries may outlive a short-lived one
+                try:
+                    authorization = self._signer.authorization(node.id, command_id, key)
+                except InvalidToken as exc:
+                    return await end("failed", str(exc))
+            headers = {"Authorization": authorization, IDEMPOTENCY_HEADER: command_id}
+            authorization = None
             self.deliveries += 1
             try:
                 response = await self._client.post(
