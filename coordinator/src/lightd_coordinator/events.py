@@ -7,6 +7,9 @@
   Publishing never waits for a subscriber: when a queue is full, that subscriber is dropped
   (``kicked``) with a logged reason, its stream is closed, and it can resume with
   ``Last-Event-ID``. So a slow client never slows others and never grows memory without bound.
+- Each event's SSE frame (``id:`` and ``data:`` lines) is encoded once, at publish, and the
+  same bytes go into every subscriber's queue: with 1,000 subscribers, encoding per stream
+  was 1,000 identical encodes per event on the event loop.
 - A subscriber that resumes from an id still covered by the history gets exactly the events
   after it; otherwise it gets a fresh ``initial_state`` whose id is the newest event it reflects.
 """
@@ -20,10 +23,23 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sse_starlette import ServerSentEvent
+
 from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_shared.events import Event
 
-__all__ = ["EventHub", "StateProvider", "Subscriber"]
+__all__ = ["SSE_SEPARATOR", "EventHub", "StateProvider", "Subscriber", "sse_frame"]
+
+SSE_SEPARATOR = "\n"
+"""Line separator of the stream's frames (the ``sep`` of its ``EventSourceResponse``)."""
+
+
+def sse_frame(event: StoredEvent, *, retry: int | None = None) -> bytes:
+    """One event as the bytes of its SSE message (``id:``, ``data:``, maybe ``retry:``)."""
+    return ServerSentEvent(
+        data=event.body, id=str(event.id), retry=retry, sep=SSE_SEPARATOR
+    ).encode()
+
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +59,7 @@ class Subscriber:
         self.types = types
         self.node = node
         self.peer = peer
-        self.queue: asyncio.Queue[StoredEvent | None] = asyncio.Queue(maxsize=maxsize)
+        self.queue: asyncio.Queue[tuple[StoredEvent, bytes] | None] = asyncio.Queue(maxsize=maxsize)
         self.kicked = asyncio.Event()
         self.reason: str | None = None
         self.last_sent = 0
@@ -105,14 +121,17 @@ class EventHub:
             self._history.append(event)
             self._last_id = event_id
             self.published += 1
+            frame: bytes | None = None
             for subscriber in list(self._subscribers):
                 if subscriber.wants(event):
-                    self._offer(subscriber, event)
+                    if frame is None:
+                        frame = sse_frame(event)
+                    self._offer(subscriber, event, frame)
         return event_id
 
-    def _offer(self, subscriber: Subscriber, event: StoredEvent) -> None:
+    def _offer(self, subscriber: Subscriber, event: StoredEvent, frame: bytes) -> None:
         try:
-            subscriber.queue.put_nowait(event)
+            subscriber.queue.put_nowait((event, frame))
         except asyncio.QueueFull:
             self._drop(
                 subscriber,

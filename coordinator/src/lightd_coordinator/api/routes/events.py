@@ -14,11 +14,11 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
-from lightd_coordinator.events import EventHub, Subscriber
+from lightd_coordinator.events import SSE_SEPARATOR, EventHub, Subscriber, sse_frame
 
 __all__ = ["build_router"]
 
@@ -125,23 +125,22 @@ def build_router(path: str) -> APIRouter:
             f", resuming after event {resume}" if resume is not None else "",
         )
 
-        async def stream() -> AsyncIterator[ServerSentEvent]:
+        async def stream() -> AsyncIterator[bytes]:
             try:
                 first = True
                 for event in backlog:
                     subscriber.last_sent = event.id
-                    yield ServerSentEvent(
-                        data=event.body, id=str(event.id), retry=_RETRY_MS if first else None
-                    )
+                    yield sse_frame(event, retry=_RETRY_MS if first else None)
                     first = False
                 while True:
                     item = await subscriber.queue.get()
                     if item is None:
                         return
-                    subscriber.last_sent = item.id
-                    yield ServerSentEvent(
-                        data=item.body, id=str(item.id), retry=_RETRY_MS if first else None
-                    )
+                    event, frame = item
+                    subscriber.last_sent = event.id
+                    # the hub encoded this frame once for every subscriber; only a stream's
+                    # first message (which carries ``retry:``) is encoded here
+                    yield sse_frame(event, retry=_RETRY_MS) if first else frame
                     first = False
             finally:
                 hub.unsubscribe(subscriber)
@@ -157,7 +156,7 @@ def build_router(path: str) -> APIRouter:
             subscriber,
             content=stream(),
             ping=coordinator.settings.websocket.ping_period.total_seconds(),
-            sep="\n",
+            sep=SSE_SEPARATOR,
         )
 
     return router
