@@ -28,3 +28,9 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request (each remote update, each heartbeat) at info: a formatted,
+    # redacted line per delivery on the event loop. The agent logs failed deliveries itself;
+    # the per-request lines are for debugging only.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
