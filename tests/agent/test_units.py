@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from pydantic import ValidationError
 from lightd_agent.config import AgentConfig, PolicySection, StorageSection
 from lightd_agent.enrolment import advertise_address, services_address
 from lightd_agent.errors import PolicyRefused
+from lightd_agent.lifecycle import _from_nanoseconds
+from lightd_agent.logs import configure_logging
 from lightd_agent.policy import check_spec
 from lightd_agent.state import parse_docker_time
 from lightd_shared.containers import (
@@ -117,3 +121,31 @@ def test_services_address_defaults_to_the_advertised_address() -> None:
         }
     )
     assert services_address(config) == "10.0.0.5"
+
+
+def test_docker_event_time_matches_docker_timestamps() -> None:
+    # a die event's timeNano and the container's FinishedAt, as this engine reports them
+    died = _from_nanoseconds(1_768_328_220_123_456_789)
+    assert died == parse_docker_time("2026-01-13T18:17:00.123456789Z")
+    assert died.tzinfo is not None
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("level", "expected"), [("info", "WARNING"), ("debug", "DEBUG")])
+def test_httpx_request_lines_only_at_debug(level: str, expected: str) -> None:
+    configure_logging(level)
+    for name in ("httpx", "httpcore"):
+        assert logging.getLevelName(logging.getLogger(name).level) == expected
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO) or level == "debug"

@@ -40,6 +40,7 @@ __all__ = [
     "DockerBackend",
     "EventReader",
     "InstallOutcome",
+    "ports_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -278,13 +279,20 @@ class DockerBackend:
             ) from exc
 
     def ensure_volume(self, spec: ContainerSpec) -> str:
+        """Create the server's volume, or keep the one that exists: one Docker call.
+
+        Docker answers a create of an existing local volume with that volume (a reinstall
+        keeps its data); a ``409 Conflict`` (same name, another driver) also means it exists.
+        Asking ``volumes.get`` first would cost a round trip on every install.
+        """
         name = self.volume_name(spec.id)
+        labels = dict(spec.labels)
+        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id})
         try:
-            self.client.volumes.get(name)
-        except docker.errors.NotFound:
-            labels = dict(spec.labels)
-            labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id})
             self.client.volumes.create(name=name, labels=labels)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
         return name
 
     def remove_volume(self, server: str) -> None:
@@ -387,8 +395,12 @@ class DockerBackend:
 
     def published_ports(self, container: Container) -> dict[str, Any]:
         container.reload()
-        ports: dict[str, Any] = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
-        return ports
+        return ports_of(container)
+
+    def reload(self, container: Container) -> Container:
+        """One inspect: state and published ports both come from ``container.attrs`` after."""
+        container.reload()
+        return container
 
     def stats(self, container: Container) -> dict[str, Any]:
         stats = container.stats(stream=False)
@@ -401,6 +413,12 @@ class DockerBackend:
         output = api.exec_start(exec_id)
         code = api.exec_inspect(exec_id).get("ExitCode")
         return (None if code is None else int(code)), bytes(output).decode("utf-8", "replace")
+
+
+def ports_of(container: Container) -> dict[str, Any]:
+    """``NetworkSettings.Ports`` of an inspected container (no Docker call)."""
+    ports: dict[str, Any] = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    return ports
 
 
 class EventReader:
