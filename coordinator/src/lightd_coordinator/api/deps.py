@@ -15,9 +15,15 @@ __all__ = ["AgentAuthDep", "AuthDep", "CoordinatorDep", "require_agent", "requir
 _bearer = HTTPBearer(auto_error=False, description="The server token or a JWT")
 
 
-def get_coordinator(request: Request) -> Coordinator:
+def coordinator_of(request: Request) -> Coordinator:
     coordinator: Coordinator = request.app.state.coordinator
     return coordinator
+
+
+async def get_coordinator(request: Request) -> Coordinator:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    # hop on every request (most of a heartbeat's dependency time under load)
+    return coordinator_of(request)
 
 
 CoordinatorDep = Annotated[Coordinator, Depends(get_coordinator)]
@@ -37,7 +43,7 @@ def bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | N
         return credentials.credentials
     if request.headers.get("authorization"):
         raise _unauthorized("the Authorization header must use the Bearer scheme")
-    coordinator = get_coordinator(request)
+    coordinator = coordinator_of(request)
     if request.url.path == coordinator.settings.websocket.path:
         return request.query_params.get("token") or None
     return None
