@@ -51,6 +51,9 @@ def test_install_script_prepares_the_volume_before_the_server_starts(
     assert result["status"] == "success"
     assert result["exit_code"] == 0
     assert result["output"] == "from the installer\nhi\n"
+    # the server's own volume keeps its files under storage.base_path/volumes/<id>
+    on_host = agent.config.storage.volumes_dir / "scripted" / "installed.txt"
+    assert on_host.read_text() == "from the installer\n"
     # the one-off install container is gone; only the server's own remains
     assert [c.labels["lightd.role"] for c in agent.owned(docker_client)] == ["server"]
 
@@ -156,11 +159,14 @@ def test_delete_removes_container_and_optionally_the_volume(
     agent.install("gone", test_image, startup_command=SERVE)
     volume = f"lightd-{agent.node}-gone-data"
     assert docker_client.volumes.get(volume)
+    directory = agent.config.storage.volumes_dir / "gone"
+    assert directory.is_dir()
     response = agent.client.delete("/containers/gone", params={"volumes": "true"})
     assert response.status_code == 200
     assert response.json()["state"] == "deleted"
     assert agent.owned(docker_client) == []
     with pytest.raises(docker.errors.NotFound):
         docker_client.volumes.get(volume)
+    assert not directory.exists()
     assert agent.client.get("/containers/gone").status_code == 404
     assert agent.kinds("gone")[-1] == "Deleted"

@@ -168,7 +168,9 @@ def create_app(
 ) -> FastAPI:
     """Build the agent. Nothing touches Docker until the lifespan starts."""
     bus = bus or EventBus()
-    backend = DockerBackend(config.docker, node_id=config.node.id)
+    backend = DockerBackend(
+        config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
+    )
     manager = ServerManager(config, backend, bus)
     app = FastAPI(
         title="lightd agent",

@@ -109,6 +109,11 @@ class StorageSection(_Section):
     def state_dir(self) -> Path:
         return self.base_path / "state"
 
+    @property
+    def volumes_dir(self) -> Path:
+        """Where each server's own volume keeps its files: ``volumes/<server id>``."""
+        return self.base_path / "volumes"
+
 
 class NodeSection(_Section):
     id: Identifier = Field(default_factory=lambda: _hostname())

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import docker
@@ -81,9 +83,14 @@ def _is_connection_error(exc: BaseException) -> bool:
 class DockerBackend:
     """A Docker client for one node: bounded calls, ownership labels, reconnection."""
 
-    def __init__(self, config: DockerSection, node_id: str) -> None:
+    def __init__(
+        self, config: DockerSection, node_id: str, volumes_dir: Path | None = None
+    ) -> None:
         self.config = config
         self.node_id = node_id
+        # Where servers' own volumes keep their files (storage.base_path/volumes/<id>); None
+        # leaves them in Docker's own volume directory.
+        self.volumes_dir = volumes_dir.resolve() if volumes_dir is not None else None
         self._client: docker.DockerClient | None = None
         self.available = False
         self.error: str | None = "not connected yet"
@@ -288,8 +295,18 @@ class DockerBackend:
         name = self.volume_name(spec.id)
         labels = dict(spec.labels)
         labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id})
+        options: dict[str, Any] = {}
+        if self.volumes_dir is not None:
+            # A local volume bound to storage.base_path/volumes/<id>: the server's files live
+            # under the agent's storage (backed up with it), and Docker still mounts it by name.
+            directory = self.volumes_dir / spec.id
+            directory.mkdir(parents=True, exist_ok=True)
+            options = {
+                "driver": "local",
+                "driver_opts": {"type": "none", "o": "bind", "device": str(directory)},
+            }
         try:
-            self.client.volumes.create(name=name, labels=labels)
+            self.client.volumes.create(name=name, labels=labels, **options)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise
@@ -299,9 +316,26 @@ class DockerBackend:
         try:
             volume = self.client.volumes.get(self.volume_name(server))
         except docker.errors.NotFound:
-            return
-        if (volume.attrs.get("Labels") or {}).get(LABEL_NODE) == self.node_id:
+            volume = None
+        if volume is not None:
+            if (volume.attrs.get("Labels") or {}).get(LABEL_NODE) != self.node_id:
+                return
             volume.remove(force=True)
+        if self.volumes_dir is not None:
+            directory = self.volumes_dir / server
+            try:
+                shutil.rmtree(directory)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning(
+                    "server %s: its volume was removed from Docker but its files at %s could "
+                    "not be deleted (%s); files a container wrote as root need root to delete: "
+                    "remove the directory by hand",
+                    server,
+                    directory,
+                    exc,
+                )
 
     def remove(self, container: Container) -> None:
         if not self.is_owned(container):  # pragma: no cover - every caller passes owned ones
