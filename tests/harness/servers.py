@@ -34,7 +34,10 @@ class ThreadedServer(uvicorn.Server):
 def serve(app: Any, *, port: int | None = None, **config: Any) -> Iterator[str]:
     """Run ``app`` on 127.0.0.1 in a thread; yield its base URL; stop it on exit."""
     port = port or free_port()
-    settings = {"log_level": "warning", "lifespan": "on", **config}
+    # The plain asyncio loop in these in-process threads: the programs themselves run on uvloop
+    # when started as processes (the CLI and fleet tests do), and a test thread should not
+    # depend on a C extension loop sharing the process with pytest and anyio.
+    settings = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", **config}
     server = ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()
