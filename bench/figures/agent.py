@@ -2,7 +2,7 @@
 
 1. create + start + ready of each server through the agent (``POST /containers`` until the
    agent's own ``Running`` event) against the same container work done straight with the
-   Docker SDK (image check, volume, create with the same labels and mount, start, inspect),
+   Docker SDK (image check, bound volume, create with the same labels and mount, start, inspect),
    alternating which goes first so that drift hits both sides alike;
 7. the agent's RSS once it manages those servers and has been idle for two seconds;
 2. from Docker's event (``timeNano`` of ``die`` after a ``docker kill`` from outside, and of
@@ -41,7 +41,15 @@ def _direct_once(
     labels = {LABEL: run.run_id, "lightd.server": f"d{index}", "lightd.role": "server"}
     began = time.monotonic()
     client.images.get(IMAGE)
-    volume = client.volumes.create(name=f"{name}-data", labels=labels)
+    # The agent's own volume: a local volume bound to a directory under its storage.
+    directory = (run.run_dir / "direct-volumes" / name).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    volume = client.volumes.create(
+        name=f"{name}-data",
+        labels=labels,
+        driver="local",
+        driver_opts={"type": "none", "o": "bind", "device": str(directory)},
+    )
     prepared = time.monotonic()
     # The same keyword arguments as the agent's DockerBackend.create_server.
     options: dict[str, Any] = {
