@@ -38,6 +38,7 @@ from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
+from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.nodes import Heartbeat, NodeRegistration
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
@@ -117,17 +118,7 @@ class Enrolment:
     # -- wiring --------------------------------------------------------------------------
     def on_event(self, event: LifecycleEvent) -> None:
         """Bus listener: a server changed, so report the services soon (thread-safe)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        set_event_threadsafe(self._loop, self._wake)
 
     @property
     def interval(self) -> float:

@@ -48,6 +48,7 @@ from lightd_agent.remote.client import RemoteClient, RemoteError
 from lightd_agent.remote.mapping import update_body
 from lightd_agent.remote.outbox import Outbox, PendingUpdate
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
+from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import (
     AppliedContainer,
@@ -268,17 +269,7 @@ class RemoteSync:
         self._full = full
 
     def _wake_up(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        set_event_threadsafe(self._loop, self._wake)
 
     # -- health ----------------------------------------------------------------------------
 
