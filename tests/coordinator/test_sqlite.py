@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -199,3 +202,32 @@ async def test_registry_health_targets(store: Registry) -> None:
         ]
     finally:
         await store.close()
+
+
+def test_close_waits_for_a_transaction_still_running_in_a_worker_thread(tmp_path: Path) -> None:
+    """Shutdown cancels tasks whose ``to_thread`` work keeps running; close must wait for it.
+
+    Closing a sqlite connection while another thread is inside a statement crashes the
+    interpreter (this killed a CI run), so ``close`` takes the same lock as every transaction.
+    """
+    registry = SqliteRegistry(tmp_path / "fleet.db")
+    registry.open_sync()
+    inside = threading.Event()
+    finished: list[int] = []
+
+    def slow(conn: sqlite3.Connection) -> int:
+        inside.set()
+        threading.Event().wait(0.3)
+        finished.append(1)
+        return 1
+
+    async def scenario() -> None:
+        work = asyncio.ensure_future(registry._run(slow))
+        await asyncio.to_thread(inside.wait, 5)
+        work.cancel()  # the worker thread carries on, as at shutdown
+        await registry.close()
+        assert finished == [1], "close returned while a transaction was still running"
+        with pytest.raises(RuntimeError, match="not open"):
+            await registry.list_nodes()
+
+    asyncio.run(scenario())

@@ -58,9 +58,13 @@ class SqliteRegistry(Registry):
         await asyncio.to_thread(self.open_sync)
 
     def close_sync(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        # Under the lock: a worker thread may still be inside a transaction (a cancelled
+        # ``asyncio.to_thread`` call keeps running), and closing a connection another thread
+        # is using crashes the sqlite3 module rather than raising.
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
 
     def open_sync(self) -> None:
         if self.path.parent and not self.path.parent.exists():
@@ -75,9 +79,7 @@ class SqliteRegistry(Registry):
         self._conn = conn
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(self.close_sync)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
