@@ -175,3 +175,34 @@ def test_agent_reregisters_after_a_coordinator_restart(tmp_path: Path) -> None:
             with serve(create_coordinator(coordinator_settings()), port=port):
                 wait_until(lambda: status() == "active", what="registered with the coordinator")
                 assert httpx.get(f"{url}/health").json()["coordinator"]["last_error"] is None
+
+
+def test_an_agent_keeps_its_node_id_and_no_other_host_can_take_it(tmp_path: Path) -> None:
+    node = "bound-node"
+    with running_coordinator() as base, operator(base) as client:
+
+        def node_status() -> str | None:
+            answer = client.get(f"/api/v1/nodes/{node}")
+            return answer.json()["status"] if answer.status_code == 200 else None
+
+        with agent_in_process(tmp_path / "host-a", base, node) as (_, app):
+            wait_until(lambda: node_status() == "active", what="first enrolment")
+            key = app.state.dispatch_key
+        assert node_status() == "inactive"  # the clean shutdown's last heartbeat, with its proof
+        with agent_in_process(tmp_path / "host-a", base, node) as (_, app):
+            assert app.state.dispatch_key == key  # kept in the state directory
+            wait_until(lambda: node_status() == "active", what="re-registration after a restart")
+
+        # another host (its own state directory, so its own key) claims the same node id
+        with agent_in_process(tmp_path / "host-b", base, node) as (url, app):
+            assert app.state.dispatch_key != key
+            error = wait_until(
+                lambda: httpx.get(f"{url}/health").json()["coordinator"].get("last_error") or "",
+                what="the agent reporting the refusal",
+            )
+            assert "409" in error and f"nodes delete {node}" in error
+            assert key not in error and app.state.dispatch_key not in error
+            assert node_status() == "inactive"  # host B's heartbeats changed nothing
+            # the operator decides host B is the node now: delete, and it enrols at once
+            assert client.delete(f"/api/v1/nodes/{node}").status_code == 200
+            wait_until(lambda: node_status() == "active", what="host B enrolling")

@@ -12,7 +12,7 @@ What lives on ``app.state`` (stable; other subsystems build on it):
 - ``health_sections``  ``name -> () -> dict``: extra sections of ``GET /health``
                    (remote sync adds ``"remote"``, ``remotes``; enrolment ``"coordinator"``);
                    see :func:`build_health`
-- ``dispatch_key`` this process's random key for the coordinator's command JWTs
+- ``dispatch_key`` this node's key for the coordinator's command JWTs and its node proofs
 - ``command_ledger``  runs ``POST /commands`` once per command id
 """
 
@@ -43,7 +43,7 @@ from lightd_agent.health import build_health
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
-from lightd_agent.security import new_dispatch_key
+from lightd_agent.security import load_dispatch_key
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -182,7 +182,7 @@ def create_app(
     app.state.config_path = config_path
     app.state.bus = bus
     app.state.manager = manager
-    app.state.dispatch_key = new_dispatch_key()
+    app.state.dispatch_key = load_dispatch_key(config.storage.state_dir)
     app.state.command_ledger = CommandLedger(
         CommandRunner(config.commands, manager, bus, config.node.id)
     )

@@ -86,7 +86,14 @@ def _run(path: str | None) -> int:
         json_format=config.logging.json_format,
         secrets=config.secrets(),
     )
-    app = create_app(config, config_path=config_path.resolve())
+    try:
+        app = create_app(config, config_path=config_path.resolve())
+    except OSError as exc:
+        _error(
+            f"cannot use the state directory {config.storage.state_dir}: {exc}; make "
+            "storage.base_path writable by the agent's user"
+        )
+        return EXIT_CONFIG
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -5,7 +5,7 @@ With ``coordinator.enabled`` the agent, for as long as it runs:
 1. registers (``POST /api/v1/nodes``) with its id, name, labels, ``provider: docker``, the
    address and port the coordinator reaches it at (``coordinator.advertise_*``), capabilities
    ``{"docker": true, "exec": <commands.allow_exec>}``, its ``/health`` URL, its version and
-   this process's dispatch key (write-only on the coordinator; it signs our commands with it);
+   this node's dispatch key (write-only on the coordinator; it signs our commands with it);
 2. heartbeats (``POST /api/v1/nodes/{id}/heartbeat``) every ``coordinator.heartbeat_interval``
    (drift-free) with its services: every running server's published ports. A lifecycle event
    brings the next heartbeat forward, so ``GET /api/v1/services`` follows the fleet closely;
@@ -16,7 +16,9 @@ With ``coordinator.enabled`` the agent, for as long as it runs:
 5. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
 
 Every call carries ``Authorization: Bearer <coordinator.token>`` (the coordinator's
-``auth.agent_token``); neither token nor key is ever logged.
+``auth.agent_token``, which lets a new node enrol) and ``X-Lightd-Node-Proof`` (a short-lived
+JWT signed with the dispatch key: once enrolled, only the holder of that key speaks for this node
+id). Neither token nor key is ever logged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import logging
 import random
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -38,7 +41,9 @@ from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
+from lightd_agent.security import node_proof
 from lightd_agent.wakeup import set_event_threadsafe
+from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
@@ -48,6 +53,8 @@ __all__ = ["Enrolment", "coordinator_subsystem", "services_of"]
 log = logging.getLogger("lightd_agent.enrolment")
 
 _BACKOFF_START = 0.5
+_PROOF_LIFETIME = 300
+"""Seconds a node proof is valid; a fresh one is signed when less than a third is left."""
 
 
 def advertise_address(config: AgentConfig) -> str:
@@ -111,6 +118,7 @@ class Enrolment:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._rng = random.Random()
+        self._proof: tuple[str, float] | None = None  # (token, when to sign a new one)
         self.registered = False
         self.last_heartbeat: datetime | None = None
         self.last_error: str | None = None
@@ -125,8 +133,18 @@ class Enrolment:
         return self.config.coordinator.heartbeat_interval.total_seconds()
 
     def _headers(self) -> dict[str, str]:
+        headers = {NODE_PROOF_HEADER: self._node_proof()}
         token = self.config.coordinator.token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _node_proof(self) -> str:
+        now = time.monotonic()
+        if self._proof is None or now >= self._proof[1]:
+            token = node_proof(self._key, self.config.node.id, expires_in=_PROOF_LIFETIME)
+            self._proof = (token, now + _PROOF_LIFETIME * 2 / 3)
+        return self._proof[0]
 
     def registration(self) -> NodeRegistration:
         config = self.config
@@ -283,14 +301,14 @@ class Enrolment:
         return True
 
     def _refused(self, what: str, response: httpx.Response) -> bool:
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             reason = (
                 f"the coordinator refused the {what} with HTTP {response.status_code}: set "
                 "coordinator.token (LIGHTD_COORDINATOR__TOKEN) to the coordinator's "
                 "auth.agent_token"
             )
-        else:
-            excerpt = response.text.strip().replace("\n", " ")[:200]
+        else:  # 403/409 on a node proof, 422, 5xx: the coordinator's own words say what to do
+            excerpt = _detail(response)
             reason = (
                 f"the coordinator refused the {what} with HTTP {response.status_code}: {excerpt}"
             )
@@ -301,6 +319,18 @@ class Enrolment:
         if reason != self.last_error:
             log.warning("%s; retrying with backoff", reason)
         self.last_error = reason
+
+
+def _detail(response: httpx.Response) -> str:
+    """The coordinator's ``detail`` message (else the body's start), on one line."""
+    text = response.text
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str):
+        text = detail
+    return " ".join(text.split())[:600]
 
 
 @asynccontextmanager

@@ -1,11 +1,16 @@
 """Dispatch tokens: the only module of the agent that imports the JWT library.
 
 The coordinator proves itself on every ``POST /commands`` with a short-lived HS256 JWT signed
-with this agent's *dispatch key*: a random secret made fresh by every agent process
-(:func:`new_dispatch_key`) and sent to the coordinator only in the body of the registration
-(authenticated with ``coordinator.token``). No other host knows it, so a token for this node
-can only come from the coordinator this agent registered with, and this agent's key opens
-nothing else anywhere.
+with this agent's *dispatch key*: a random secret made on the agent's first start
+(:func:`load_dispatch_key`, kept owner-only in ``<state_dir>/dispatch.key``) and sent to the
+coordinator only in the body of the registration (authenticated with ``coordinator.token``). No
+other host knows it, so a token for this node can only come from the coordinator this agent
+registered with, and this agent's key opens nothing else anywhere.
+
+The same key works the other way: :func:`node_proof` signs a short-lived JWT that the agent
+sends to the coordinator (``X-Lightd-Node-Proof``) to show it is the node that enrolled under
+its id. Its claims (``iss`` = ``lightd-agent``, ``aud`` = the proof audience) can never pass as a
+command token, whose ``aud`` is the node and ``iss`` the coordinator.
 
 :func:`verify_dispatch_token` makes the checks the coordinator's contract lists
 (``docs/coordinator.md``, "The agent side"): ``alg`` exactly HS256 (checked before anything
@@ -16,18 +21,42 @@ cryptography; the claims are read with the shared :class:`~lightd_shared.dispatc
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import secrets
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from jose import JWTError, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError
 from pydantic import ValidationError
 
-from lightd_shared.dispatch import DISPATCH_ISSUER, DISPATCH_SUBJECT, DispatchClaims
+from lightd_shared.dispatch import (
+    DISPATCH_ISSUER,
+    DISPATCH_KEY_MIN_LENGTH,
+    DISPATCH_SUBJECT,
+    NODE_PROOF_AUDIENCE,
+    NODE_PROOF_ISSUER,
+    DispatchClaims,
+)
 
-__all__ = ["ALGORITHM", "DispatchTokenError", "new_dispatch_key", "verify_dispatch_token"]
+__all__ = [
+    "ALGORITHM",
+    "DISPATCH_KEY_FILE",
+    "DispatchTokenError",
+    "load_dispatch_key",
+    "new_dispatch_key",
+    "node_proof",
+    "verify_dispatch_token",
+]
 
 ALGORITHM = "HS256"
+DISPATCH_KEY_FILE = "dispatch.key"
+
+log = logging.getLogger("lightd_agent.security")
 
 
 class DispatchTokenError(ValueError):
@@ -37,6 +66,60 @@ class DispatchTokenError(ValueError):
 def new_dispatch_key() -> str:
     """256 random bits, URL-safe: this process's key for verifying the coordinator's commands."""
     return secrets.token_urlsafe(32)
+
+
+def load_dispatch_key(state_dir: Path) -> str:
+    """This node's dispatch key: read from ``<state_dir>/dispatch.key``, made there if missing.
+
+    The key outlives restarts because the coordinator binds the node id to it: an agent that
+    comes back with another key cannot speak for its old id until an operator deletes the node.
+    The file is written atomically and owner-only (``0600``); an unreadable or too short file is
+    replaced with a warning that says what follows from it.
+    """
+    path = state_dir / DISPATCH_KEY_FILE
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        key = None
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("dispatch key file %s is unreadable (%s); making a new key", path, exc)
+        key = ""
+    if key is not None and len(key) >= DISPATCH_KEY_MIN_LENGTH:
+        return key
+    if key is not None:
+        log.warning(
+            "dispatch key file %s is damaged; made a new key. If this node was enrolled with a "
+            "coordinator, an operator must delete it there (lightd-coordinator nodes delete "
+            "<id>) before it can enrol again",
+            path,
+        )
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = new_dispatch_key()
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".dispatch-", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return key
+
+
+def node_proof(key: str, node_id: str, *, expires_in: int) -> str:
+    """A JWT that proves to the coordinator that this agent holds ``node_id``'s dispatch key."""
+    now = int(time.time())
+    claims = {
+        "iss": NODE_PROOF_ISSUER,
+        "sub": node_id,
+        "aud": NODE_PROOF_AUDIENCE,
+        "iat": now,
+        "exp": now + expires_in,
+    }
+    return str(jwt.encode(claims, key, algorithm=ALGORITHM))
 
 
 def verify_dispatch_token(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry, StoredNode
+from lightd_coordinator.security import InvalidToken, verify_node_proof
+from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import (
     Heartbeat,
     NodeRecord,
@@ -23,8 +26,9 @@ from lightd_shared.nodes import (
 )
 from lightd_shared.services import Service, ServiceListing
 from lightd_shared.timestamps import utcnow
+from lightd_shared.tokens import tokens_equal
 
-__all__ = ["Fleet", "NodeFilter"]
+__all__ = ["Fleet", "NodeClaimed", "NodeFilter"]
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +59,67 @@ def _json(record: NodeRecord) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
+class NodeClaimed(Exception):
+    """A call spoke for an enrolled node without proving it holds the node's dispatch key."""
+
+
 class Fleet:
     def __init__(self, registry: Registry, hub: EventHub, *, node_timeout: timedelta) -> None:
         self.registry = registry
         self.hub = hub
         self.node_timeout = node_timeout
         self._lock = asyncio.Lock()
+        self._proven: dict[str, tuple[str, float]] = {}
+        """The last node proof verified per node and its ``exp``: a heartbeat repeating it
+        costs neither a signature check nor a registry read."""
 
-    async def register(self, registration: NodeRegistration) -> tuple[NodeRecord, bool]:
-        """Add a node, or update it when the id is known (keeping ``created_at``)."""
+    # -- who may speak for a node ------------------------------------------------------------
+    async def vouch(self, node_id: str, proof: str | None) -> None:
+        """Raise :class:`NodeClaimed` unless ``proof`` shows the caller holds the node's key.
+
+        A node that is unknown, or registered without a dispatch key, is bound to no key, so
+        there is nothing to prove (the route answers 404, or lets the agent enrol it).
+        """
+        if proof:
+            seen = self._proven.get(node_id)
+            if seen is not None and seen[1] > time.time() and tokens_equal(proof, seen[0]):
+                return
+        self._check_proof(node_id, await self.dispatch_key(node_id), proof)
+
+    def _check_proof(self, node_id: str, key: str | None, proof: str | None) -> None:
+        if key is None:
+            return
+        reason = f"no {NODE_PROOF_HEADER} header"
+        if proof:
+            try:
+                self._proven[node_id] = (proof, verify_node_proof(proof, key, node_id=node_id))
+                return
+            except InvalidToken as exc:
+                reason = f"{NODE_PROOF_HEADER} refused: {exc}"
+        log.warning("refused a call for node %s: %s", node_id, reason, extra={"node_id": node_id})
+        raise NodeClaimed(
+            f"node {node_id!r} is enrolled with a dispatch key and this call did not prove it "
+            f"holds that key ({reason}). The agent token enrols new nodes only. If this is the "
+            f"node's own host and it lost its state directory, an operator deletes the node "
+            f"(DELETE /api/v1/nodes/{node_id}, or 'lightd-coordinator nodes delete {node_id}') "
+            "and it enrols again; otherwise give this agent another node.id"
+        )
+
+    async def register(
+        self, registration: NodeRegistration, *, proof: str | None = None, vouch: bool = False
+    ) -> tuple[NodeRecord, bool]:
+        """Add a node, or update it when the id is known (keeping ``created_at``).
+
+        ``vouch`` (an agent, not an operator, is calling): an id already enrolled with a dispatch
+        key is updated only with a ``proof`` made with that key (else :class:`NodeClaimed`).
+        Checked under the fleet lock, so two hosts racing for one id cannot both win.
+        """
         now = utcnow()
         async with self._lock:
             existing = await self.registry.get_node(registration.id)
+            if vouch and existing is not None:
+                self._check_proof(registration.id, existing.dispatch_key, proof)
+            self._proven.pop(registration.id, None)  # the key may change with this registration
             fields = registration.model_dump()
             if existing is None:
                 record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
@@ -136,6 +189,7 @@ class Fleet:
             existing = await self.registry.get_node(node_id)
             if existing is None or not await self.registry.delete_node(node_id):
                 return None
+            self._proven.pop(node_id, None)
             await self.hub.publish("node_unregistered", _json(existing.record), node_id=node_id)
         log.info("node %s unregistered", node_id, extra={"node_id": node_id})
         return existing.record

@@ -87,13 +87,19 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         parser.add_argument("--json", action="store_true", help="print the API's JSON")
         return parser
 
-    nodes = sub.add_parser("nodes", help="list nodes or show one")
+    nodes = sub.add_parser("nodes", help="list, show or delete nodes")
     nodes_sub = nodes.add_subparsers(dest="nodes_verb", metavar="VERB", required=True)
     listing = verb(nodes_sub.add_parser("list", help="all nodes, as a table"))
     listing.add_argument("--status", choices=["active", "inactive"])
     listing.add_argument("--label", action="append", default=[], help="key=value (repeatable)")
     show = verb(nodes_sub.add_parser("show", help="one node: record, status, services"))
     show.add_argument("node")
+    delete = verb(
+        nodes_sub.add_parser(
+            "delete", help="unregister a node (it may enrol again, with a new dispatch key)"
+        )
+    )
+    delete.add_argument("node")
 
     dispatch = verb(sub.add_parser("dispatch", help="run a command on a node or a selector"))
     dispatch.add_argument("node", nargs="?", help="the node id (or use --selector)")
@@ -188,6 +194,10 @@ def _nodes(api: Api, args: argparse.Namespace) -> int:
             params.append(("status", args.status))
         data = api.call("GET", "/api/v1/nodes", params=params)
         _emit(args, data, lambda: _node_rows(data["nodes"]))
+        return 0
+    if args.nodes_verb == "delete":
+        gone = api.call("DELETE", f"/api/v1/nodes/{args.node}")
+        _emit(args, gone, lambda: str(gone["message"]))
         return 0
     node = api.call("GET", f"/api/v1/nodes/{args.node}")
     status = api.call("GET", f"/api/v1/nodes/{args.node}/status")

@@ -11,6 +11,11 @@ Agents present a third kind on the routes they call (registration, heartbeat, re
 reports, event relay, ``/api/v1/remote/{node_id}/*``): ``auth.agent_token``. It opens only those
 routes, never the operator API.
 
+The agent token only *enrols*: once a node id is registered with a dispatch key, a call that
+speaks for that node with the agent token must also carry ``X-Lightd-Node-Proof``, a JWT the
+agent signs with that key (:func:`verify_node_proof`). So one compromised host cannot take over
+another node's id, its heartbeats or its command results.
+
 Commands sent to agents carry a fourth kind, minted by a :class:`NodeTokenSigner`: a short-lived
 JWT whose ``aud`` is the node id, signed with *that node's own dispatch key* (a random secret the
 agent sent with its registration). So a token for one node opens no other node and not the
@@ -26,7 +31,12 @@ from typing import Any, Protocol
 
 from jose import JWTError, jwt
 
-from lightd_shared.dispatch import DISPATCH_ISSUER, DISPATCH_SUBJECT
+from lightd_shared.dispatch import (
+    DISPATCH_ISSUER,
+    DISPATCH_SUBJECT,
+    NODE_PROOF_AUDIENCE,
+    NODE_PROOF_ISSUER,
+)
 from lightd_shared.tokens import tokens_equal
 
 __all__ = [
@@ -39,6 +49,7 @@ __all__ = [
     "TokenVerifier",
     "mint_token",
     "verify_jwt",
+    "verify_node_proof",
 ]
 
 ALGORITHM = "HS256"
@@ -106,6 +117,14 @@ def verify_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:
     except JWTError as exc:
         raise InvalidToken("token signature or claims are invalid") from exc
     return claims
+
+
+def verify_node_proof(token: str, key: str, *, node_id: str) -> float:
+    """Check an agent's node proof for ``node_id`` against its dispatch key; return its ``exp``."""
+    claims = verify_jwt(token, key, audience=NODE_PROOF_AUDIENCE)
+    if claims.get("iss") != NODE_PROOF_ISSUER or claims.get("sub") != node_id:
+        raise InvalidToken(f"the proof was not made for node {node_id!r}")
+    return float(claims["exp"])
 
 
 class TokenVerifier:

@@ -34,6 +34,9 @@ __all__ = [
     "DISPATCH_KEY_MIN_LENGTH",
     "DISPATCH_SUBJECT",
     "IDEMPOTENCY_HEADER",
+    "NODE_PROOF_AUDIENCE",
+    "NODE_PROOF_HEADER",
+    "NODE_PROOF_ISSUER",
     "AgentCommand",
     "DispatchClaims",
     "FanOutRequest",
@@ -50,6 +53,15 @@ DISPATCH_ISSUER = "lightd-coordinator"
 DISPATCH_SUBJECT = "coordinator"
 DISPATCH_KEY_MIN_LENGTH = 32
 """A node's dispatch key (sent at registration) has at least this many characters."""
+
+NODE_PROOF_HEADER = "X-Lightd-Node-Proof"
+"""Sent by an agent to the coordinator on registration and heartbeat: proof that it holds the
+node's dispatch key. A HS256 JWT signed with that key, ``iss`` = :data:`NODE_PROOF_ISSUER`,
+``sub`` = the node id, ``aud`` = :data:`NODE_PROOF_AUDIENCE`, with ``iat`` and ``exp``. Once a node
+id is enrolled with a key, only calls carrying a valid proof (or an operator's token) may speak
+for it: the shared ``auth.agent_token`` enrols new nodes but cannot take over enrolled ones."""
+NODE_PROOF_ISSUER = "lightd-agent"
+NODE_PROOF_AUDIENCE = "lightd-coordinator/node-proof"
 
 
 class AgentCommand(CommandEcho):

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lightd_coordinator.core import Coordinator
+from lightd_coordinator.fleet import NodeClaimed
 from lightd_coordinator.security import InvalidToken, Principal
+from lightd_shared.dispatch import NODE_PROOF_HEADER
 
-__all__ = ["AgentAuthDep", "AuthDep", "CoordinatorDep", "require_agent", "require_auth"]
+__all__ = [
+    "AgentAuthDep",
+    "AuthDep",
+    "CoordinatorDep",
+    "NodeProofDep",
+    "require_agent",
+    "require_auth",
+    "vouch_for",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="The server token or a JWT")
 
@@ -94,3 +104,35 @@ async def require_agent(
 AuthDep = Annotated[Principal, Depends(require_auth)]
 AgentAuthDep = Annotated[Principal, Depends(require_agent)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+NodeProofDep = Annotated[
+    str | None,
+    Header(
+        alias=NODE_PROOF_HEADER,
+        description="An agent's proof that it holds the node's dispatch key (a JWT signed with "
+        "it); needed with the agent token once the node is enrolled",
+    ),
+]
+
+
+async def vouch_for(
+    coordinator: Coordinator,
+    principal: Principal,
+    node_id: str,
+    proof: str | None,
+) -> None:
+    """Let an agent-token caller speak for ``node_id`` only with the node's proof.
+
+    Operators (server token, API JWT, auth off) may speak for any node. A refusal is ``403``
+    with what to do.
+    """
+    if principal.is_operator:
+        return
+    try:
+        await coordinator.fleet.vouch(node_id, proof)
+    except NodeClaimed as exc:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=str(exc),
+        ) from None

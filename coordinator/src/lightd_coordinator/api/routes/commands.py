@@ -7,7 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 
-from lightd_coordinator.api.deps import CoordinatorDep, require_agent, require_auth
+from lightd_coordinator.api.deps import (
+    AgentAuthDep,
+    CoordinatorDep,
+    NodeProofDep,
+    require_auth,
+    vouch_for,
+)
 from lightd_coordinator.dispatch import ReportRejected
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, FanOutRequest, FanOutResults
@@ -63,13 +69,16 @@ async def get_command(command_id: str, coordinator: CoordinatorDep) -> CommandRe
     return result
 
 
-@router.post(
-    "/{command_id}/result", response_model=CommandResult, dependencies=[Depends(require_agent)]
-)
+@router.post("/{command_id}/result", response_model=CommandResult)
 async def report_result(
-    command_id: str, result: CommandResult, coordinator: CoordinatorDep
+    command_id: str,
+    result: CommandResult,
+    coordinator: CoordinatorDep,
+    principal: AgentAuthDep,
+    proof: NodeProofDep = None,
 ) -> CommandResult:
-    """A node reports the result of a command it accepted earlier."""
+    """A node reports the result of a command it accepted earlier (with its node proof)."""
+    await vouch_for(coordinator, principal, result.node_id, proof)
     try:
         return await coordinator.dispatcher.report(command_id, result)
     except ReportRejected as exc:

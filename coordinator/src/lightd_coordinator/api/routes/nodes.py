@@ -7,8 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
-from lightd_coordinator.api.deps import CoordinatorDep, require_agent, require_auth
-from lightd_coordinator.fleet import NodeFilter
+from lightd_coordinator.api.deps import (
+    AgentAuthDep,
+    CoordinatorDep,
+    NodeProofDep,
+    require_auth,
+    vouch_for,
+)
+from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 from lightd_shared.events import Event
@@ -24,8 +30,8 @@ from lightd_shared.nodes import (
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
 Operator = [Depends(require_auth)]
-Agent = [Depends(require_agent)]
-"""Agents (``auth.agent_token``) may register, heartbeat and relay; the rest is operators'."""
+"""Agents (``auth.agent_token``) may register, heartbeat and relay (each route takes the
+principal, to check the node proof); the rest is operators'."""
 
 NodeId = Annotated[str, Path(description="The node's id")]
 IdempotencyKey = Annotated[
@@ -77,14 +83,29 @@ def _parse_labels(values: list[str]) -> dict[str, str]:
     "",
     response_model=NodeRecord,
     status_code=status.HTTP_201_CREATED,
-    dependencies=Agent,
-    responses={200: {"description": "An existing node was updated", "model": NodeRecord}},
+    responses={
+        200: {"description": "An existing node was updated", "model": NodeRecord},
+        409: {"description": "The id is enrolled by an agent holding another dispatch key"},
+    },
 )
 async def register_node(
-    registration: NodeRegistration, coordinator: CoordinatorDep, response: Response
+    registration: NodeRegistration,
+    coordinator: CoordinatorDep,
+    response: Response,
+    principal: AgentAuthDep,
+    proof: NodeProofDep = None,
 ) -> NodeRecord:
-    """Register a node; registering an existing id updates it and keeps its ``created_at``."""
-    record, created = await coordinator.fleet.register(registration)
+    """Register a node; registering an existing id updates it and keeps its ``created_at``.
+
+    With the agent token, an id already enrolled with a dispatch key needs the node's proof
+    (``X-Lightd-Node-Proof``); without it the answer is ``409``.
+    """
+    try:
+        record, created = await coordinator.fleet.register(
+            registration, proof=proof, vouch=not principal.is_operator
+        )
+    except NodeClaimed as exc:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
     return record
@@ -139,13 +160,16 @@ async def node_status(node_id: NodeId, coordinator: CoordinatorDep) -> NodeStatu
     return view
 
 
-@router.post("/{node_id}/heartbeat", response_model=NodeStatusView, dependencies=Agent)
+@router.post("/{node_id}/heartbeat", response_model=NodeStatusView)
 async def heartbeat(
     node_id: NodeId,
     coordinator: CoordinatorDep,
+    principal: AgentAuthDep,
     beat: Annotated[Heartbeat | None, Body()] = None,
+    proof: NodeProofDep = None,
 ) -> NodeStatusView:
     """The node is alive; it may report its services. An inactive node becomes active."""
+    await vouch_for(coordinator, principal, node_id, proof)
     if await coordinator.fleet.heartbeat(node_id, beat) is None:
         raise _not_found(node_id)
     view = await coordinator.fleet.status(node_id)
@@ -184,10 +208,16 @@ async def send_command(
     "/{node_id}/events",
     response_model=Relayed,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=Agent,
 )
-async def relay_event(node_id: NodeId, event: Event, coordinator: CoordinatorDep) -> Relayed:
+async def relay_event(
+    node_id: NodeId,
+    event: Event,
+    coordinator: CoordinatorDep,
+    principal: AgentAuthDep,
+    proof: NodeProofDep = None,
+) -> Relayed:
     """An agent relays one of its own events (``server_update``) to ``/ws`` subscribers."""
+    await vouch_for(coordinator, principal, node_id, proof)
     if event.type not in RELAYED_EVENT_TYPES:
         raise HTTPException(
             status_code=422,
