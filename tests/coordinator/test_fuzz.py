@@ -21,6 +21,7 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
     | st.sampled_from(["active", "exec", "30s", "-1s", "2026-01-13T18:17:00Z", "node-1", ""])
+    | st.sampled_from(["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 )
 values = st.recursive(
     scalars,

@@ -117,3 +117,23 @@ def test_bad_headers_are_4xx(base: str) -> None:
         body = {"type": "exec", "action": "ls"} if path.endswith("commands") else None
         response = httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=30)
         assert 400 <= response.status_code < 500, (path, headers, response.status_code)
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_timestamps_out_of_range_in_utc_are_422(base: str, stamp: str) -> None:
+    # valid RFC 3339 texts whose UTC time falls outside years 1..9999 (an OverflowError inside)
+    sent = httpx.post(
+        f"{base}/api/v1/nodes/n/commands?async=true", json={"type": "exec", "action": "ls"}
+    )
+    assert sent.status_code == 202
+    command_id = sent.json()["id"]
+    report = {"id": command_id, "node_id": "n", "status": "success", "finished": stamp}
+    answer = httpx.post(f"{base}/api/v1/commands/{command_id}/result", json=report)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"][-1] == "finished"
+    assert "out of range" in answer.json()["detail"][0]["msg"]
+
+    relay = {"type": "server_update", "timestamp": stamp, "data": {}}
+    answer = httpx.post(f"{base}/api/v1/nodes/n/events", json=relay)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"][-1] == "timestamp"

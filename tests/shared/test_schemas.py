@@ -106,6 +106,20 @@ def test_timestamps_are_rfc3339_utc_with_z() -> None:
         parse_timestamp("yesterday")
 
 
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-00:31"]
+)
+def test_timestamps_outside_utc_range_are_value_errors(text: str) -> None:
+    # the text is valid RFC 3339, but its UTC time is past year 9999 (or before year 1):
+    # a ValueError (422), never an OverflowError (500)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(text)
+    with pytest.raises(ValidationError, match="finished"):
+        CommandResult.model_validate(
+            {"id": "c", "node_id": "n", "status": "success", "finished": text}
+        )
+
+
 def test_event_envelope_defaults_timestamp_and_reads_new_types() -> None:
     event = Event.model_validate({"type": "some_future_type", "data": {"a": 1}})
     assert event.timestamp.tzinfo is not None

@@ -34,7 +34,14 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError(f"a timestamp must be an RFC 3339 string, not {type(value).__name__}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp {value!r} has no time zone; add 'Z' for UTC")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # "9999-12-31T23:59:59-01:00" is a valid RFC 3339 text whose UTC time is past year 9999
+        raise ValueError(
+            f"timestamp {str(value)[:40]!r} is out of range in UTC; it must lie between "
+            "0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+        ) from None
 
 
 def format_timestamp(value: datetime) -> str:
