@@ -137,3 +137,27 @@ def test_timestamps_out_of_range_in_utc_are_422(base: str, stamp: str) -> None:
     answer = httpx.post(f"{base}/api/v1/nodes/n/events", json=relay)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"][-1] == "timestamp"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("query", "%C2%B2"),  # "²": str.isdigit says yes, int() says no
+        ("query", "1" * 5000),  # past Python's int digit limit
+        ("query", "1" * 20),
+        ("header", "1" * 5000),
+        ("header", "٣"),  # an Arabic-Indic digit
+    ],
+)
+def test_bad_last_event_ids_are_422_naming_where(base: str, where: str, value: str) -> None:
+    if where == "query":
+        response = httpx.get(f"{base}/ws?last_event_id={value}", timeout=30)
+        named = "last_event_id"
+    else:
+        headers = {"Last-Event-ID": value.encode("utf-8")}  # raw bytes, as a client may send
+        response = httpx.get(f"{base}/ws", headers=headers, timeout=30)
+        named = "Last-Event-ID"
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == [where, named]
+    assert "event id" in error["msg"]
