@@ -237,10 +237,12 @@ cat <<EOF
 ${dry_run:+Dry run: nothing was changed. After a real run:}${dry_run:-lightd agent installed.}
   config:  $CONFIG  (the API token is authorization.token; it is not printed here)
   token:   sudo $BIN_LINK token show -c $CONFIG
-  status:  $BIN_LINK status -c $CONFIG     logs: journalctl -u lightd -f
+  status:  sudo $BIN_LINK status -c $CONFIG     logs: journalctl -u lightd -f
 Next steps:
   - open port 8070/tcp only to your coordinator or panel (the agent speaks plain HTTP);
-  - to report to a remote or coordinator, set remote{enabled,url,token} in $CONFIG,
-    then: sudo systemctl restart lightd
+  - to join a coordinator, set coordinator{enabled: true, url, token (its auth.agent_token),
+    advertise_address (this host's address as the coordinator reaches it)} in $CONFIG;
+  - to sync lifecycle updates to a remote, set remote{enabled, url, token} in $CONFIG;
+  - after editing: sudo systemctl restart lightd
   - docs/deploy.md has the rest (upgrades: run this script again).
 EOF

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.docker
 
 AGENT = "lightd-agent:latest"
 COORDINATOR = "lightd-coordinator:latest"
-BASE = "lightd-python-base:bookworm"
+# The base the images are built on: scripts/build-images' local Debian base unless the operator
+# chose another with LIGHTD_BASE_IMAGE (as scripts/up and docker-compose.yml do).
+BASE = os.environ.get("LIGHTD_BASE_IMAGE") or "lightd-python-base:bookworm"
 # The image's own health check command, run every half second instead of every 15 s.
 FAST_HEALTHCHECK = {"interval": 500_000_000, "timeout": 5_000_000_000, "retries": 3}
 
