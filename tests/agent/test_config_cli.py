@@ -159,3 +159,80 @@ def test_status_prints_health_readably(
     )
     assert main(["status", "-c", str(config)]) == 1
     assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ("remote", "timeout"),
+        ("remote", "health_interval"),
+        ("remote", "retry_max_delay"),
+        ("docker", "call_timeout"),
+        ("docker", "install_timeout"),
+        ("docker", "reconnect_interval"),
+        ("coordinator", "heartbeat_interval"),
+    ],
+)
+def test_zero_intervals_and_timeouts_are_refused(tmp_path: Path, section: str, field: str) -> None:
+    # "0s" would make a loop spin (hundreds of GET /health a second) or every call time out.
+    document = {"authorization": {"token": TOKEN}, section: {field: "0s"}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path / "zero.json", document))
+    message = str(caught.value)
+    assert f"{tmp_path / 'zero.json'}: {section}.{field}: must be greater than 0s" in message
+    document[section][field] = "0"
+    with pytest.raises(ConfigError, match=f"{section}.{field}: must be greater than 0s"):
+        load_config(_write(tmp_path / "zero.json", document))
+    document[section][field] = "100ms"
+    assert load_config(_write(tmp_path / "ok.json", document))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"server": {"port": 70000}, "docker": {"call_timeout": "0s"}},
+        {"authorization": {}, "server": {"port": 70000}, "docker": {"call_timeout": "0s"}},
+        {
+            "authorization": {"enabled": True},
+            "server": {"port": 70000},
+            "docker": {"call_timeout": "0s"},
+        },
+    ],
+)
+def test_missing_token_is_reported_with_every_other_error(
+    tmp_path: Path, document: dict[str, object]
+) -> None:
+    path = _write(tmp_path / "c.json", document)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid configuration:"
+    errors = [line.strip() for line in lines[1:]]
+    assert len(errors) == 3, errors
+    assert all(line.startswith(f"{path}: ") for line in errors)
+    assert any(line.startswith(f"{path}: server.port: ") for line in errors)
+    assert any(line.startswith(f"{path}: docker.call_timeout: must be greater") for line in errors)
+    assert f"{path}: authorization.token: authorization is enabled but token is not set" in str(
+        caught.value
+    )
+    assert "(top level)" not in str(caught.value)
+
+
+def test_disabled_authorization_needs_no_token(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path / "c.json", {"authorization": {"enabled": False}}))
+    assert config.authorization.token is None
+
+
+def test_run_prints_the_documented_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/agent.md shows this exact output; keep the two in step.
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "config.json", {"server": {"port": 70000}})
+    assert main(["run", "-c", "config.json"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "lightd: invalid configuration:\n"
+        "  config.json: server.port: Input should be less than or equal to 65535\n"
+        "  config.json: authorization.token: authorization is enabled but token is not set; "
+        "generate one with `lightd token reset` or `lightd config`"
+    )

@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 
+from lightd_agent.config import load_config
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.routes import create_router
 from lightd_shared.remote import RemoteSettings
@@ -198,3 +200,41 @@ async def test_pull_when_disabled_is_a_conflict(
         response = await client.post("/remote/config/pull")
     assert response.status_code == 409
     assert "remote.enabled" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["health_interval", "timeout", "retry_max_delay"])
+async def test_reload_refuses_a_zero_interval_and_keeps_the_running_settings(
+    make_sync: Any, remote: RemoteServer, tmp_path: Path, field: str
+) -> None:
+    path = tmp_path / "config.json"
+    document = {
+        "authorization": {"token": API_TOKEN},
+        "storage": {"base_path": str(tmp_path / "storage")},
+        "remote": settings_for(remote.url).model_dump(mode="json"),
+    }
+    path.write_text(json.dumps(document))
+    sync, _ = await make_sync(
+        load_config(path).remote, reload_settings=lambda: load_config(path).remote
+    )
+    running = sync.settings
+    document["remote"][field] = "0s"
+    path.write_text(json.dumps(document))
+    app = FastAPI()
+    app.state.remote_sync = sync
+    app.include_router(create_router(dependencies=[_auth_dep]))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://agent",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    ) as client:
+        response = await client.post("/remote/config/reload")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert f"remote.{field}: must be greater than 0s" in detail
+    assert str(path) in detail
+    assert sync.settings is running
+    # The health loop still runs at its configured pace, not in a busy loop.
+    before = len([r for r in remote.requests if r.path == f"{PREFIX}/health"])
+    await anyio.sleep(0.5)
+    after = len([r for r in remote.requests if r.path == f"{PREFIX}/health"])
+    assert after - before <= 5

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.durations import PositiveDuration, parse_duration
 from lightd_shared.remote import RemoteSettings, RemoteToken
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
@@ -70,31 +78,42 @@ class ServerSection(_Section):
 
 
 class AuthorizationSection(_Section):
+    """The agent API's bearer token.
+
+    "Enabled needs a token" is checked on ``token`` itself (``validate_default``), not in a
+    model validator: the error then names ``authorization.token`` and is reported together with
+    every other field's error, even when the section is missing from the file altogether.
+    """
+
     enabled: bool = Field(default=True, description="Require the bearer token on the API")
     token: str | None = Field(
-        default=None, min_length=16, description="Bearer token protecting this agent's API"
+        default=None,
+        min_length=16,
+        validate_default=True,
+        description="Bearer token protecting this agent's API",
     )
 
-    @model_validator(mode="after")
-    def _enabled_needs_token(self) -> Self:
-        if self.enabled and not self.token:
+    @field_validator("token")
+    @classmethod
+    def _enabled_needs_token(cls, token: str | None, info: ValidationInfo) -> str | None:
+        if not token and info.data.get("enabled", True):
             raise ValueError(
                 "authorization is enabled but token is not set; generate one with "
                 "`lightd token reset` or `lightd config`"
             )
-        return self
+        return token
 
 
 class DockerSection(_Section):
     socket_path: str = Field(default="/var/run/docker.sock", min_length=1)
-    call_timeout: Duration = Field(
+    call_timeout: PositiveDuration = Field(
         default=parse_duration("30s"),
         description="A Docker call taking longer fails with a clear error instead of wedging",
     )
-    install_timeout: Duration = Field(
+    install_timeout: PositiveDuration = Field(
         default=parse_duration("15m"), description="Longest an install script may run"
     )
-    reconnect_interval: Duration = Field(
+    reconnect_interval: PositiveDuration = Field(
         default=parse_duration("2s"), description="How often an unreachable engine is retried"
     )
 
@@ -166,14 +185,12 @@ class CoordinatorSection(_Section):
             " a container, whose name is not where Docker publishes ports."
         ),
     )
-    heartbeat_interval: Duration = Field(default=parse_duration("10s"))
+    heartbeat_interval: PositiveDuration = Field(default=parse_duration("10s"))
 
     @model_validator(mode="after")
     def _enabled_needs_url(self) -> Self:
         if self.enabled and self.url is None:
             raise ValueError("coordinator is enabled but url is not set")
-        if self.heartbeat_interval <= timedelta(0):
-            raise ValueError("heartbeat_interval must be longer than 0s")
         return self
 
     def endpoint(self, path: str) -> str:
@@ -205,7 +222,9 @@ class AgentConfig(_Section):
     """The whole ``config.json``."""
 
     server: ServerSection = Field(default_factory=ServerSection)
-    authorization: AuthorizationSection = Field(default_factory=AuthorizationSection)
+    # Validated from {} rather than built by a factory: a missing section then reports
+    # authorization.token among the other errors instead of aborting validation.
+    authorization: AuthorizationSection = Field(default_factory=dict, validate_default=True)
     docker: DockerSection = Field(default_factory=DockerSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     remote: RemoteSettings = Field(default_factory=RemoteSettings)

@@ -9,7 +9,8 @@ a sequence of ``<number><unit>`` with units ``h``, ``m``, ``s``, ``ms``, ``us``/
 microsecond, Python's resolution).
 
 Use the :data:`Duration` annotated type in models: it accepts such a string (or a ``timedelta``)
-and serialises back to the string.
+and serialises back to the string. :data:`PositiveDuration` is the same but refuses ``"0s"``: for
+intervals and timeouts, where zero means a busy loop or a call that always times out.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
-__all__ = ["Duration", "DurationError", "format_duration", "parse_duration"]
+__all__ = [
+    "Duration",
+    "DurationError",
+    "PositiveDuration",
+    "format_duration",
+    "parse_duration",
+]
 
 # Microseconds per unit. Nanoseconds are accepted and rounded to the microsecond.
 _UNITS: dict[str, Decimal] = {
@@ -124,3 +131,13 @@ Duration = Annotated[
     ),
 ]
 """A duration field: ``"30s"`` on the wire, ``timedelta`` in Python."""
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise DurationError("must be greater than 0s (write it like '30s' or '100ms')")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A duration that must be longer than zero: intervals and timeouts (``"0s"`` is refused)."""

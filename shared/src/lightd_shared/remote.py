@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Discriminator, Field, HttpUrl, StringConstraints, Tag, model_validator
 
 from lightd_shared.base import Payload, Request
-from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.durations import PositiveDuration, parse_duration
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.tokens import TOKEN_PATTERN
 
@@ -130,8 +130,10 @@ class RemoteSettings(Request):
     token: RemoteToken | None = Field(
         default=None, description="Bearer token sent to the remote (must match the remote's)"
     )
-    timeout: Duration = Field(default=parse_duration("10s"), description="Per-request timeout")
-    health_interval: Duration = Field(
+    timeout: PositiveDuration = Field(
+        default=parse_duration("10s"), description="Per-request timeout"
+    )
+    health_interval: PositiveDuration = Field(
         default=parse_duration("30s"), description="How often GET {url}/health runs"
     )
     events: Literal["seed", "all"] = Field(
@@ -146,7 +148,7 @@ class RemoteSettings(Request):
             "new lifecycle actions are refused (503) until it drains"
         ),
     )
-    retry_max_delay: Duration = Field(
+    retry_max_delay: PositiveDuration = Field(
         default=parse_duration("5m"),
         description="Longest wait between two delivery attempts of one update (backoff cap)",
     )
