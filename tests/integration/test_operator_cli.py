@@ -95,6 +95,12 @@ def test_operator_verbs(
                 return "running" in out
 
             wait_until(running, what="the server running")
+            inside = cli(base, "containers", "exec", node, server, "echo in-$((40 + 2))")
+            assert inside.returncode == 0 and inside.stdout.strip() == "in-42", inside.stderr
+            argv = cli(base, "containers", "exec", node, server, "echo", "$((1))", "b")
+            assert argv.returncode == 0 and argv.stdout.strip() == "$((1)) b"  # no shell
+            fails = cli(base, "containers", "exec", node, server, "exit 3")
+            assert fails.returncode == 1
             table = cli(base, "containers", "list", node).stdout
             assert table.splitlines()[0].split()[:2] == ["SERVER", "STATE"]
             assert any(line.startswith(server) for line in table.splitlines())

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from lightd_shared.commands import FINAL_STATUSES
+from lightd_shared.durations import parse_duration
 
 __all__ = ["OperatorError", "add_operator_commands", "run_operator"]
 
@@ -128,6 +129,16 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         command.add_argument("server")
         if action == "logs":
             command.add_argument("--tail", type=int, default=None, help="last N lines")
+    run_inside = verb(c_sub.add_parser("exec", help="run a command inside a server"))
+    run_inside.add_argument("node")
+    run_inside.add_argument("server")
+    run_inside.add_argument(
+        "argv",
+        nargs="+",
+        metavar="COMMAND",
+        help="one word: runs with /bin/sh -c; several: as is (put options after them, or use --)",
+    )
+    run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
 
     verb(sub.add_parser("services", help="services per node"))
 
@@ -393,6 +404,14 @@ def _container_result(args: argparse.Namespace, result: dict[str, Any]) -> int:
     return 0
 
 
+def _budget(timeout: str) -> float:
+    """How long to wait for an answer to work allowed ``timeout``: that, plus dispatch slack."""
+    try:
+        return parse_duration(timeout).total_seconds() + 30
+    except ValueError as exc:
+        raise OperatorError(f"--timeout {timeout!r}: {exc}") from None
+
+
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.spec:
         try:
@@ -427,6 +446,14 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     elif verb == "logs":
         params = {} if args.tail is None else {"tail": args.tail}
         result = api.call("GET", f"{base}/{args.server}/logs", params=params)
+    elif verb == "exec":
+        command: str | list[str] = args.argv[0] if len(args.argv) == 1 else list(args.argv)
+        result = api.call(
+            "POST",
+            f"{base}/{args.server}/exec",
+            json={"command": command, "timeout": args.timeout},
+            timeout=_budget(args.timeout),
+        )
     else:
         result = api.call("POST", f"{base}/{args.server}/{verb}")
     return _container_result(args, result)
