@@ -1,6 +1,6 @@
 """``POST /commands``: a command from the coordinator (contract: ``lightd_shared.dispatch``).
 
-Not opened by the agent's API token: only a dispatch JWT signed with this process's dispatch key
+Not opened by the agent's API token: only a dispatch JWT signed with this node's dispatch key
 (see :mod:`lightd_agent.security`) for this node and this command id. The token is checked
 before the body is read, so nobody without one learns anything from this route.
 
