@@ -3,10 +3,13 @@ agent token's reach, and the dispatch key that goes in but never comes out."""
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 
 from lightd_coordinator.config import Settings
-from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body, sse
+from tests.coordinator.harness import STATIC, agent, coordinator, make_settings, node_body, sse
 
 AGENT_TOKEN = "lightd_a9e1f0c2b3d4e5f60718293a4b5c6d7e"
 KEY = "node-dispatch-key-0123456789abcdef0123456789"
@@ -89,13 +92,35 @@ def test_dispatch_key_goes_in_and_never_comes_out() -> None:
         assert short.status_code == 422
 
 
-def test_commands_to_a_node_without_a_key_fail_clearly() -> None:
-    with coordinator() as (base, _):
-        assert httpx.post(f"{base}/api/v1/nodes", json=node_body("keyless", 9)).status_code == 201
+def test_a_node_without_a_key_gets_its_commands_unsigned(caplog: pytest.LogCaptureFixture) -> None:
+    # registered with the seed's own body (no dispatch_key): the node chose not to verify, so
+    # its commands arrive without an Authorization header, and the coordinator says so once
+    caplog.set_level(logging.INFO, logger="lightd_coordinator.dispatch")
+    with agent() as (fake, port), coordinator() as (base, _):
+        assert (
+            httpx.post(f"{base}/api/v1/nodes", json=node_body("keyless", port)).status_code == 201
+        )
+        for _ in range(2):
+            result = httpx.post(
+                f"{base}/api/v1/nodes/keyless/commands", json={"type": "exec", "action": "id"}
+            ).json()
+            assert result["status"] == "success" and result["output"] == "hello world"
+        assert fake.count == 2
+        for headers in fake.headers:
+            assert "authorization" not in headers
+            assert headers["idempotency-key"].startswith("cmd_")
+        notes = [r for r in caplog.records if "without an Authorization header" in r.getMessage()]
+        assert len(notes) == 1 and notes[0].levelno == logging.INFO
+
+        # once the node sends a key (an agent enrolling it), its commands are signed
+        keyed = node_body("keyless", port, dispatch_key=KEY)
+        assert httpx.post(f"{base}/api/v1/nodes", json=keyed).status_code == 200
         result = httpx.post(
             f"{base}/api/v1/nodes/keyless/commands", json={"type": "exec", "action": "id"}
         ).json()
-        assert result["status"] == "failed" and "dispatch_key" in result["output"]
+        assert result["status"] == "success"
+        assert fake.headers[-1]["authorization"].startswith("Bearer ")
+
         sugar = httpx.get(f"{base}/api/v1/nodes/nowhere/containers")
         assert sugar.status_code == 404 and "nowhere" in sugar.json()["detail"]
         bad_spec = httpx.post(f"{base}/api/v1/nodes/keyless/containers", json={"id": "x"})

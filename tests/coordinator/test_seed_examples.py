@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.coordinator.harness import coordinator, sse
+from tests.coordinator.harness import agent, coordinator, sse
 
 SEED = Path(__file__).resolve().parents[2] / "docs" / "seeds" / "003-coordination.md"
 _FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
@@ -176,7 +176,14 @@ def test_the_seeds_curl_examples_work_as_written() -> None:
     assert (register.method, register.path) == ("POST", "/api/v1/nodes")
     assert (command.method, command.path) == ("POST", "/api/v1/nodes/docker-node-1/commands")
     assert (monitor.path, monitor.stream) == ("/ws", True)
-    with coordinator() as (base, _), httpx.Client(base_url=base, timeout=30) as client:
+    # the seed's node listens at localhost:2376: an agent-like server plays it on a free port
+    assert register.body is not None and '"port": 2376' in register.body
+    with (
+        agent() as (fake, port),
+        coordinator() as (base, _),
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        register.body = register.body.replace('"port": 2376', f'"port": {port}')
         with sse(base, monitor.path) as stream:
             first = stream.next_message().json()
             assert first["type"] == "initial_state"
@@ -192,5 +199,8 @@ def test_the_seeds_curl_examples_work_as_written() -> None:
             result = answer.json()
             _same_shape(result, _seed_json("#### Send Command", text))
             assert result["node_id"] == "docker-node-1"
-            assert result["status"] == "failed"  # no agent at localhost:2376 in the test
+            # registered without a dispatch_key: delivered unsigned, run, answered
+            assert result["status"] == "success", result["output"]
+            assert fake.received[0]["action"] == "docker ps"
+            assert "authorization" not in fake.headers[0]
             assert stream.until("command_result").json()["data"]["id"] == result["id"]

@@ -96,6 +96,8 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self.finished: Counter[str] = Counter()
         self.deliveries = 0
+        self._unsigned: set[str] = set()
+        """Nodes whose unsigned commands were already logged (once per node)."""
 
     # -- public --------------------------------------------------------------------------
     async def submit(
@@ -221,6 +223,20 @@ class Dispatcher:
             extra={"command_id": result.id, "node_id": result.node_id, "status": result.status},
         )
 
+    def _note_signing(self, node_id: str, *, signed: bool) -> None:
+        """Say once per node (until it sends a key) that its commands go out unsigned."""
+        if signed:
+            self._unsigned.discard(node_id)
+        elif node_id not in self._unsigned:
+            self._unsigned.add(node_id)
+            log.info(
+                "node %s registered without a dispatch_key: its commands are sent without an "
+                "Authorization header (it does not verify them); a lightd agent registers with "
+                "a key, so its commands are signed",
+                node_id,
+                extra={"node_id": node_id},
+            )
+
     def _cap(self, output: str) -> str:
         raw = output.encode("utf-8")
         if len(raw) <= self._max_output:
@@ -304,10 +320,16 @@ class Dispatcher:
             return result
 
         key = await self._keys(node.id)
+        self._note_signing(node.id, signed=key is not None)
+
+        def sign() -> str | None:
+            # a node registered without a key chose not to verify: no Authorization header
+            return None if key is None else self._signer.authorization(node.id, command_id, key)
+
         try:
             # signed once up front (a node that cannot be signed for fails before any attempt)
             # and that token is the first attempt's
-            authorization: str | None = self._signer.authorization(node.id, command_id, key)
+            authorization = sign()
         except InvalidToken as exc:
             return await end("failed", str(exc))
         while True:
@@ -315,14 +337,15 @@ class Dispatcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return await end("timeout", f"node {node.id} was not reached within {limit}")
-            if authorization is None:
+            if attempt > 1:
                 # a fresh token per retry: retries may outlive a short-lived one
                 try:
-                    authorization = self._signer.authorization(node.id, command_id, key)
+                    authorization = sign()
                 except InvalidToken as exc:
                     return await end("failed", str(exc))
-            headers = {"Authorization": authorization, IDEMPOTENCY_HEADER: command_id}
-            authorization = None
+            headers = {IDEMPOTENCY_HEADER: command_id}
+            if authorization is not None:
+                headers["Authorization"] = authorization
             self.deliveries += 1
             try:
                 response = await self._client.post(

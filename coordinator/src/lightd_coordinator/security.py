@@ -156,8 +156,11 @@ class TokenVerifier:
 class NodeTokenSigner(Protocol):
     """Makes the ``Authorization`` value for one command sent to one node.
 
-    ``key`` is the node's dispatch key from its registration (``None`` if it sent none). A
-    signer that cannot sign raises :class:`InvalidToken`; the command then ends ``failed``.
+    ``key`` is the node's dispatch key from its registration. The dispatcher does not ask for
+    nodes registered without one (the seed's own registration body, a simple agent an operator
+    registered by hand): those chose not to verify and get their commands unsigned. A lightd
+    agent always registers with a key, so its commands are always signed. A signer that cannot
+    sign raises :class:`InvalidToken`; the command then ends ``failed``.
     """
 
     def authorization(self, node_id: str, command_id: str, key: str | None) -> str: ...
