@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class LifecycleEvent:
     data: str | None = None
     exit_code: int | None = None
     timestamp: datetime = field(default_factory=utcnow)
-    id: int = 0  # assigned by the bus: increasing by one per event of this agent process
+    id: int = 0  # assigned by the bus: increasing by one per event, and across restarts
 
 
 class DurableListener(Protocol):
@@ -120,7 +121,11 @@ class EventBus:
     """Fan-out of lifecycle events to durable listeners, then live subscribers."""
 
     def __init__(self, history: int = 1000, subscriber_queue: int = 1000) -> None:
-        self._ids = itertools.count(1)
+        # Ids start at the clock in microseconds, so they keep growing across restarts: a
+        # client resuming with an id from the previous process gets what this one kept, not
+        # nothing (ids from 1 would all be below its Last-Event-ID). About 1.7e15: an int64,
+        # and exact in a JavaScript number.
+        self._ids = itertools.count(time.time_ns() // 1000)
         self._listeners: list[DurableListener] = []
         self._gates: list[Gate] = []
         self._subscribers: set[Subscription] = set()

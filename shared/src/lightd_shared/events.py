@@ -5,6 +5,7 @@ The SSE ``id:`` line carries the event's sequence number; it is not part of the 
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any, Literal
 
@@ -13,7 +14,24 @@ from pydantic import Field
 from lightd_shared.base import Payload
 from lightd_shared.timestamps import Timestamp, utcnow
 
-__all__ = ["EVENT_TYPES", "Event", "EventType"]
+__all__ = ["EVENT_TYPES", "Event", "EventType", "parse_event_id"]
+
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
+
+
+def parse_event_id(value: str) -> int:
+    """An SSE ``Last-Event-ID``: 1 to 19 ASCII digits (an int64), else :class:`ValueError`.
+
+    ``str.isdigit`` is not enough: it takes ``"²"``, which ``int()`` then refuses, and a text of
+    thousands of digits would hit Python's limit on ``int()``; both were 500s.
+    """
+    if not _EVENT_ID.fullmatch(value):
+        shown = f"{value[:40]!r}{'…' if len(value) > 40 else ''}"
+        raise ValueError(
+            f"must be a non-negative integer event id (1 to 19 digits 0-9), not {shown}"
+        )
+    return int(value)
+
 
 EventType = Literal[
     "initial_state",

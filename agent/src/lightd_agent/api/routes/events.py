@@ -1,6 +1,8 @@
 """``GET /events``: this agent's lifecycle events as Server-Sent Events, each with an ``id:``.
 
-A client that reconnects with ``Last-Event-ID`` first gets the kept events after that id.
+A client that reconnects with ``Last-Event-ID`` first gets the kept events after that id. Ids
+grow across agent restarts (see :class:`~lightd_agent.events.EventBus`), so an id from before a
+restart replays everything the new process still keeps. A malformed id is a 422.
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, HTTPException
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import Authorized, BusDep
 from lightd_agent.events import LifecycleEvent
 from lightd_shared.containers import ServerEvent
+from lightd_shared.events import parse_event_id
 
 router = APIRouter(tags=["events"], dependencies=[Authorized])
 
@@ -41,7 +44,17 @@ async def events(
     bus: BusDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    after = None
+    if last_event_id:
+        try:
+            after = parse_event_id(last_event_id)
+        except ValueError as exc:
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {"loc": ["header", "Last-Event-ID"], "msg": str(exc), "type": "value_error"}
+                ],
+            ) from None
     subscription = bus.subscribe(after=after)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
