@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -313,3 +314,72 @@ async def test_disabled_remote_records_and_sends_nothing(
     assert remote.requests == []
     assert sync.snapshot().remote == "disabled"
     assert sync.snapshot().outbox_depth == 0
+
+
+async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
+    remote: RemoteServer,
+    make_sync: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sync, bus = await make_sync(settings_for(remote.url))
+    real_enqueue = sync.outbox.enqueue
+    disk = {"broken": False}
+
+    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
+        if disk["broken"]:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_enqueue(server, body, **kwargs)
+
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: len(remote.updates()) == 1)
+
+    disk["broken"] = True
+    bus.publish(event("s1", "CreatingContainer"))
+    bus.publish(event("s2", "Started"))
+    bus.publish(event("s1", "Ready"))
+    reason = bus.refusal()
+    assert reason is not None and "cannot be written" in reason and "disk I/O error" in reason
+    assert any(r.levelno == logging.CRITICAL for r in caplog.records)
+    await anyio.sleep(1.3)  # the delivery loop retries the write (and fails) meanwhile
+    assert len(remote.updates()) == 1
+    assert bus.refusal() is not None
+
+    disk["broken"] = False
+    await eventually(lambda: len(remote.updates()) == 4)
+    assert bus.refusal() is None
+    bus.publish(event("s1", "Error", error="failed", data="late"))
+    await eventually(lambda: len(remote.updates()) == 5)
+    s1 = [u for u in remote.updates() if u.body["server"] == "s1"]
+    assert [u.body.get("status", u.body.get("error")) for u in s1] == [
+        "installing",
+        "installing",
+        "ready",
+        "failed",
+    ]
+    assert [u.headers["x-lightd-sequence"] for u in s1] == ["1", "2", "3", "4"]
+    [s2] = [u for u in remote.updates() if u.body["server"] == "s2"]
+    assert s2.body["status"] == "installing"
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+
+
+async def test_a_newer_update_waits_behind_an_unwritten_one(
+    remote: RemoteServer, make_sync: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync, bus = await make_sync(settings_for(remote.url))
+    real_enqueue = sync.outbox.enqueue
+    failures = {"left": 1}
+
+    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_enqueue(server, body, **kwargs)
+
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    bus.publish(event("s1", "Started"))  # fails once, waits in memory
+    bus.publish(event("s1", "Ready"))  # the write works again: the older one goes first
+    await eventually(lambda: len(remote.updates()) == 2)
+    assert [u.body["status"] for u in remote.updates()] == ["installing", "ready"]
+    assert bus.refusal() is None

@@ -5,7 +5,14 @@
 - as a *durable listener*: :meth:`RemoteSync.record` turns an event into the seed's body
   (:mod:`.mapping`) and commits it to the outbox (:mod:`.outbox`) before ``publish`` returns;
 - as a *gate*: :meth:`RemoteSync.refusal` refuses new lifecycle actions (503) while the outbox
-  is at its bound (``remote.outbox_limit``), so nothing ever has to be dropped.
+  is at its bound (``remote.outbox_limit``), so nothing ever has to be dropped, and while any
+  update could not be written to it.
+
+An update whose outbox write fails (disk full, read-only state directory) is not dropped: it
+waits in memory, in order, and every later update waits behind it (so a server's updates keep
+their order). Each delivery round, and each new update, tries to write the waiting ones again,
+oldest first; until all are written new lifecycle actions are refused (503) and ``/health`` says
+why. Only a crash in that window can lose them, which is why actions are refused meanwhile.
 
 Two background tasks run while remote sync is enabled:
 
@@ -35,6 +42,7 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -65,6 +73,8 @@ __all__ = ["OUTBOX_FILE", "RemoteCallFailed", "RemoteDisabled", "RemoteSync"]
 log = logging.getLogger("lightd_agent.remote")
 
 OUTBOX_FILE = "remote-outbox.sqlite3"
+STORAGE_RETRY_SECONDS = 1.0
+"""How often updates that could not be written to the outbox are tried again."""
 PULLED_CONFIG_FILE = "remote-config.json"
 TOKEN_HINT = "remote rejected the token; check that both sides use the same token"
 
@@ -126,6 +136,9 @@ class RemoteSync:
         self._last_error: str | None = None
         self._full = False
         self._storage_error: str | None = None
+        # Updates the outbox could not take yet: (server, body, created at), oldest first.
+        self._unwritten: list[tuple[str, dict[str, Any], float]] = []
+        self._record_lock = threading.Lock()
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -178,6 +191,17 @@ class RemoteSync:
     def close(self) -> None:
         """Close the outbox file (after :meth:`stop`, when the agent exits)."""
         self.detach()
+        with self._record_lock:
+            if self._unwritten:
+                self._write_unwritten()
+            if self._unwritten:
+                log.critical(
+                    "%d remote update(s) could never be written to the outbox %s and are lost "
+                    "with this exit: %s",
+                    len(self._unwritten),
+                    self.outbox.path,
+                    ", ".join(f"{server} {body}" for server, body, _ in self._unwritten),
+                )
         self.outbox.close()
 
     async def reload(self) -> RemoteSettings:
@@ -200,40 +224,78 @@ class RemoteSync:
     # -- the durable listener and the gate ------------------------------------------------
 
     def record(self, event: LifecycleEvent) -> None:
-        """Durable listener: commit the event's update to the outbox before publish returns."""
+        """Durable listener: commit the event's update to the outbox before publish returns.
+
+        If the outbox cannot be written, the update waits in memory behind any older waiting
+        one (see the module docstring) and new lifecycle actions are refused until it is written.
+        """
         if not self.settings.enabled:
             return
         body = update_body(event, self.settings.events)
         if body is None:
             return
-        try:
-            seq = self.outbox.enqueue(event.server, body)
-        except Exception as exc:
-            # Without the outbox no update can be promised; refuse new actions until fixed.
-            self._storage_error = f"{type(exc).__name__}: {exc}"
-            log.critical(
-                "could not write update for server %s to the remote-sync outbox %s (%s); new "
-                "lifecycle actions are refused until the state directory is writable again",
-                event.server,
-                self.outbox.path,
-                self._storage_error,
-            )
-            return
-        self._storage_error = None
-        log.debug(
-            "queued update %s #%d for the remote",
-            event.server,
-            seq,
-            extra={"server": event.server, "sequence": seq, "body": body},
-        )
+        with self._record_lock:
+            self._unwritten.append((event.server, body, time.time()))
+            self._write_unwritten()
         self._check_bound()
         self._wake_up()
 
+    def _write_unwritten(self) -> bool:
+        """Write the waiting updates to the outbox, oldest first; ``True`` when none is left.
+
+        Stops at the first failure so that no update overtakes an older one. Call with
+        ``_record_lock`` held.
+        """
+        while self._unwritten:
+            server, body, created = self._unwritten[0]
+            try:
+                seq = self.outbox.enqueue(server, body, now=created)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self._storage_error:  # once per problem, not once per retry
+                    log.critical(
+                        "could not write update for server %s to the remote-sync outbox %s "
+                        "(%s); %d update%s kept in memory and retried every %.0fs; new "
+                        "lifecycle actions are refused until the state directory is writable "
+                        "again",
+                        server,
+                        self.outbox.path,
+                        error,
+                        len(self._unwritten),
+                        "" if len(self._unwritten) == 1 else "s",
+                        STORAGE_RETRY_SECONDS,
+                        extra={"server": server, "unwritten": len(self._unwritten)},
+                    )
+                self._storage_error = error
+                return False
+            self._unwritten.pop(0)
+            log.debug(
+                "queued update %s #%d for the remote",
+                server,
+                seq,
+                extra={"server": server, "sequence": seq, "body": body},
+            )
+        if self._storage_error is not None:
+            log.warning(
+                "the remote-sync outbox %s is writable again; every waiting update is written "
+                "and lifecycle actions are accepted again",
+                self.outbox.path,
+            )
+            self._storage_error = None
+        return True
+
+    def _retry_unwritten(self) -> None:
+        with self._record_lock:
+            if self._unwritten:
+                self._write_unwritten()
+        self._check_bound()
+
     def refusal(self) -> str | None:
         """Gate: why new lifecycle actions must wait (answered 503), or ``None``."""
-        if self._storage_error is not None:
+        if self._storage_error is not None or self._unwritten:
             return (
                 f"the remote-sync outbox cannot be written ({self._storage_error}); "
+                f"{len(self._unwritten)} updates wait in memory; "
                 f"fix the state directory {self.state_dir}"
             )
         if self._full:
@@ -343,21 +405,33 @@ class RemoteSync:
                 await asyncio.sleep(1.0)
 
     async def _delivery_round(self) -> None:
-        """One pass: wait while paused or idle, else send the due head of each server."""
+        """One pass: wait while paused or idle, else send the due head of each server.
+
+        Updates still waiting for the outbox are written first; while any are left the round
+        wakes again within :data:`STORAGE_RETRY_SECONDS` to try once more.
+        """
         self._wake.clear()
+        if self._unwritten:
+            await asyncio.to_thread(self._retry_unwritten)
         now = time.time()
         if self._paused_until > now:
-            await self._sleep(self._paused_until - now)
+            await self._sleep(self._storage_wait(self._paused_until - now))
             return
         heads = self.outbox.due(now)
         if not heads:
             at = self.outbox.next_attempt_at()
-            await self._sleep(None if at is None else max(0.0, at - now))
+            await self._sleep(self._storage_wait(None if at is None else max(0.0, at - now)))
             return
         for update in heads:
             await self._deliver(update)
             if self._paused_until > time.time():
                 break
+
+    def _storage_wait(self, seconds: float | None) -> float | None:
+        """``seconds``, but no longer than the storage retry while updates wait in memory."""
+        if not self._unwritten:
+            return seconds
+        return STORAGE_RETRY_SECONDS if seconds is None else min(seconds, STORAGE_RETRY_SECONDS)
 
     async def _sleep(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
