@@ -39,6 +39,7 @@ __all__ = [
     "LABEL_ROLE",
     "LABEL_SERVER",
     "LABEL_SPEC",
+    "VOLUME_PREFIX",
     "DockerBackend",
     "EventReader",
     "InstallOutcome",
@@ -54,6 +55,9 @@ LABEL_SERVER = "lightd.server"
 LABEL_ROLE = "lightd.role"
 LABEL_SPEC = "lightd.spec"
 """The spec as JSON, so a server can be rebuilt from Docker alone if the state dir is lost."""
+
+VOLUME_PREFIX = "lightd-"
+"""Every server's own volume is named ``lightd-<node>-<server>-data``; requests may not use it."""
 
 Role = Literal["server", "install"]
 _OUTPUT_LINES = 20
@@ -228,7 +232,7 @@ class DockerBackend:
         return name if role == "server" else f"{name}-install"
 
     def volume_name(self, server: str) -> str:
-        return f"lightd-{self.node_id}-{server}-data"
+        return f"{VOLUME_PREFIX}{self.node_id}-{server}-data"
 
     def labels(self, spec: ContainerSpec, role: Role) -> dict[str, str]:
         labels = dict(spec.labels)

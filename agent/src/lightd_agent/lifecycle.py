@@ -42,7 +42,14 @@ from lightd_agent.docker_backend import (
     InstallOutcome,
     ports_of,
 )
-from lightd_agent.errors import AgentError, Conflict, DockerTimeout, NotFound, Unavailable
+from lightd_agent.errors import (
+    AgentError,
+    Conflict,
+    DockerTimeout,
+    NotFound,
+    PolicyRefused,
+    Unavailable,
+)
 from lightd_agent.events import EventBus, LifecycleEvent, LifecycleKind
 from lightd_agent.policy import check_spec
 from lightd_agent.state import StateStore, StoredServer, parse_docker_time
@@ -82,6 +89,8 @@ class Server:
     oom: bool = False
     fresh: bool = False
     """Set by ``create`` when Docker had no container of this id: nothing old to remove."""
+    held: str | None = None
+    """Why the policy refused this server's stored spec at start; the agent never starts it."""
 
     @property
     def id(self) -> str:
@@ -159,7 +168,7 @@ class ServerManager:
         self.started_at = utcnow()
         self.store.prepare()
         for record in self.store.load_all():
-            self.servers[record.spec.id] = Server(
+            server = Server(
                 spec=record.spec,
                 state=record.state,
                 error=record.error,
@@ -168,6 +177,11 @@ class ServerManager:
                 finished_at=record.finished_at,
                 container_id=record.container_id,
             )
+            self.servers[record.spec.id] = server
+            try:
+                check_spec(record.spec, self.config.policy, self.config.storage)
+            except PolicyRefused as exc:
+                self._hold(server, exc)
         self._consumer = asyncio.create_task(self._consume_events(), name="docker-events")
         if await self.backend.connect():
             await self._on_connected()
@@ -388,10 +402,29 @@ class ServerManager:
             if server_id not in self.servers:
                 self._adopt(server_id, container)
         for server in list(self.servers.values()):
-            if server.installing():
-                continue
+            if server.installing() or server.held is not None:
+                continue  # a held server's container is left exactly as it is
             async with server.lock:
                 await self._reconcile_one(server, mains.get(server.id))
+
+    def _hold(self, server: Server, refusal: PolicyRefused) -> None:
+        """A stored spec the policy refuses (a tampered state file, or a stricter policy).
+
+        The server stays known (so it can be seen and deleted) but ``failed``: never started,
+        restarted or reconciled, and a reinstall is refused by the same check.
+        """
+        why = (
+            f"not started: its stored spec is refused by this agent's policy: {refusal.message}"
+            f"; if the state file {self.store.directory / (server.id + '.json')} was not "
+            "edited on purpose it may have been tampered with: delete the server, or fix the "
+            "file or the policy and restart the agent"
+        )
+        server.held = why
+        if server.state == "failed" and server.error == why:
+            # held the same way at the last start: already said on the event stream
+            log.error("server %s failed: %s", server.id, why)
+            return
+        self._fail(server, "failed", why)
 
     def _adopt(self, server_id: str, container: Container) -> None:
         try:
@@ -402,6 +435,19 @@ class ServerManager:
                 "left alone: remove it with `docker rm -f %s` if it is not needed",
                 container.short_id,
                 server_id,
+                container.short_id,
+            )
+            return
+        try:
+            check_spec(spec, self.config.policy, self.config.storage)
+        except PolicyRefused as exc:
+            log.error(
+                "container %s is labelled as server %s of this node but its spec is refused "
+                "by this agent's policy (%s); not adopted, left alone: remove it with "
+                "`docker rm -f %s` if it is not needed",
+                container.short_id,
+                server_id,
+                exc.message,
                 container.short_id,
             )
             return
@@ -599,6 +645,7 @@ class ServerManager:
         A running server is stopped first (gracefully, killed after ``stop_timeout``).
         """
         server = self.get(server_id)
+        check_spec(server.spec, self.config.policy, self.config.storage)
         self._require_docker()
         if server.installing():
             raise Conflict(f"server {server_id!r} is already installing")
@@ -730,6 +777,8 @@ class ServerManager:
     async def power(self, server_id: str, action: str, timeout: float = 10.0) -> Server:
         """``start``, ``stop``, ``restart`` or ``kill``; answers when the action is done."""
         server = self.get(server_id)
+        if server.held is not None and action in ("start", "restart"):
+            raise PolicyRefused(f"server {server_id!r} is {server.held}")
         self._require_docker()
         if server.installing():
             raise Conflict(f"server {server_id!r} is installing; wait until it is ready")

@@ -2,6 +2,17 @@
 
 Each refusal names the spec option and the ``config.json`` switch that would allow it, so an
 operator knows both what to change in the request and what the host owner would have to enable.
+
+Some sources are refused whatever the policy says, because no switch should hand them out:
+
+- a bind mount of the agent's own state directory (``storage.state_dir``: server specs, the
+  remote outbox, and ``dispatch.key``, the key the coordinator signs commands with), of
+  ``storage.volumes_dir`` (every server's own files), of anything inside them, or of a
+  directory that contains them (``storage.base_path`` itself, ``/``). Paths are compared after
+  resolving symlinks and ``..``, so a link under ``base_path`` cannot point back at them.
+- a named volume whose name starts with :data:`~lightd_agent.docker_backend.VOLUME_PREFIX`:
+  those are servers' own volumes (``lightd-<node>-<server>-data``), each mounted only into its
+  server at ``/data``.
 """
 
 from __future__ import annotations
@@ -9,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightd_agent.config import PolicySection, StorageSection
+from lightd_agent.docker_backend import VOLUME_PREFIX
 from lightd_agent.errors import PolicyRefused
 from lightd_shared.containers import ContainerSpec, parse_volume
 
@@ -26,6 +38,21 @@ def _inside(path: Path, base: Path) -> bool:
     resolved = Path(path).resolve()
     root = Path(base).resolve()
     return resolved == root or root in resolved.parents
+
+
+def _protected(source: str, storage: StorageSection) -> str | None:
+    """Why the bind source ``source`` may never be mounted, or ``None`` if it may."""
+    resolved = Path(source).resolve()
+    for directory, what in (
+        (storage.state_dir, "the agent's own state directory (server specs and dispatch.key)"),
+        (storage.volumes_dir, "the directory of every server's own volume"),
+    ):
+        root = directory.resolve()
+        if resolved == root or root in resolved.parents:
+            return f"it is inside {what} {str(directory)!r}"
+        if resolved in root.parents:
+            return f"it contains {what} {str(directory)!r}"
+    return None
 
 
 def check_spec(spec: ContainerSpec, policy: PolicySection, storage: StorageSection) -> None:
@@ -46,10 +73,23 @@ def check_spec(spec: ContainerSpec, policy: PolicySection, storage: StorageSecti
         )
     for entry in spec.volumes:
         source, _target, _ro = parse_volume(entry)
-        if source.startswith("/") and not policy.allow_bind_outside_storage:
-            if not _inside(Path(source), storage.base_path):
-                raise _refuse(
-                    f"bind mount {source!r}",
-                    "allow_bind_outside_storage",
-                    f"bind mounts must live under storage.base_path {str(storage.base_path)!r}",
+        if not source.startswith("/"):
+            if source.startswith(VOLUME_PREFIX):
+                raise PolicyRefused(
+                    f"volume {source!r} is never allowed: names starting with "
+                    f"{VOLUME_PREFIX!r} are servers' own volumes, each mounted only into its "
+                    "server at /data; use another volume name"
                 )
+            continue
+        reason = _protected(source, storage)
+        if reason is not None:
+            raise PolicyRefused(
+                f"bind mount {source!r} is never allowed ({reason}); no policy switch allows "
+                "it: mount a directory of its own under storage.base_path instead"
+            )
+        if not policy.allow_bind_outside_storage and not _inside(Path(source), storage.base_path):
+            raise _refuse(
+                f"bind mount {source!r}",
+                "allow_bind_outside_storage",
+                f"bind mounts must live under storage.base_path {str(storage.base_path)!r}",
+            )
