@@ -247,14 +247,51 @@ async def test_500_is_retried_with_the_same_key_until_acknowledged(
 async def test_retry_after_is_honoured(remote: RemoteServer, make_sync: Any) -> None:
     remote.behaviour.status = 503
     remote.behaviour.retry_after = "1"
-    _, bus = await make_sync(settings_for(remote.url, retry_max_delay="100ms"))
+    # The next health check (which would end the pause) is 30 s away.
+    sync, bus = await make_sync(
+        settings_for(remote.url, retry_max_delay="10s", health_interval="30s")
+    )
+    await eventually(lambda: sync.snapshot().remote == "ok")
     bus.publish(event("s1", "Started"))
     await eventually(lambda: len(remote.updates(503)) == 1)
     first = time.monotonic()
     remote.behaviour.status = None
     await eventually(lambda: len(remote.updates(200)) == 1)
-    # Backoff alone (cap 100 ms) and the health checks (200 ms) would retry far sooner.
+    # Without Retry-After the first backoff (0.25-0.5 s) would retry sooner.
     assert time.monotonic() - first >= 0.9
+
+
+async def test_a_huge_retry_after_is_capped_at_retry_max_delay(
+    remote: RemoteServer, make_sync: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightd_agent.remote")
+    remote.behaviour.status = 503
+    remote.behaviour.retry_after = "86400"
+    # Health checks are 30 s apart: only the cap explains a retry within seconds.
+    sync, bus = await make_sync(
+        settings_for(remote.url, retry_max_delay="500ms", health_interval="30s")
+    )
+    await eventually(lambda: sync.snapshot().remote == "ok")
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: len(remote.updates(503)) == 2, timeout=5)
+    assert any("capped at remote.retry_max_delay" in r.getMessage() for r in caplog.records)
+    remote.behaviour.status = None
+    await eventually(lambda: len(remote.updates(200)) == 1, timeout=5)
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
+
+
+async def test_a_good_health_check_ends_a_retry_after_pause(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    remote.behaviour.status = 503
+    remote.behaviour.retry_after = "86400"
+    # The cap (1 h) still leaves a long pause: only the health check (200 ms) can end it.
+    sync, bus = await make_sync(settings_for(remote.url, retry_max_delay="1h"))
+    bus.publish(event("s1", "Started"))
+    await eventually(lambda: len(remote.updates(503)) == 1)
+    remote.behaviour.status = None
+    await eventually(lambda: len(remote.updates(200)) == 1, timeout=5)
+    await eventually(lambda: sync.snapshot().outbox_depth == 0)
 
 
 async def test_timeout_is_logged_and_the_update_retried(

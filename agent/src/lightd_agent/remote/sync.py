@@ -18,7 +18,8 @@ Two background tasks run while remote sync is enabled:
 
 - the **health loop**: ``GET {url}/health`` at start and every ``remote.health_interval``
   (drift-free), logging ``Remote health check: OK`` or ``Remote health check: Failed: <reason>``;
-  an OK cuts every backoff short, so delivery resumes the moment the remote is back;
+  an OK cuts every backoff and ``Retry-After`` pause short, so delivery resumes the moment the
+  remote is back;
 - the **delivery loop**: sends the head of each server's queue (so a server's updates arrive in
   order), deletes it on a 2xx, and otherwise:
 
@@ -27,7 +28,8 @@ Two background tasks run while remote sync is enabled:
   ============================  ==================================================================
   no answer / timeout           remote-wide pause with exponential backoff + jitter (capped)
   401, 403                      logged clearly; retried once per health interval, not hammered
-  408, 429, 5xx                 retried with backoff; ``Retry-After`` honoured (remote-wide pause)
+  408, 429, 5xx                 retried with backoff; ``Retry-After`` honoured up to
+                                ``remote.retry_max_delay`` (remote-wide pause)
   other 4xx                     moved to the dead letters, to be listed and replayed by operators
   ============================  ==================================================================
 
@@ -372,7 +374,7 @@ class RemoteSync:
             self._remote_state = "ok"
             self._last_error = None
             log.info("Remote health check: OK", extra={"remote_url": str(self.settings.url)})
-            if came_back or self._pause_kind in ("down", "auth"):
+            if came_back or self._pause_kind is not None:
                 self._resume()
             return True
         self._remote_state = "failed"
@@ -385,9 +387,11 @@ class RemoteSync:
         return False
 
     def _resume(self) -> None:
-        """The remote answers again: retry everything now (a ``Retry-After`` still holds)."""
-        if self._pause_kind == "retry-after" and self._paused_until > time.time():
-            return
+        """The remote answers its health check: retry everything now.
+
+        This ends a ``Retry-After`` pause too: a remote that says it is healthy is ready for
+        updates, and a remote that keeps answering 503 only sets a new (capped) pause.
+        """
         self._paused_until = 0.0
         self._pause_kind = None
         self._consecutive_failures = 0
@@ -523,20 +527,26 @@ class RemoteSync:
     def _retry(self, update: PendingUpdate, response: httpx.Response, reason: str) -> None:
         attempt = update.attempts + 1
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        capped = ""
         if retry_after is not None:
-            delay = retry_after
+            # Capped: a remote asking for a day (or a year) must not stall every update.
+            cap = self.settings.retry_max_delay.total_seconds()
+            delay = min(retry_after, cap)
+            if retry_after > cap:
+                capped = f" (asked for {retry_after:.0f}s, capped at remote.retry_max_delay)"
             self._pause(delay, "retry-after")
         else:
             delay = self._backoff(attempt)
         self.outbox.retry_later(update.id, time.time() + delay, reason)
         log.warning(
-            "remote answered %s to update #%d of server %s (attempt %d); retrying in %.1fs%s",
+            "remote answered %s to update #%d of server %s (attempt %d); retrying in %.1fs%s%s",
             reason,
             update.seq,
             update.server,
             attempt,
             delay,
             " as its Retry-After asks" if retry_after is not None else "",
+            capped,
             extra={"server": update.server, "sequence": update.seq, "attempt": attempt},
         )
 
