@@ -161,3 +161,36 @@ def test_bad_last_event_ids_are_422_naming_where(base: str, where: str, value: s
     error = response.json()["detail"][0]
     assert error["loc"] == [where, named]
     assert "event id" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("health_url", "http://[::1"),
+        ("health_url", "ftp://10.0.0.5/health"),
+        ("health_url", "/health"),
+        ("health_url", "http://x:99999/health"),
+        ("address", "http://10.0.0.5"),
+        ("address", "10.0.0.5/24"),
+        ("address", "node 1"),
+        ("address", "999.1.1.1"),
+        ("address", "[::1"),
+    ],
+)
+def test_unusable_addresses_and_health_urls_are_422(base: str, field: str, value: str) -> None:
+    # accepted before, these broke every health probe (each with a traceback) or every dispatch
+    created = httpx.post(f"{base}/api/v1/nodes", json=node_body("bad-url", 9, **{field: value}))
+    assert created.status_code == 422, created.text
+    assert created.json()["detail"][0]["loc"] == ["body", field]
+    assert httpx.get(f"{base}/api/v1/nodes/bad-url").status_code == 404
+    updated = httpx.put(f"{base}/api/v1/nodes/n", json={field: value})
+    assert updated.status_code == 422, updated.text
+    assert updated.json()["detail"][0]["loc"] == ["body", field]
+    assert httpx.get(f"{base}/api/v1/nodes/n").json()[field] != value
+
+
+def test_usable_addresses_and_health_urls_are_taken(base: str) -> None:
+    for address in ("localhost", "10.0.0.5", "::1", "[::1]", "node_1.example.com"):
+        body = node_body("addr", 9, address=address, health_url="https://[::1]:9/health?x=1")
+        assert httpx.post(f"{base}/api/v1/nodes", json=body).status_code in (200, 201), address
+    assert httpx.delete(f"{base}/api/v1/nodes/addr").status_code == 200

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
+from lightd_coordinator.registry.base import StoredNode
+from lightd_coordinator.registry.memory import MemoryRegistry
 from lightd_shared.monitoring import HealthReport, Metrics
 from lightd_shared.nodes import NodeList, NodeRecord, NodeStatusView
 from lightd_shared.services import ServiceListing
+from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
 
 
@@ -231,3 +237,43 @@ def test_openapi_docs_are_served() -> None:
             "/api/v1/auth/token",
         ):
             assert path in spec["paths"], path
+
+
+def test_a_stored_unparseable_url_is_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # registrations check address and health_url now; a registry written before that may still
+    # hold bad ones: the probes of the other nodes go on, dispatch fails with a message
+    now = utcnow()
+    registry = MemoryRegistry()
+
+    def stored(node_id: str, port: int, **extra: Any) -> StoredNode:
+        record = NodeRecord.model_validate(
+            {**node_body(node_id, port), **extra, "created_at": now, "last_seen": now}
+        )
+        return StoredNode(record=record, active_since=now)
+
+    caplog.set_level(logging.DEBUG, logger="lightd_coordinator")
+    settings = make_settings(registry={"node_timeout": "800ms", "health_check_interval": "100ms"})
+    with agent() as (fake, port):
+        asyncio.run(registry.put_node(stored("bad-probe", port, health_url="http://[::1")))
+        asyncio.run(registry.put_node(stored("bad-address", port, address="999.1.1.1")))
+        good = stored("probed", port, health_url=f"http://127.0.0.1:{port}/health")
+        asyncio.run(registry.put_node(good))
+        with (
+            coordinator(settings, registry=registry) as (base, _),
+            httpx.Client(base_url=base) as client,
+        ):
+            time.sleep(1.5)
+            assert client.get("/api/v1/nodes/probed").json()["status"] == "active"
+            assert client.get("/api/v1/nodes/bad-probe").json()["status"] == "inactive"
+            result = client.post(
+                "/api/v1/nodes/bad-address/commands", json={"type": "exec", "action": "id"}
+            ).json()
+            assert result["status"] == "failed"
+            assert "999.1.1.1" in result["output"] and "PUT" in result["output"]
+            assert fake.count == 0
+    assert not [r for r in caplog.records if r.exc_info], "no tracebacks"
+    skipped = [r for r in caplog.records if "health probe of node bad-probe skipped" in r.message]
+    assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
+    assert any("not sent" in r.message and "bad-address" in r.message for r in caplog.records)

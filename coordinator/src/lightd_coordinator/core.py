@@ -45,6 +45,8 @@ class Coordinator:
         self.settings = settings
         self.version = __version__
         self.started = time.monotonic()
+        self._bad_health_urls: set[tuple[str, str]] = set()
+        """(node id, health_url) pairs already logged as unparseable (one line each)."""
         self.registry = registry or create_registry(settings.registry)
         self.hub = EventHub(
             self.registry,
@@ -144,6 +146,20 @@ class Coordinator:
             async with limit:
                 try:
                     response = await self.client.get(url, timeout=timeout)
+                except httpx.InvalidURL as exc:
+                    # not an HTTPError: the URL never becomes a request. Registrations check
+                    # health_url now; a record stored before that check may still hold one.
+                    if (node_id, url) not in self._bad_health_urls:
+                        self._bad_health_urls.add((node_id, url))
+                        log.warning(
+                            "health probe of node %s skipped: health_url %r is not a valid URL "
+                            "(%s); re-register the node or PUT a valid health_url",
+                            node_id,
+                            url[:200],
+                            exc,
+                            extra={"node_id": node_id},
+                        )
+                    return
                 except httpx.HTTPError as exc:
                     log.debug("health probe of node %s failed: %s", node_id, type(exc).__name__)
                     return

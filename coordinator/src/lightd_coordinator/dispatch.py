@@ -354,6 +354,23 @@ class Dispatcher:
                     headers=headers,
                     timeout=httpx.Timeout(remaining, connect=min(remaining, _CONNECT_TIMEOUT)),
                 )
+            except httpx.InvalidURL as exc:
+                # not an HTTPError: nothing was sent. Registrations check the address now; a
+                # record stored before that check may still hold one.
+                log.warning(
+                    "command %s to node %s not sent: %s is not a valid URL (%s); re-register "
+                    "the node or PUT a valid address",
+                    command_id,
+                    node.id,
+                    url[:200],
+                    exc,
+                    extra={"command_id": command_id, "node_id": node.id},
+                )
+                return await end(
+                    "failed",
+                    f"node {node.id}'s address {node.address[:200]!r} does not make a valid URL "
+                    f"({exc}); fix it with PUT /api/v1/nodes/{node.id}",
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # The request never left: safe to try again.
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
