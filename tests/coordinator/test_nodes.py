@@ -164,11 +164,12 @@ def test_heartbeat_services_feed_service_discovery() -> None:
     with coordinator() as (base, _), httpx.Client(base_url=base) as client:
         _register(client, "node-1")
         _register(client, "node-2")
-        assert client.get("/api/v1/services").json() == {"services": {}, "nodes": 0}
+        # "nodes" counts the fleet (the seed's example: 3 nodes, one with services)
+        assert client.get("/api/v1/services").json() == {"services": {}, "nodes": 2}
         beat = client.post("/api/v1/nodes/node-1/heartbeat", json={"services": [service]})
         assert beat.status_code == 200
         listing = ServiceListing.model_validate_json(client.get("/api/v1/services").content)
-        assert listing.nodes == 1
+        assert listing.nodes == 2 and list(listing.services) == ["node-1"]
         assert listing.services["node-1"][0].model_dump(mode="json") == service
         metrics = Metrics.model_validate_json(client.get("/metrics").content)
         assert metrics.services.total == 1

@@ -263,7 +263,8 @@ class Fleet:
         reported: dict[str, list[Service]] = {
             s.record.id: list(s.services) for s in nodes if s.services is not None
         }
-        return ServiceListing(services=reported, nodes=len(reported))
+        # the seed's example: "nodes" is the whole fleet, the map only the nodes that reported
+        return ServiceListing(services=reported, nodes=len(nodes))
 
     async def snapshot(self, node_id: str | None) -> dict[str, Any]:
         """The ``initial_state`` data: every node (or one) and the services they reported."""

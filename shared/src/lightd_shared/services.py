@@ -22,7 +22,11 @@ class Service(Payload):
 
 
 class ServiceListing(Payload):
-    """``GET /api/v1/services``: services per node id, and how many nodes reported."""
+    """``GET /api/v1/services``: services per node id, and how many nodes are registered.
+
+    As in the seed's example (``"nodes": 3`` beside one node's services): ``services`` lists the
+    nodes that reported services in a heartbeat, ``nodes`` counts every registered node.
+    """
 
     services: dict[str, list[Service]] = Field(default_factory=dict)
-    nodes: int = Field(ge=0)
+    nodes: int = Field(ge=0, description="Registered nodes, whether or not they reported services")

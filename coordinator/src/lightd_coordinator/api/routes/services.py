@@ -14,5 +14,5 @@ router = APIRouter(
 
 @router.get("", response_model=ServiceListing)
 async def list_services(coordinator: CoordinatorDep) -> ServiceListing:
-    """Services per node id (from heartbeats), and how many nodes reported."""
+    """Services per node id (from heartbeats), and how many nodes are registered."""
     return await coordinator.fleet.services()
