@@ -159,6 +159,10 @@ class ServerManager:
         self._watchdog: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Ids and host ports of creates that passed their checks and await Docker: taken
+        # before the first await, so a concurrent create of the same id or port gets 409.
+        self._creating: set[str] = set()
+        self._claimed_ports: dict[tuple[int, str], str] = {}
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -604,6 +608,12 @@ class ServerManager:
         for mapping in spec.ports:
             if mapping.host is None:
                 continue
+            claimant = self._claimed_ports.get((mapping.host, mapping.protocol))
+            if claimant is not None:
+                raise Conflict(
+                    f"ports: host port {mapping.host}/{mapping.protocol} is already claimed by "
+                    f"server {claimant!r}, being created right now; choose another or omit 'host'"
+                )
             for other in self.servers.values():
                 for used in other.spec.ports:
                     if (used.host, used.protocol) == (mapping.host, mapping.protocol):
@@ -623,21 +633,35 @@ class ServerManager:
         self._require_docker()
         if spec.id in self.servers:
             raise Conflict(f"a server with id {spec.id!r} already exists on this agent")
+        if spec.id in self._creating:
+            raise Conflict(f"a server with id {spec.id!r} is being created on this agent right now")
         self._check_ports(spec)
-        found: list[Container] = await self.backend.call(
-            "checking for an existing container", self.backend.list_owned, spec.id
-        )
-        for existing in found:
-            if (existing.labels or {}).get(LABEL_ROLE) == "server":
-                raise Conflict(
-                    f"a container for server {spec.id!r} already exists (container "
-                    f"{existing.short_id}); delete it first"
-                )
-        server = Server(spec=spec, state="installing", fresh=not found)
-        self.servers[spec.id] = server
-        self._persist(server)
-        server.task = asyncio.create_task(self._install(server, reinstall=False))
-        return server
+        # Claim the id and the host ports before the first await; every check above and
+        # these claims run without yielding, so two concurrent creates cannot both pass.
+        ports = [(p.host, p.protocol) for p in spec.ports if p.host is not None]
+        self._creating.add(spec.id)
+        for port in ports:
+            self._claimed_ports[port] = spec.id
+        try:
+            found: list[Container] = await self.backend.call(
+                "checking for an existing container", self.backend.list_owned, spec.id
+            )
+            for existing in found:
+                if (existing.labels or {}).get(LABEL_ROLE) == "server":
+                    raise Conflict(
+                        f"a container for server {spec.id!r} already exists (container "
+                        f"{existing.short_id}); delete it first"
+                    )
+            server = Server(spec=spec, state="installing", fresh=not found)
+            self.servers[spec.id] = server  # from here on the id and ports are the server's
+            self._persist(server)
+            server.task = asyncio.create_task(self._install(server, reinstall=False))
+            return server
+        finally:
+            self._creating.discard(spec.id)
+            for port in ports:
+                if self._claimed_ports.get(port) == spec.id:
+                    del self._claimed_ports[port]
 
     async def reinstall(self, server_id: str, stop_timeout: float = 10.0) -> Server:
         """Re-run the install keeping the volume; 202 at once, the work in the background.
