@@ -6,6 +6,7 @@ the seed's bodies at ``{url}/update`` with the seed's headers, in order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,11 @@ def test_reload_applies_the_file_without_restart(
 
 
 def test_full_outbox_refuses_new_lifecycle_actions_with_503(
-    tmp_path: Path, remote: RemoteServer, test_image: str, docker_cleanup: Cleanup
+    tmp_path: Path,
+    remote: RemoteServer,
+    test_image: str,
+    docker_cleanup: Cleanup,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     remote.stop()
     path = write_config(
@@ -216,12 +221,23 @@ def test_full_outbox_refuses_new_lifecycle_actions_with_503(
         refused = agent.post("/containers", json={**spec, "id": "missing-2"})
         assert refused.status_code == 503
         assert "outbox is full" in refused.json()["detail"]
-        health = agent.get("/health").json()["remote"]
+        whole = agent.get("/health").json()
+        health = whole["remote"]
         assert health["outbox_full"] is True
         assert health["outbox_depth"] == 2
+        # Refusing lifecycle actions is not "ok": /health and lightd status say degraded, and why.
+        assert whole["status"] == "degraded"
+        assert "outbox is full" in health["degraded_reason"]
+        assert cli_main(["status", "--url", url]) == 0
+        out = capsys.readouterr().out
+        assert re.search(r"^status\s+degraded$", out, re.M)
+        assert re.search(r"^remote\.degraded_reason\s+the outbox is full", out, re.M)
 
         remote.start()
         wait_for(lambda: agent.get("/health").json()["remote"]["outbox_depth"] == 0)
+        whole = agent.get("/health").json()
+        assert whole["status"] == "ok"
+        assert whole["remote"]["degraded_reason"] is None
         assert agent.post("/containers", json={**spec, "id": "missing-2"}).status_code == 202
 
 

@@ -330,6 +330,7 @@ async def test_outbox_bound_refuses_new_actions_until_it_drains(
     assert reason is not None
     assert "outbox is full" in reason
     assert sync.snapshot().outbox_full
+    assert "outbox is full" in (sync.snapshot().degraded_reason or "")
     assert any("FULL" in r.getMessage() for r in caplog.records)
     # At the bound nothing is dropped: an action already running still records its update.
     bus.publish(event("s2", "Started"))
@@ -338,6 +339,7 @@ async def test_outbox_bound_refuses_new_actions_until_it_drains(
     remote.start()
     await eventually(lambda: sync.snapshot().outbox_depth == 0)
     assert bus.refusal() is None
+    assert sync.snapshot().degraded_reason is None
     assert len(remote.updates()) == 4
 
 
@@ -379,6 +381,10 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     reason = bus.refusal()
     assert reason is not None and "cannot be written" in reason and "disk I/O error" in reason
     assert any(r.levelno == logging.CRITICAL for r in caplog.records)
+    snapshot = sync.snapshot()
+    assert snapshot.outbox_unwritten == 3
+    assert snapshot.degraded_reason is not None
+    assert "cannot be written" in snapshot.degraded_reason
     await anyio.sleep(1.3)  # the delivery loop retries the write (and fails) meanwhile
     assert len(remote.updates()) == 1
     assert bus.refusal() is not None
@@ -386,6 +392,8 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     disk["broken"] = False
     await eventually(lambda: len(remote.updates()) == 4)
     assert bus.refusal() is None
+    assert sync.snapshot().degraded_reason is None
+    assert sync.snapshot().outbox_unwritten == 0
     bus.publish(event("s1", "Error", error="failed", data="late"))
     await eventually(lambda: len(remote.updates()) == 5)
     s1 = [u for u in remote.updates() if u.body["server"] == "s1"]

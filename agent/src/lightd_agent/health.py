@@ -23,6 +23,11 @@ def build_health(app: FastAPI) -> AgentHealth:
 
     Every ``name -> () -> dict`` in ``app.state.health_sections`` adds a section under its name
     (remote sync adds ``"remote"``); a section that raises shows its error instead.
+
+    ``status`` is ``degraded`` when Docker is unreachable or a section reports a
+    ``degraded_reason`` (at its top, or in a named sub-section such as ``remotes.<name>``):
+    an agent that refuses lifecycle actions because an outbox is full or cannot be written is
+    not "ok", whatever Docker says.
     """
     manager: ServerManager = app.state.manager
     config: AgentConfig = app.state.config
@@ -35,8 +40,11 @@ def build_health(app: FastAPI) -> AgentHealth:
         except Exception as exc:  # a broken section must not take /health down
             log.exception("health section %s failed", name)
             extra[name] = {"error": str(exc)}
+    healthy = bool(docker.get("reachable")) and not any(
+        _degraded(section) for section in extra.values()
+    )
     return AgentHealth(
-        status="ok" if docker.get("reachable") else "degraded",
+        status="ok" if healthy else "degraded",
         version=__version__,
         node={"id": config.node.id, "name": config.node.name or config.node.id},
         started_at=started,
@@ -45,3 +53,12 @@ def build_health(app: FastAPI) -> AgentHealth:
         containers=manager.counts(),
         **extra,
     )
+
+
+def _degraded(section: Any) -> bool:
+    """A section (or one of its named sub-sections) gives a reason the agent is degraded."""
+    if not isinstance(section, dict):
+        return False
+    if section.get("degraded_reason"):
+        return True
+    return any(_degraded(value) for value in section.values() if isinstance(value, dict))

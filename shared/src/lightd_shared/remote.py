@@ -195,7 +195,9 @@ class RemoteSyncHealth(Payload):
 
     ``remote`` is ``ok``/``failed`` after a health check, ``unknown`` before the first one and
     ``disabled`` when remote sync is off. ``outbox_full`` means new lifecycle actions are
-    being refused with 503 until the outbox drains.
+    being refused with 503 until the outbox drains. ``outbox_unwritten`` counts updates the
+    outbox could not take yet (kept in memory, retried). ``degraded_reason`` says why remote
+    sync makes the agent ``degraded`` (outbox full or unwritable), ``None`` when it does not.
     """
 
     enabled: bool
@@ -207,6 +209,8 @@ class RemoteSyncHealth(Payload):
     outbox_full: bool = False
     oldest_undelivered_age_seconds: float | None = None
     dead_letters: int = 0
+    outbox_unwritten: int = 0
+    degraded_reason: str | None = None
 
 
 class DeadLetter(Payload):

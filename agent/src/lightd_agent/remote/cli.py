@@ -93,6 +93,8 @@ def _status(args: argparse.Namespace) -> int:
             ("last error", status.get("last_error")),
             ("outbox", f"{status['outbox_depth']} of {status['outbox_limit']}"),
             ("outbox full", "YES: lifecycle actions refused" if status["outbox_full"] else "no"),
+            ("unwritten", status.get("outbox_unwritten", 0)),
+            ("degraded", status.get("degraded_reason") or "no"),
             ("oldest undelivered", None if age is None else f"{age:.1f}s"),
             ("dead letters", status["dead_letters"]),
         ]

@@ -664,6 +664,19 @@ class RemoteSync:
         """Remote health, outbox depth, oldest undelivered age and dead letters, for /health."""
         oldest = self.outbox.oldest_created_at()
         depth = self.outbox.depth()
+        unwritten = len(self._unwritten)
+        full = self.settings.enabled and depth >= self.settings.outbox_limit
+        degraded: str | None = None
+        if unwritten or self._storage_error is not None:
+            degraded = (
+                f"the outbox {self.outbox.path} cannot be written ({self._storage_error}); "
+                f"{unwritten} updates wait in memory and new lifecycle actions are refused"
+            )
+        elif full:
+            degraded = (
+                f"the outbox is full ({depth} of {self.settings.outbox_limit} undelivered); new "
+                "lifecycle actions are refused until the remote takes them"
+            )
         return RemoteSyncHealth(
             enabled=self.settings.enabled,
             remote=self._remote_state if self.settings.enabled else "disabled",
@@ -676,6 +689,8 @@ class RemoteSync:
             if oldest is None
             else round(max(0.0, time.time() - oldest), 3),
             dead_letters=self.outbox.dead_letter_count(),
+            outbox_unwritten=unwritten,
+            degraded_reason=degraded,
         )
 
     def server_info(self) -> dict[str, Any]:
