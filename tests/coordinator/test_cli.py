@@ -244,6 +244,20 @@ def test_unusable_sqlite_path_is_one_message(tmp_path: Path) -> None:
     assert len(lines) == 1 and "registry.path" in lines[0], done.stderr
 
 
+@pytest.mark.parametrize("where", ["/proc/nope/x.log", "{tmp}/file/x.log", "{tmp}"])
+def test_unopenable_log_output_is_one_message(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    output = where.format(tmp=tmp_path)
+    path = _write(tmp_path / "c.yaml", logging={"output": output}, server={"port": free_port()})
+    done = run([*COORD, "start", "-c", str(path)], tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("lightd-coordinator: error: logging.output")
+    assert output in lines[0]
+
+
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_log_file_output_in_both_formats(tmp_path: Path, fmt: str) -> None:
     log_file = tmp_path / "logs" / "coordinator.log"

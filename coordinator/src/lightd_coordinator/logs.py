@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from lightd_coordinator.config import LoggingSettings
+from lightd_coordinator.config import ConfigError, LoggingSettings
 from lightd_shared.logformat import TEXT_FORMAT, JsonFormatter, RedactingFilter
 
 __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
@@ -42,22 +42,37 @@ def _prune(path: Path, max_age_days: int) -> None:
             continue
 
 
-def configure_logging(settings: LoggingSettings, *, secrets: Iterable[str] = ()) -> None:
-    """Install one handler on the root logger according to the ``logging`` section."""
-    stream = _stream(settings.output)
-    handler: logging.Handler
-    if stream is not None:
-        handler = logging.StreamHandler(stream)
-    else:
-        path = Path(settings.output)
+def _file_handler(settings: LoggingSettings) -> logging.Handler:
+    """The rotating file handler; a file that cannot be opened is a :class:`ConfigError`."""
+    path = Path(settings.output)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _prune(path, settings.max_age)
-        handler = logging.handlers.RotatingFileHandler(
+        return logging.handlers.RotatingFileHandler(
             path,
             maxBytes=settings.max_size * 1024 * 1024,
             backupCount=settings.max_backups,
             encoding="utf-8",
         )
+    except OSError as exc:
+        raise ConfigError(
+            f"logging.output {settings.output!r} cannot be opened for writing: "
+            f"{exc.strerror or exc}; point it at a writable file, or use 'stdout' or 'stderr'"
+        ) from None
+
+
+def configure_logging(settings: LoggingSettings, *, secrets: Iterable[str] = ()) -> None:
+    """Install one handler on the root logger according to the ``logging`` section.
+
+    Raises :class:`ConfigError` (one message, before anything starts) if ``logging.output``
+    is a file that cannot be opened.
+    """
+    stream = _stream(settings.output)
+    handler: logging.Handler
+    if stream is not None:
+        handler = logging.StreamHandler(stream)
+    else:
+        handler = _file_handler(settings)
     if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
