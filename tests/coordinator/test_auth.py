@@ -16,6 +16,7 @@ from lightd_shared.auth import TokenResponse
 from tests.coordinator.harness import SECRET, STATIC, coordinator, make_settings, node_body, sse
 
 AUTH_ON = make_settings(auth={"enabled": True})
+AGENT_TOKEN = "lightd_0123456789abcdef0123456789abcdef"
 
 PROTECTED = [
     ("GET", "/api/v1/nodes"),
@@ -33,6 +34,9 @@ PROTECTED = [
     ("GET", "/api/v1/services"),
     ("GET", "/metrics"),
     ("GET", "/ws"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
 ]
 
 
@@ -126,3 +130,34 @@ def test_auth_off_needs_no_token_but_minting_still_needs_the_static_one() -> Non
         assert client.post("/api/v1/auth/token").status_code == 401
         ok = client.post("/api/v1/auth/token", headers={"Authorization": f"Bearer {STATIC}"})
         assert ok.status_code == 200
+
+
+def test_the_api_docs_need_the_same_auth_when_auth_is_on() -> None:
+    static = {"Authorization": f"Bearer {STATIC}"}
+    settings = make_settings(auth={"enabled": True, "agent_token": AGENT_TOKEN})
+    with coordinator(settings) as (base, _), httpx.Client(base_url=base) as client:
+        spec = client.get("/openapi.json", headers=static)
+        assert spec.status_code == 200 and "/api/v1/nodes" in spec.json()["paths"]
+        for page in ("/docs", "/redoc"):
+            assert client.get(page).status_code == 401
+            html = client.get(page, headers=static)
+            assert html.status_code == 200 and "/openapi.json" in html.text
+            # a browser opens the page with ?token=; the page then fetches the schema with it
+            opened = client.get(f"{page}?token={STATIC}")
+            assert opened.status_code == 200
+            assert f"/openapi.json?token={STATIC}" in opened.text
+            assert client.get(f"{page}?token=wrong").status_code == 401
+            agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
+            assert client.get(page, headers=agent).status_code == 403
+        assert client.get(f"/openapi.json?token={STATIC}").status_code == 200
+        assert client.get("/openapi.json?token=wrong").status_code == 401
+
+
+def test_the_api_docs_are_open_when_auth_is_off() -> None:
+    with coordinator() as (base, _), httpx.Client(base_url=base) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200 and "/openapi.json" in html.text
+        spec = client.get("/openapi.json")
+        assert spec.status_code == 200
+        assert "/openapi.json" not in spec.json()["paths"]  # the docs do not document themselves

@@ -18,6 +18,7 @@ from lightd_coordinator.api.routes import (
     auth,
     commands,
     containers,
+    docs,
     events,
     monitoring,
     nodes,
@@ -92,6 +93,10 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # served by api/routes/docs.py instead, behind the same auth as the API
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.coordinator = coordinator
 
@@ -102,6 +107,7 @@ def create_app(
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)
+    app.include_router(docs.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 

@@ -13,6 +13,7 @@ from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 
 __all__ = [
+    "DOCS_PATHS",
     "AgentAuthDep",
     "AuthDep",
     "CoordinatorDep",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="The server token or a JWT")
+
+DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
+"""The API's documentation: behind auth, and (pages a browser opens) taking ``?token=``."""
 
 
 def coordinator_of(request: Request) -> Coordinator:
@@ -48,13 +52,18 @@ def _unauthorized(reason: str) -> HTTPException:
 
 
 def bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    """The bearer token from the header; on the event stream also from ``?token=``."""
+    """The bearer token from the header; on the event stream and the docs also ``?token=``.
+
+    Browsers cannot send a header with ``EventSource`` or a page load; elsewhere a token in
+    the URL is refused (it would end up in histories and proxies' logs).
+    """
     if credentials is not None:
         return credentials.credentials
     if request.headers.get("authorization"):
         raise _unauthorized("the Authorization header must use the Bearer scheme")
     coordinator = coordinator_of(request)
-    if request.url.path == coordinator.settings.websocket.path:
+    path = request.url.path
+    if path == coordinator.settings.websocket.path or path in DOCS_PATHS:
         return request.query_params.get("token") or None
     return None
 
