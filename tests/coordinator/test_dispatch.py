@@ -261,6 +261,30 @@ def test_accepted_but_never_reported_times_out() -> None:
         assert "reported no result" in result["output"]
 
 
+def test_a_late_report_after_timeout_is_409_and_changes_nothing() -> None:
+    with agent(AgentBehaviour(accept_only=True)) as (_, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        result = _send(base, "node-1", {**COMMAND, "params": {"timeout": "200ms"}}).json()
+        assert result["status"] == "timeout"
+        late = {"id": result["id"], "node_id": "node-1", "status": "success", "output": "late"}
+        for status in ("success", "running"):
+            answer = httpx.post(
+                f"{base}/api/v1/commands/{result['id']}/result", json={**late, "status": status}
+            )
+            assert answer.status_code == 409, answer.text
+            assert "timeout" in answer.json()["detail"]
+        stored = httpx.get(f"{base}/api/v1/commands/{result['id']}").json()
+        assert stored == result
+        # one command_result only: replay the history up to a marker event published after
+        marker = {"type": "server_update", "data": {"server": "marker"}}
+        assert httpx.post(f"{base}/api/v1/nodes/node-1/events", json=marker).status_code == 202
+        headers = {"Last-Event-ID": "0"}
+        with sse(base, "/ws?types=command_result,server_update", headers=headers) as stream:
+            seen = [stream.next_message().json() for _ in range(2)]
+        assert [e["type"] for e in seen] == ["command_result", "server_update"]
+        assert seen[0]["data"]["status"] == "timeout"
+
+
 def test_idempotency_key_returns_the_first_result() -> None:
     with agent() as (fake, port), coordinator() as (base, _):
         _register(base, "node-1", port)

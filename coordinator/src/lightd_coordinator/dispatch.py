@@ -149,7 +149,8 @@ class Dispatcher:
                 400,
                 f"command {command_id!r} went to node {stored.node_id!r}, not {result.node_id!r}",
             )
-        if stored.status in ("success", "failed"):
+        if stored.status in FINAL_STATUSES:
+            # timeout included: the caller already has its answer and command_result went out
             raise ReportRejected(
                 409, f"command {command_id!r} already ended with {stored.status!r}"
             )
