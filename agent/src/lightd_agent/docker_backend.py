@@ -403,7 +403,11 @@ class DockerBackend:
             "network_mode": spec.network_mode,
         }
         if command is not None:
+            # The startup command is the whole argv: the image's ENTRYPOINT would otherwise
+            # be put in front of it (``ENTRYPOINT ["app"]`` + ``/bin/sh -c ...`` runs
+            # ``app /bin/sh -c ...``). Without one, the image's ENTRYPOINT and CMD run as built.
             kwargs["command"] = command
+            kwargs["entrypoint"] = []
         if spec.pid_mode == "host":
             kwargs["pid_mode"] = "host"
         if spec.cap_add:
