@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
@@ -54,3 +55,22 @@ def test_the_agent_installs_the_filter_with_its_secrets(
         root.setLevel(saved_level)
     assert SECRET not in err
     assert json.loads(err.strip().splitlines()[-1])["message"] == "remote token is ***"
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), logging.Formatter("%(message)s")])
+def test_secrets_in_tracebacks_are_masked(formatter: logging.Formatter) -> None:
+    try:
+        raise RuntimeError(f"GET /ws?token={SECRET} failed with Bearer abc.def.ghi and {SECRET}")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "lightd.test", logging.ERROR, __file__, 1, "it broke", None, sys.exc_info()
+        )
+    record.stack_info = f"Stack (most recent call last):\n  token={SECRET}"
+    assert RedactingFilter([SECRET]).filter(record)
+    line = formatter.format(record)
+    assert SECRET not in line and "abc.def.ghi" not in line
+    assert "RuntimeError" in line and "Bearer ***" in line and "token=***" in line
+    if isinstance(formatter, JsonFormatter):
+        entry = json.loads(line)
+        assert "Traceback" in entry["exception"] and "***" in entry["exception"]
+        assert SECRET not in entry["stack"]

@@ -3,9 +3,11 @@
 Logs are an interface too (operators feed them to collectors), so there is one copy:
 
 - :class:`JsonFormatter`: one JSON object a line, ``{"time", "level", "logger", "message",
-  ...extra fields}``, ``time`` in RFC 3339 UTC with ``Z`` like every timestamp lightd writes;
+  ...extra fields}``, ``time`` in RFC 3339 UTC with ``Z`` like every timestamp lightd writes,
+  plus ``exception`` (the traceback) when there is one;
 - :class:`RedactingFilter`: masks the configured secrets, any ``Bearer ...`` value and any
-  ``token=`` query value in every record, before a line is written.
+  ``token=`` query value in every record (message, extra fields, traceback and stack), before a
+  line is written.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 _QUERY_TOKEN = re.compile(r"((?:^|[?&\s])(?:token|access_token)=)[^&\s\"']+", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,8 +43,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            # the cached text, which RedactingFilter has already masked
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -67,4 +75,12 @@ class RedactingFilter(logging.Filter):
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str):
                 setattr(record, key, self._clean(value))
+        if record.exc_info and not record.exc_text:
+            # a traceback quotes messages and locals' reprs (a URL with ?token=, a header):
+            # format it here, masked, and leave the masked text where every formatter looks
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
         return True
