@@ -236,3 +236,16 @@ def test_run_prints_the_documented_error(
         "  config.json: authorization.token: authorization is enabled but token is not set; "
         "generate one with `lightd token reset` or `lightd config`"
     )
+
+
+def test_url_passwords_are_secrets_for_the_log_filter(tmp_path: Path) -> None:
+    document = {
+        "authorization": {"token": TOKEN},
+        "remote": {"url": "https://panel:pw-remote@panel.example/api"},
+        "coordinator": {"url": "http://agent:pw-coordinator@coordinator:3001"},
+        "remotes": [{"name": "other", "url": "https://pw-only@other.example/api"}],
+    }
+    secrets = load_config(_write(tmp_path / "c.json", document)).secrets()
+    assert "panel:pw-remote@" in secrets
+    assert "agent:pw-coordinator@" in secrets
+    assert "pw-only@" in secrets

@@ -6,6 +6,7 @@ the seed's bodies at ``{url}/update`` with the seed's headers, in order.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +282,39 @@ def test_cli_lists_and_replays_dead_letters_and_shows_status(
 
     assert cli_main(["remote", "config", "pull", "-c", str(config_path)]) == 0
     assert "1 containers" in capsys.readouterr().out
+
+
+def test_a_password_in_the_remote_url_never_reaches_answers_logs_or_status(
+    tmp_path: Path,
+    remote: RemoteServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "s3cret-url-password"
+    url = remote.url.replace("http://", f"http://panel-user:{password}@")
+    path = write_config(tmp_path / "config.json", agent_config(tmp_path, url))
+    config = load_config(path)
+    app = create_app(config, config_path=path)
+    with serve(app, port=config.server.port) as agent_url, agent_client(agent_url) as agent:
+        wait_for(lambda: agent.get("/health").json()["remote"]["remote"] == "ok")
+        pushed = agent.post("/remote/config/push")
+        assert pushed.status_code == 200
+        remote.stop()
+        wait_for(lambda: agent.get("/health").json()["remote"]["remote"] == "failed")
+        answers = [
+            pushed.text,
+            agent.get("/health").text,
+            agent.get("/remote/config").text,
+            agent.get("/remote/status").text,
+        ]
+        assert cli_main(["status", "--url", agent_url]) == 0
+        assert cli_main(["remote", "status", "-c", str(path)]) == 0
+        assert cli_main(["remote", "config", "show", "-c", str(path)]) == 0
+        out = capsys.readouterr().out
+    assert "127.0.0.1" in out  # the failure reason still says where
+    [sent] = [r for r in remote.requests if r.path == f"{PREFIX}/config"]
+    assert sent.body["settings"]["remote"]["url"].startswith("http://***@127.0.0.1")
+    assert '"url":"http://***@127.0.0.1' in answers[2].replace(" ", "")
+    for text in [*answers, out, caplog.text]:
+        assert password not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,42 @@ async def test_reload_refuses_a_zero_interval_and_keeps_the_running_settings(
     await anyio.sleep(0.5)
     after = len([r for r in remote.requests if r.path == f"{PREFIX}/health"])
     assert after - before <= 5
+
+
+async def test_a_password_in_the_remote_url_is_never_shown_or_logged(
+    make_sync: Any, remote: RemoteServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "s3cret-url-password"
+    url = remote.url.replace("http://", f"http://panel-user:{password}@")
+    remote.behaviour.status = 503  # logs the update's URL
+    sync, bus = await make_sync(
+        settings_for(url, retry_max_delay="100ms"),
+        state_dir=tmp_path / "masked",
+        server_info=lambda: {"host": "127.0.0.1", "port": 8070},
+    )
+    app = FastAPI()
+    app.state.remote_sync = sync
+    app.include_router(create_router(dependencies=[_auth_dep]))
+    bus.publish(LifecycleEvent(server="s1", kind="Started", state="installing"))
+    await eventually(lambda: len(remote.updates(503)) >= 2)
+    remote.behaviour.status = None
+    remote.stop()  # unreachable: the reason (with the URL) goes to the log and last_error
+    await eventually(lambda: sync.snapshot().remote == "failed")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://agent",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    ) as client:
+        view = await client.get("/remote/config")
+        status = await client.get("/remote/status")
+        pulled = await client.post("/remote/config/pull")
+    assert view.json()["remote"]["url"] == remote.url.replace("http://", "http://***@")
+    assert "127.0.0.1" in (status.json()["last_error"] or "")
+    assert pulled.status_code == 502
+    for text in (view.text, status.text, pulled.text, caplog.text):
+        assert password not in text
+        assert "panel-user" not in text
+    assert "***@127.0.0.1" in caplog.text  # the URL is still logged, masked
+    # The password is still sent, as before (httpx turns URL user info into Basic auth).
+    assert remote.requests[0].headers["authorization"].startswith("Basic ")

@@ -34,7 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lightd_shared.durations import PositiveDuration, parse_duration
-from lightd_shared.remote import RemoteSettings, RemoteToken
+from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
 
@@ -249,6 +249,10 @@ class AgentConfig(_Section):
         """Every secret in this config, for the log filter that masks them."""
         tokens = [self.authorization.token, self.coordinator.token, self.remote.token]
         tokens += [remote.token for remote in self.remotes]
+        # A user:password in a URL is a secret too (code masks it; the filter is the backstop).
+        urls = [self.coordinator.url, self.remote.url, *(remote.url for remote in self.remotes)]
+        userinfos = (url_userinfo(url) for url in urls if url is not None)
+        tokens += [f"{userinfo}@" for userinfo in userinfos if userinfo]
         return [token for token in tokens if token]
 
 

@@ -15,6 +15,7 @@ and the agent's ``config.json`` ``remote`` block ``{enabled, url, token}``.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Discriminator, Field, HttpUrl, StringConstraints, Tag, model_validator
 
@@ -42,6 +43,8 @@ __all__ = [
     "RemoteUpdate",
     "StatusUpdate",
     "UpdateAck",
+    "mask_url",
+    "url_userinfo",
 ]
 
 RemoteStatus = Literal["installing", "ready", "failed", "running", "stopped", "crashed"]
@@ -52,6 +55,27 @@ RUNTIME_STATUSES: frozenset[str] = frozenset({"running", "stopped", "crashed"})
 
 RemoteToken = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 """A remote token: ``lightd_`` then hex digits (``lightd_ad2f7fc49ed640429c450e14ed07c8d5``)."""
+
+
+def url_userinfo(url: object) -> str | None:
+    """The ``user:password`` part of a URL (as written), or ``None`` if it has none."""
+    netloc = urlsplit(str(url)).netloc
+    userinfo, at, _ = netloc.rpartition("@")
+    return userinfo if at and userinfo else None
+
+
+def mask_url(url: object) -> str:
+    """``url`` fit to log or show: its user info (``user:password@``) becomes ``***@``.
+
+    ``https://user:pass@panel.example/api`` -> ``https://***@panel.example/api``. The user name
+    goes too: in a URL it is often a token itself.
+    """
+    text = str(url)
+    if url_userinfo(text) is None:
+        return text
+    parts = urlsplit(text)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 class StatusUpdate(Payload):
@@ -160,6 +184,10 @@ class RemoteSettings(Request):
             if missing:
                 raise ValueError(f"remote is enabled but {' and '.join(missing)} is not set")
         return self
+
+    def shown_url(self) -> str | None:
+        """``url`` for logs and views: any ``user:password@`` in it masked (:func:`mask_url`)."""
+        return None if self.url is None else mask_url(self.url)
 
     def endpoint(self, path: str) -> str:
         """``{url}/{path}`` with the url's own path kept (``https://x/api`` -> ``https://x/api/update``)."""

@@ -12,7 +12,8 @@ job. Only failures to get an answer are raised::
      ├── RemoteTimeout      no complete answer within remote.timeout
      └── RemoteUnreachable  connection refused, DNS failure, reset, ...
 
-The token is never logged or put in an exception message.
+The token is never logged or put in an exception message, and neither is a password in the
+URL (``https://user:pass@host/api`` appears as ``https://***@host/api``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from lightd_agent import __version__
 from lightd_shared.durations import format_duration
-from lightd_shared.remote import ConfigDocument, RemoteSettings
+from lightd_shared.remote import ConfigDocument, RemoteSettings, mask_url, url_userinfo
 
 __all__ = ["RemoteClient", "RemoteError", "RemoteTimeout", "RemoteUnreachable"]
 
@@ -42,6 +44,11 @@ class RemoteUnreachable(RemoteError):
     """The connection to the remote failed."""
 
 
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 class RemoteClient:
     """One ``httpx.AsyncClient`` bound to one set of remote settings."""
 
@@ -52,7 +59,12 @@ class RemoteClient:
             raise ValueError("remote sync needs remote.url and remote.token")
         self.settings = settings
         self._timeout = settings.timeout.total_seconds()
+        # A user:password in the URL is sent as httpx always sent it (Basic auth), but taken
+        # out of the request URL: httpx logs that URL on every request.
+        base = httpx.URL(str(settings.url))
+        auth = httpx.BasicAuth(base.username, base.password) if url_userinfo(base) else None
         self._http = httpx.AsyncClient(
+            auth=auth,
             timeout=httpx.Timeout(self._timeout),
             headers={
                 "Authorization": f"Bearer {settings.token}",
@@ -75,7 +87,7 @@ class RemoteClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer."""
-        url = self.settings.endpoint(path)
+        url = _without_userinfo(self.settings.endpoint(path))
         send_headers = dict(headers or {})
         content: bytes | None = None
         if body is not None:
@@ -90,12 +102,12 @@ class RemoteClient:
                 return response
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise RemoteTimeout(
-                f"{method} {url} timed out after {format_duration(self.settings.timeout)} "
-                "(remote.timeout)"
+                f"{method} {mask_url(url)} timed out after "
+                f"{format_duration(self.settings.timeout)} (remote.timeout)"
             ) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise RemoteUnreachable(f"{method} {url} failed: {reason}") from exc
+            raise RemoteUnreachable(f"{method} {mask_url(url)} failed: {reason}") from exc
 
     async def post_update(
         self, body: dict[str, Any], *, idempotency_key: str, sequence: int

@@ -55,6 +55,7 @@ def _document(app: FastAPI) -> ConfigDocument:
     ]
     remote = config.remote.model_dump(mode="json")
     remote["token"] = mask_token(config.remote.token)
+    remote["url"] = config.remote.shown_url()
     settings: dict[str, Any] = {
         "node": config.node.model_dump(mode="json"),
         "server": config.server.model_dump(mode="json"),

@@ -67,6 +67,7 @@ from lightd_shared.remote import (
     DeadLetter,
     RemoteSettings,
     RemoteSyncHealth,
+    mask_url,
 )
 from lightd_shared.tokens import mask_token
 
@@ -168,10 +169,10 @@ class RemoteSync:
         pending = self.outbox.depth()
         log.info(
             "remote sync to %s started (%d pending update%s in the outbox)",
-            self.settings.url,
+            self.settings.shown_url(),
             pending,
             "" if pending == 1 else "s",
-            extra={"remote_url": str(self.settings.url), "outbox_depth": pending},
+            extra={"remote_url": self.settings.shown_url(), "outbox_depth": pending},
         )
         self._tasks = [
             asyncio.create_task(self._health_loop(), name="remote-health"),
@@ -304,7 +305,7 @@ class RemoteSync:
             return (
                 f"the remote-sync outbox is full ({self.outbox.depth()} undelivered updates, "
                 f"remote.outbox_limit is {self.settings.outbox_limit}); new lifecycle actions "
-                f"are refused until the remote at {self.settings.url} takes them; "
+                f"are refused until the remote at {self.settings.shown_url()} takes them; "
                 "check GET /health and the remote"
             )
         return None
@@ -320,7 +321,7 @@ class RemoteSync:
                 "remote at %s takes them. Check the remote and `lightd status`.",
                 depth,
                 self.settings.outbox_limit,
-                self.settings.url,
+                self.settings.shown_url(),
                 extra={"outbox_depth": depth, "outbox_limit": self.settings.outbox_limit},
             )
         elif self._full and not full:
@@ -364,7 +365,7 @@ class RemoteSync:
             elif response.status_code in (401, 403):
                 reason = f"HTTP {response.status_code}: {TOKEN_HINT}"
             else:
-                reason = f"HTTP {response.status_code} from GET {response.request.url}"
+                reason = f"HTTP {response.status_code} from GET {mask_url(response.request.url)}"
                 excerpt = _excerpt(response)
                 if excerpt:
                     reason += f": {excerpt}"
@@ -373,7 +374,7 @@ class RemoteSync:
             came_back = self._remote_state != "ok"
             self._remote_state = "ok"
             self._last_error = None
-            log.info("Remote health check: OK", extra={"remote_url": str(self.settings.url)})
+            log.info("Remote health check: OK", extra={"remote_url": self.settings.shown_url()})
             if came_back or self._pause_kind is not None:
                 self._resume()
             return True
@@ -382,7 +383,7 @@ class RemoteSync:
         log.warning(
             "Remote health check: Failed: %s",
             reason,
-            extra={"remote_url": str(self.settings.url), "reason": reason},
+            extra={"remote_url": self.settings.shown_url(), "reason": reason},
         )
         return False
 
@@ -491,7 +492,7 @@ class RemoteSync:
                 "interval (%s).",
                 TOKEN_HINT,
                 status,
-                response.request.url,
+                mask_url(response.request.url),
                 self.outbox.depth(),
                 format_duration(self.settings.health_interval),
                 extra=where,
@@ -609,13 +610,13 @@ class RemoteSync:
         if not response.is_success:
             hint = f": {TOKEN_HINT}" if response.status_code in (401, 403) else ""
             raise RemoteCallFailed(
-                f"GET {response.request.url} answered HTTP {response.status_code}{hint}"
+                f"GET {mask_url(response.request.url)} answered HTTP {response.status_code}{hint}"
             )
         try:
             document = ConfigDocument.model_validate(response.json())
         except ValueError as exc:
             raise RemoteCallFailed(
-                f"GET {response.request.url} did not answer a config document "
+                f"GET {mask_url(response.request.url)} did not answer a config document "
                 f'{{"containers": [...], "settings": {{...}}}}: {exc}'
             ) from exc
         target = self.state_dir / PULLED_CONFIG_FILE
@@ -653,7 +654,7 @@ class RemoteSync:
         if not response.is_success:
             hint = f": {TOKEN_HINT}" if response.status_code in (401, 403) else ""
             raise RemoteCallFailed(
-                f"POST {response.request.url} answered HTTP {response.status_code}{hint}"
+                f"POST {mask_url(response.request.url)} answered HTTP {response.status_code}{hint}"
             )
         log.info("pushed configuration to the remote (%d containers)", len(document.containers))
         return document
@@ -698,9 +699,9 @@ class RemoteSync:
         return self._server_info() if self._server_info is not None else {}
 
     def describe(self) -> dict[str, Any]:
-        """The remote settings for logs and views, with the token masked."""
+        """The remote settings for logs and views, token and any password in the URL masked."""
         return {
             "enabled": self.settings.enabled,
-            "url": None if self.settings.url is None else str(self.settings.url),
+            "url": self.settings.shown_url(),
             "token": mask_token(self.settings.token),
         }
