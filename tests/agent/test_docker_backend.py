@@ -1,13 +1,17 @@
-"""How the agent builds and stops containers: startup commands against an image's ENTRYPOINT."""
+"""How the agent builds and stops containers: startup commands against an image's ENTRYPOINT,
+and the stop grace Docker gets (whole seconds, rounded up)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 
+from lightd_agent.config import DockerSection
+from lightd_agent.docker_backend import DockerBackend, stop_seconds
 from tests.agent.conftest import SERVE, Agent
 from tests.harness.docker import Cleanup
 
@@ -58,3 +62,26 @@ def test_startup_command_replaces_the_images_entrypoint(
     ).raise_for_status()
     agent.wait_state("as-built", "crashed")
     assert "entrypoint-ran" in agent.client.get("/containers/as-built/logs").text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0, 0), (0.001, 1), (0.5, 1), (1, 1), (1.2, 2), (9.99, 10), (10, 10)],
+)
+def test_stop_grace_rounds_up_to_whole_seconds(seconds: float, expected: int) -> None:
+    assert stop_seconds(seconds) == expected
+
+
+def test_backend_stop_never_turns_a_short_grace_into_a_kill() -> None:
+    class Recorder:
+        timeout: Any = None
+
+        def stop(self, timeout: int) -> None:
+            self.timeout = timeout
+
+    backend = DockerBackend(DockerSection(), node_id="unit-node")
+    container: Any = Recorder()
+    backend.stop(container, 0.5)  # "500ms": Docker must still send SIGTERM and wait 1 s
+    assert container.timeout == 1
+    backend.stop(container, 0.0)
+    assert container.timeout == 0

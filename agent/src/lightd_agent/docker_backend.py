@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import shutil
 import socket
 import threading
@@ -44,6 +45,7 @@ __all__ = [
     "EventReader",
     "InstallOutcome",
     "ports_of",
+    "stop_seconds",
 ]
 
 log = logging.getLogger(__name__)
@@ -421,7 +423,7 @@ class DockerBackend:
         return self.client.containers.create(spec.image, **kwargs)
 
     def stop(self, container: Container, seconds: float) -> None:
-        container.stop(timeout=max(0, round(seconds)))
+        container.stop(timeout=stop_seconds(seconds))
 
     def kill(self, container: Container) -> None:
         try:
@@ -455,6 +457,11 @@ class DockerBackend:
         output = api.exec_start(exec_id)
         code = api.exec_inspect(exec_id).get("ExitCode")
         return (None if code is None else int(code)), bytes(output).decode("utf-8", "replace")
+
+
+def stop_seconds(seconds: float) -> int:
+    """Docker's stop grace is whole seconds: round up, so "500ms" is 1 s, not an instant kill."""
+    return max(0, math.ceil(seconds))
 
 
 def ports_of(container: Container) -> dict[str, Any]:
