@@ -174,3 +174,48 @@ def test_a_proof_must_name_the_agent_and_the_node(claims: dict[str, object]) -> 
         assert _enrol(client, "n1", KEY).status_code == 201
         beat = client.post("/api/v1/nodes/n1/heartbeat", headers=_as_node(KEY, "n1", **claims))
         assert beat.status_code == 403
+
+
+def test_the_remote_routes_need_the_proof_of_an_enrolled_node() -> None:
+    update = {"event": "update", "server": "s1", "status": "ready"}
+    document = {"containers": [{"id": "s1", "image": "busybox"}], "settings": {}}
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        assert _enrol(client, "n1", KEY).status_code == 201
+        assert _enrol(client, "n2", OTHER).status_code == 201
+        remote = "/api/v1/remote/n1"
+        now = int(time.time())
+        wrong = {
+            "none": AGENT,
+            "n2's own proof": _as_node(OTHER, "n2"),
+            "made for n1 with n2's key": _as_node(OTHER, "n1"),
+            "expired": _as_node(KEY, "n1", iat=now - 120, exp=now - 60),
+        }
+        for what, headers in wrong.items():
+            calls = {
+                "health": client.get(f"{remote}/health", headers=headers),
+                "update": client.post(f"{remote}/update", json=update, headers=headers),
+                "get config": client.get(f"{remote}/config", headers=headers),
+                "push config": client.post(f"{remote}/config", json=document, headers=headers),
+            }
+            for call, answer in calls.items():
+                assert answer.status_code == 403, (what, call, answer.text)
+                assert "n1" in answer.json()["detail"]
+        # nothing of the refused calls was kept
+        assert client.get(f"{remote}/config", headers=OPERATOR).json()["containers"] == []
+
+        good = _as_node(KEY, "n1")
+        assert client.get(f"{remote}/health", headers=good).status_code == 200
+        assert client.post(f"{remote}/update", json=update, headers=good).json() == {
+            "success": True
+        }
+        assert client.post(f"{remote}/config", json=document, headers=good).status_code == 200
+        assert client.get(f"{remote}/config", headers=good).json() == document
+        # operators need no proof; unknown and keyless nodes have nothing to prove yet
+        assert client.post(f"{remote}/update", json=update, headers=OPERATOR).status_code == 200
+        plain = node_body("n3", 9)
+        assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 201
+        for node in ("n3", "not-registered"):
+            sent = client.post(f"/api/v1/remote/{node}/update", json=update, headers=AGENT)
+            assert sent.status_code == 200, node
+        # a bad node id is still a 422, before any proof is looked at
+        assert client.get("/api/v1/remote/-bad/health", headers=AGENT).status_code == 422

@@ -13,6 +13,12 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
 
 The node does not have to be registered: remote sync starts before enrolment, and updates sent
 in that window must not be refused (the agent would keep retrying them).
+
+Once the node is enrolled with a dispatch key, an agent-token caller must also send the node's
+proof (``X-Lightd-Node-Proof``, see :func:`lightd_coordinator.api.deps.vouch_for`), else ``403``:
+the agent token is shared by every agent, so without it any agent host could post updates, or
+overwrite the pushed configuration, in another node's name. Unknown and keyless nodes need no
+proof (nothing to prove yet); operators never do.
 """
 
 from __future__ import annotations
@@ -22,14 +28,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Path
 
-from lightd_coordinator.api.deps import CoordinatorDep, require_agent
+from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
 from lightd_shared.timestamps import utcnow
-
-router = APIRouter(
-    prefix="/api/v1/remote/{node_id}", tags=["remote"], dependencies=[Depends(require_agent)]
-)
 
 NodeId = Annotated[
     str,
@@ -38,6 +40,21 @@ NodeId = Annotated[
         description="The sending node's id (its remote.url ends with it)",
     ),
 ]
+
+
+async def _speaks_for_node(
+    coordinator: CoordinatorDep,
+    principal: AgentAuthDep,
+    node_id: NodeId,
+    proof: NodeProofDep = None,
+) -> None:
+    """The agent token opens these routes; an enrolled node's id also needs its proof."""
+    await vouch_for(coordinator, principal, node_id, proof)
+
+
+router = APIRouter(
+    prefix="/api/v1/remote/{node_id}", tags=["remote"], dependencies=[Depends(_speaks_for_node)]
+)
 _DEDUP_WINDOW = timedelta(hours=24)
 
 
