@@ -137,3 +137,66 @@ def test_tokens() -> None:
     assert not tokens_equal(None, token)
     masked = mask_token(token)
     assert masked is not None and token not in masked and masked.startswith("lightd_")
+
+
+@pytest.mark.parametrize(
+    "address", ["localhost", "10.0.0.5", "::1", "[::1]", "fe80::1%eth0", "node_1.example.com"]
+)
+def test_node_addresses_are_host_names_or_ip_literals(address: str) -> None:
+    assert NodeRegistration.model_validate({**REG, "address": address}).address == address
+    assert NodeUpdate.model_validate({"address": address}).address == address
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["http://10.0.0.5", "10.0.0.5:8080", "10.0.0.5/health", "node 1", "999.1.1.1", "[::1", "-x"],
+)
+def test_node_addresses_with_scheme_port_path_or_junk_are_refused(address: str) -> None:
+    for model, body in ((NodeRegistration, {**REG, "address": address}), (NodeUpdate, {})):
+        with pytest.raises(ValidationError) as info:
+            model.model_validate({**body, "address": address})
+        assert info.value.errors()[0]["loc"] == ("address",)
+        assert "host name or IP address" in info.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.5:8080/health", "https://[::1]:9/x?y=1", "http://node-1/", "HTTP://a"],
+)
+def test_health_urls_are_absolute_http_urls_kept_as_written(url: str) -> None:
+    assert NodeRegistration.model_validate({**REG, "health_url": url}).health_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "ftp://10.0.0.5/health",
+        "/health",
+        "http://",
+        "http://a b/",
+        "http://x:99999/",
+        "http://999.1.1.1/",
+        "http://x/\x00",
+    ],
+)
+def test_unusable_health_urls_are_refused(url: str) -> None:
+    for model, body in ((NodeRegistration, REG), (NodeUpdate, {})):
+        with pytest.raises(ValidationError) as info:
+            model.model_validate({**body, "health_url": url})
+        assert info.value.errors()[0]["loc"] == ("health_url",)
+        assert "health_url" in info.value.errors()[0]["msg"]
+
+
+def test_stored_records_load_whatever_an_older_registry_kept() -> None:
+    # the checks are at the edge; a record written before them must still load
+    record = NodeRecord.model_validate(
+        {
+            **REG,
+            "address": "http://old",
+            "health_url": "http://[::1",
+            "created_at": "2026-01-13T18:17:00Z",
+            "last_seen": "2026-01-13T18:17:00Z",
+        }
+    )
+    assert record.health_url == "http://[::1"
