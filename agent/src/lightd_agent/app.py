@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
@@ -73,7 +74,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 class _BodyLimit:
-    """Refuse bodies over ``limit`` bytes with 413, by header or while reading a chunked body."""
+    """Refuse bodies over ``limit`` bytes with 413, by header or while reading a chunked body.
+
+    A chunked body is only found too large while a route reads it, and FastAPI turns any
+    exception raised while it reads a body into 400 "There was an error parsing the body",
+    except an ``HTTPException``: so :class:`_TooLarge` is one, and the answer is the same 413
+    as for a too large ``Content-Length``.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -89,27 +96,23 @@ class _BodyLimit:
             await self._refuse(send)
             return
         seen = 0
-        refused = False
 
         async def limited() -> Message:
-            nonlocal seen, refused
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    refused = True
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
+        except _TooLarge:  # read outside a route (FastAPI answers it inside one)
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"request body is larger than {self.limit} bytes (server.max_body_size)"}
-        ).encode()
+        body = json.dumps({"detail": _too_large(self.limit)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -120,8 +123,24 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> str:
+    return f"request body is larger than {limit} bytes (server.max_body_size)"
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=_too_large(limit))
+
+
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+"""Validation error types of a body that was no JSON object (e.g. bytes FastAPI did not parse)."""
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _field_of(error: dict[str, Any]) -> str:
@@ -137,6 +156,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
             parts.append(f"malformed JSON body: {error.get('ctx', {}).get('error', message)}")
+        elif (
+            error.get("type") in _NOT_AN_OBJECT
+            and tuple(error.get("loc", ())) == ("body",)
+            and not _is_json(request.headers.get("content-type"))
+        ):
+            # FastAPI reads a body as JSON only when Content-Type says so; without the header
+            # the JSON arrives as bytes and "not a valid dictionary" would say nothing useful.
+            parts.append(
+                f"body: {message} (the body was not read as JSON: send it with the header "
+                "Content-Type: application/json)"
+            )
         else:
             parts.append(f"{_field_of(error)}: {message}")
     clean = [
