@@ -28,7 +28,6 @@ import contextlib
 import logging
 import random
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -41,7 +40,7 @@ from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
-from lightd_agent.security import node_proof
+from lightd_agent.security import NodeProofSigner
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
@@ -53,8 +52,6 @@ __all__ = ["Enrolment", "coordinator_subsystem", "services_of"]
 log = logging.getLogger("lightd_agent.enrolment")
 
 _BACKOFF_START = 0.5
-_PROOF_LIFETIME = 300
-"""Seconds a node proof is valid; a fresh one is signed when less than a third is left."""
 
 
 def advertise_address(config: AgentConfig) -> str:
@@ -118,7 +115,7 @@ class Enrolment:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._rng = random.Random()
-        self._proof: tuple[str, float] | None = None  # (token, when to sign a new one)
+        self._proofs = NodeProofSigner(dispatch_key, config.node.id)
         self.registered = False
         self.last_heartbeat: datetime | None = None
         self.last_error: str | None = None
@@ -140,11 +137,7 @@ class Enrolment:
         return headers
 
     def _node_proof(self) -> str:
-        now = time.monotonic()
-        if self._proof is None or now >= self._proof[1]:
-            token = node_proof(self._key, self.config.node.id, expires_in=_PROOF_LIFETIME)
-            self._proof = (token, now + _PROOF_LIFETIME * 2 / 3)
-        return self._proof[0]
+        return self._proofs()
 
     def registration(self) -> NodeRegistration:
         config = self.config

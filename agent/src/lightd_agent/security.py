@@ -27,6 +27,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ from lightd_shared.dispatch import (
 __all__ = [
     "ALGORITHM",
     "DISPATCH_KEY_FILE",
+    "NODE_PROOF_LIFETIME",
     "DispatchTokenError",
+    "NodeProofSigner",
     "load_dispatch_key",
     "new_dispatch_key",
     "node_proof",
@@ -55,6 +58,8 @@ __all__ = [
 
 ALGORITHM = "HS256"
 DISPATCH_KEY_FILE = "dispatch.key"
+NODE_PROOF_LIFETIME = 300
+"""Seconds a node proof is valid; a fresh one is signed when less than a third is left."""
 
 log = logging.getLogger("lightd_agent.security")
 
@@ -120,6 +125,36 @@ def node_proof(key: str, node_id: str, *, expires_in: int) -> str:
         "exp": now + expires_in,
     }
     return str(jwt.encode(claims, key, algorithm=ALGORITHM))
+
+
+class NodeProofSigner:
+    """This node's ``X-Lightd-Node-Proof`` value, signed afresh only when it gets old.
+
+    One proof is reused until two thirds of its life are over, so a busy sender (heartbeats,
+    remote updates) does not sign a JWT per request, and the coordinator never sees one that
+    expires in flight. Used by enrolment and by remote sync to the coordinator.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        node_id: str,
+        *,
+        lifetime: int = NODE_PROOF_LIFETIME,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._key = key
+        self._node_id = node_id
+        self._lifetime = lifetime
+        self._clock = clock
+        self._proof: tuple[str, float] | None = None  # (token, when to sign a new one)
+
+    def __call__(self) -> str:
+        now = self._clock()
+        if self._proof is None or now >= self._proof[1]:
+            token = node_proof(self._key, self._node_id, expires_in=self._lifetime)
+            self._proof = (token, now + self._lifetime * 2 / 3)
+        return self._proof[0]
 
 
 def verify_dispatch_token(

@@ -1,9 +1,11 @@
 """HTTP client for the remote management server, exactly as seed 000 describes the calls.
 
 Every call carries ``Authorization: Bearer <remote.token>``; calls with a body also carry
-``Content-Type: application/json``. Paths are appended to ``remote.url`` as given
-(:meth:`RemoteSettings.endpoint`). Each call has one overall deadline of ``remote.timeout``
-(httpx's own timeouts are per phase, so a slow-dripping answer could otherwise outlive it).
+``Content-Type: application/json``; calls to the coordinator's remote endpoint also carry
+``X-Lightd-Node-Proof`` (see :mod:`.proof`: never to any other remote). Paths are appended to
+``remote.url`` as given (:meth:`RemoteSettings.endpoint`). Each call has one overall deadline
+of ``remote.timeout`` (httpx's own timeouts are per phase, so a slow-dripping answer could
+otherwise outlive it).
 
 Answers are returned whatever their status: deciding what a 401 or a 503 means is the caller's
 job. Only failures to get an answer are raised::
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from lightd_agent import __version__
+from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import ConfigDocument, RemoteSettings, mask_url, url_userinfo
 
@@ -53,11 +57,17 @@ class RemoteClient:
     """One ``httpx.AsyncClient`` bound to one set of remote settings."""
 
     def __init__(
-        self, settings: RemoteSettings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: RemoteSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        node_proof: Callable[[], str] | None = None,
     ) -> None:
+        """``node_proof``: sign ``X-Lightd-Node-Proof`` for every request (coordinator only)."""
         if settings.url is None or settings.token is None:
             raise ValueError("remote sync needs remote.url and remote.token")
         self.settings = settings
+        self._node_proof = node_proof
         self._timeout = settings.timeout.total_seconds()
         # A user:password in the URL is sent as httpx always sent it (Basic auth), but taken
         # out of the request URL: httpx logs that URL on every request.
@@ -89,6 +99,8 @@ class RemoteClient:
         """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer."""
         url = _without_userinfo(self.settings.endpoint(path))
         send_headers = dict(headers or {})
+        if self._node_proof is not None:
+            send_headers[NODE_PROOF_HEADER] = self._node_proof()
         content: bytes | None = None
         if body is not None:
             content = json.dumps(body, separators=(",", ":")).encode("utf-8")

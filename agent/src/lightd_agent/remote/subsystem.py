@@ -9,6 +9,7 @@ exited after the manager stopped. It:
   and gate);
 - puts the :class:`RemoteSync` on ``app.state.remote_sync`` for the ``/remote`` routes;
 - adds the ``remote`` section to ``GET /health``;
+- gives a remote under ``coordinator.url`` this node's proof (:mod:`.proof`), no other;
 - makes ``POST /remote/config/reload`` re-read ``app.state.config_path`` with the agent's own
   :func:`~lightd_agent.config.load_config` (file and ``LIGHTD_*`` overrides alike).
 """
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from lightd_agent.config import AgentConfig, load_config
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
+from lightd_agent.remote.proof import CoordinatorProof, coordinator_proof
 from lightd_agent.remote.sync import RemoteSync
 from lightd_shared.containers import ContainerSpec
 from lightd_shared.remote import AppliedContainer, ConfigDocument, RemoteSettings
@@ -43,6 +45,11 @@ def _reloader(app: FastAPI) -> RemoteSettings:
     config: AgentConfig = app.state.config
     config.remote = fresh
     return fresh
+
+
+def _proof(app: FastAPI) -> CoordinatorProof | None:
+    """This node's proof for a remote under ``coordinator.url`` (``None``: no coordinator)."""
+    return coordinator_proof(app.state.config, getattr(app.state, "dispatch_key", None))
 
 
 def _document(app: FastAPI) -> ConfigDocument:
@@ -111,6 +118,7 @@ async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
         config_document=lambda: _document(app),
         apply_config=lambda document: _apply(app, document),
         server_info=lambda: app.state.config.server.model_dump(mode="json"),
+        coordinator_proof=_proof(app),
     )
     sync.attach(app.state.bus)
     app.state.remote_sync = sync
@@ -148,6 +156,7 @@ async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
             config.storage.state_dir,
             outbox_file=extra_outbox_file(entry.name),
             server_info=lambda: app.state.config.server.model_dump(mode="json"),
+            coordinator_proof=_proof(app),
         )
         sync.attach(app.state.bus)
         syncs.append(sync)

@@ -57,6 +57,7 @@ from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.remote.client import RemoteClient, RemoteError
 from lightd_agent.remote.mapping import update_body
 from lightd_agent.remote.outbox import Outbox, PendingUpdate
+from lightd_agent.remote.proof import CoordinatorProof
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.durations import format_duration
@@ -112,8 +113,10 @@ class RemoteSync:
         retry_base: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
         outbox_file: str = OUTBOX_FILE,
+        coordinator_proof: CoordinatorProof | None = None,
     ) -> None:
         self.settings = settings
+        self._coordinator_proof = coordinator_proof
         self.state_dir = state_dir
         self.outbox = Outbox(state_dir / outbox_file)
         self._reload_settings = reload_settings
@@ -161,7 +164,14 @@ class RemoteSync:
         if not self.settings.enabled:
             log.info("remote sync is disabled (remote.enabled is false)")
             return
-        self._client = RemoteClient(self.settings, transport=self._transport)
+        # The node proof goes to the coordinator's remote endpoint only (decided per url, so
+        # a reload that points elsewhere stops sending it).
+        proof = self._coordinator_proof
+        self._client = RemoteClient(
+            self.settings,
+            transport=self._transport,
+            node_proof=None if proof is None else proof.for_url(self.settings.url),
+        )
         self._paused_until = 0.0
         self._pause_kind = None
         self._consecutive_failures = 0

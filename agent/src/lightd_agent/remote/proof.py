@@ -1,0 +1,49 @@
+"""Which remote gets this node's proof: the coordinator's remote endpoint, and nothing else.
+
+The coordinator serves the remote-sync contract under ``{coordinator.url}/api/v1/remote/<node
+id>`` and, for an enrolled node, wants ``X-Lightd-Node-Proof`` (a JWT signed with the node's
+dispatch key, see :mod:`lightd_agent.security`) so that no other agent holding the shared
+token can post updates in this node's name. A proof must never reach anyone else: a
+third-party panel that got one could replay it to the coordinator for its few minutes of life.
+So a remote gets it only when ``coordinator.enabled`` is true and the remote's url starts with
+``coordinator.url`` (both normalised to end in one ``/``, so ``http://coord:3001`` does not
+match ``http://coord:30011``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lightd_agent.config import AgentConfig
+from lightd_agent.security import NodeProofSigner
+
+__all__ = ["CoordinatorProof", "coordinator_proof"]
+
+
+def _base(url: object) -> str:
+    return str(url).rstrip("/") + "/"
+
+
+@dataclass(frozen=True)
+class CoordinatorProof:
+    """The coordinator's base url and this node's proof signer."""
+
+    base_url: str
+    sign: Callable[[], str]
+
+    def for_url(self, url: object) -> Callable[[], str] | None:
+        """The signer if ``url`` is under the coordinator's url, else ``None``."""
+        if url is None:
+            return None
+        return self.sign if _base(url).startswith(_base(self.base_url)) else None
+
+
+def coordinator_proof(config: AgentConfig, dispatch_key: str | None) -> CoordinatorProof | None:
+    """The proof for the configured coordinator, or ``None`` when there is none to prove to."""
+    coordinator = config.coordinator
+    if not coordinator.enabled or coordinator.url is None or not dispatch_key:
+        return None
+    return CoordinatorProof(
+        base_url=_base(coordinator.url), sign=NodeProofSigner(dispatch_key, config.node.id)
+    )
