@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lightd_agent.commands import CommandLedger, CommandRunner
+from lightd_agent.commands import CommandLedger, CommandRunner, exec_environment
 from lightd_agent.config import AgentConfig, CommandsSection
 from lightd_agent.docker_backend import DockerBackend
 from lightd_agent.events import EventBus
@@ -109,3 +109,44 @@ async def test_a_command_id_runs_once(tmp_path: Any) -> None:
     assert sorted([first[1], second[1], third[1]]) == [False, False, True]
     assert marker.read_text() == "run\n"
     await ledger.close()
+
+
+_SECRETS = {
+    "LIGHTD_AUTHORIZATION__TOKEN": "lightd_" + "a1" * 16,
+    "LIGHTD_COORDINATOR__TOKEN": "lightd_" + "b2" * 16,
+    "LIGHTD_REMOTE__TOKEN": "remote-secret-c3c3c3",
+}
+
+
+@pytest.mark.anyio
+async def test_exec_runs_without_the_agents_secrets(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UNRELATED_SETTING", "not-passed-on")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    result = await _runner(tmp_path, allow_exec=True).run(_command("exec", "env"))
+    assert result.status == "success", result.output
+    names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
+    assert not [n for n in names if n.startswith("LIGHTD_")], result.output
+    for value in _SECRETS.values():
+        assert value not in result.output
+    assert "UNRELATED_SETTING" not in names
+    assert "PATH" in names and "LANG=C.UTF-8" in result.output.splitlines()
+    which = await _runner(tmp_path, allow_exec=True).run(_command("exec", "command -v sh"))
+    assert which.status == "success" and which.output.endswith("/sh")  # PATH still works
+
+
+def test_exec_environment_keeps_only_the_listed_variables() -> None:
+    source = {"HOME": "/root", "TZ": "UTC", "USER": "lightd", "SECRET": "x", **_SECRETS}
+    assert exec_environment(source) == {
+        "HOME": "/root",
+        "TZ": "UTC",
+        "USER": "lightd",
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    assert exec_environment({"PATH": "/opt/bin", "LC_ALL": "C"}) == {
+        "PATH": "/opt/bin",
+        "LC_ALL": "C",
+    }

@@ -6,7 +6,9 @@ Two types (seed 003, ``lightd_shared.commands``):
   ``commands.allow_exec`` is true (off by default: a coordinator token must not mean a root
   shell on every host). Bounded by ``params.timeout`` (default 30 s): on expiry the whole
   process group is killed and the result is ``timeout``. Output (stdout and stderr together)
-  is kept up to ``commands.max_output`` bytes.
+  is kept up to ``commands.max_output`` bytes. The shell gets a clean environment
+  (:func:`exec_environment`): the agent's own holds its secrets (``LIGHTD_*`` tokens), and an
+  ``env`` command's output is broadcast on the coordinator's event stream.
 - ``container``: ``action`` is one of :data:`CONTAINER_ACTIONS`, mapped onto the agent's own
   :class:`~lightd_agent.lifecycle.ServerManager` (the same code as the REST API, with the same
   policy and gate checks); ``params.server`` names the server, ``params.spec`` is the spec for
@@ -42,7 +44,13 @@ from lightd_shared.dispatch import AgentCommand
 from lightd_shared.durations import DurationError, parse_duration
 from lightd_shared.timestamps import utcnow
 
-__all__ = ["CONTAINER_ACTIONS", "CommandLedger", "CommandRunner"]
+__all__ = [
+    "CONTAINER_ACTIONS",
+    "EXEC_ENVIRONMENT",
+    "CommandLedger",
+    "CommandRunner",
+    "exec_environment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,9 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
 )
 _LIFECYCLE = frozenset({"create", "start", "stop", "restart", "kill", "reinstall", "delete"})
 _DEFAULT_TIMEOUT = 30.0
+EXEC_ENVIRONMENT: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")
+"""The only variables of the agent's environment an exec command's shell inherits."""
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LEDGER_SIZE = 1000
 
 
@@ -94,6 +105,19 @@ def _seconds(params: dict[str, Any], key: str, default: float) -> float:
         except DurationError as exc:
             raise _Failed(f"params.{key}: {exc}") from None
     raise _Failed(f"params.{key} must be a duration such as '10s'")
+
+
+def exec_environment(source: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an exec command: :data:`EXEC_ENVIRONMENT` from ``source`` (the
+    agent's own by default), those that are set, and never a ``LIGHTD_*`` variable.
+
+    Everything else stays behind: the agent's environment carries its API, coordinator and
+    remote tokens, and a command's output ends up on the coordinator's event stream.
+    """
+    env = dict(os.environ) if source is None else source
+    kept = {name: env[name] for name in EXEC_ENVIRONMENT if name in env}
+    kept.setdefault("PATH", _DEFAULT_PATH)
+    return {name: value for name, value in kept.items() if not name.startswith("LIGHTD_")}
 
 
 class CommandRunner:
@@ -169,6 +193,7 @@ class CommandRunner:
             "/bin/sh",
             "-c",
             action,
+            env=exec_environment(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
