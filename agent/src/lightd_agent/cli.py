@@ -7,8 +7,12 @@ and every field at fault and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -206,16 +210,48 @@ def _token(action: str, path: str | None) -> int:
         _error(f"{config_path}: authorization must be an object")
         return EXIT_CONFIG
     section["token"] = token
-    tmp = config_path.with_name(config_path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(config_path)
+    try:
+        _rewrite_in_place(config_path, json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        _error(f"cannot write {config_path}: {exc}; the old token is still in place")
+        return EXIT_CONFIG
     print(token)
     print(
         f"wrote the new token to {config_path}; restart the agent to use it",
         file=sys.stderr,
     )
     return 0
+
+
+def _rewrite_in_place(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, keeping the file's mode, owner and group.
+
+    A systemd install keeps ``/etc/lightd/config.json`` as ``root:lightd 0640`` and runs the
+    agent as ``lightd``; a new file owned by whoever ran ``token reset`` (root) with another
+    mode would be one the agent can no longer read. The temporary file is made owner-only (it
+    holds the new token), given the old owner and group (when allowed: only root may give a
+    file away; otherwise the group alone if the caller belongs to it, else neither) and the old
+    mode, and then renamed over the config.
+    """
+    old = path.stat()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            for uid, gid in ((old.st_uid, old.st_gid), (-1, old.st_gid)):
+                try:
+                    os.fchown(handle.fileno(), uid, gid)
+                    break
+                except PermissionError:
+                    continue
+            os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode))
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
