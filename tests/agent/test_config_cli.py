@@ -249,3 +249,19 @@ def test_url_passwords_are_secrets_for_the_log_filter(tmp_path: Path) -> None:
     assert "panel:pw-remote@" in secrets
     assert "agent:pw-coordinator@" in secrets
     assert "pw-only@" in secrets
+
+
+def test_a_coordinator_url_alone_enables_enrolment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 6: "an agent whose config has coordinator{url,token} registers itself"."""
+    base = {"authorization": {"token": TOKEN}}
+    joined = {"url": "http://coordinator:3001", "token": TOKEN}
+    config = load_config(_write(tmp_path / "a.json", {**base, "coordinator": joined}))
+    assert config.coordinator.enabled is True
+    kept_out = {**joined, "enabled": False}
+    config = load_config(_write(tmp_path / "b.json", {**base, "coordinator": kept_out}))
+    assert config.coordinator.enabled is False
+    assert load_config(_write(tmp_path / "c.json", base)).coordinator.enabled is False
+    monkeypatch.setenv("LIGHTD_COORDINATOR__URL", "http://coordinator:3001")
+    assert load_config(tmp_path / "c.json").coordinator.enabled is True

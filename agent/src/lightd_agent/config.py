@@ -162,7 +162,9 @@ class CoordinatorSection(_Section):
 
     ``token`` is the coordinator's ``auth.agent_token``; it is sent as a Bearer token on
     registration and heartbeats. The coordinator reaches this agent back at
-    ``advertise_address:advertise_port`` (``POST /commands``).
+    ``advertise_address:advertise_port`` (``POST /commands``). ``enabled`` left out means "a
+    ``url`` is set": a config with ``coordinator{url, token}`` joins; ``enabled: false`` keeps
+    such a config from joining.
     """
 
     enabled: bool = False
@@ -186,6 +188,13 @@ class CoordinatorSection(_Section):
         ),
     )
     heartbeat_interval: PositiveDuration = Field(default=parse_duration("10s"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _enabled_when_a_url_is_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" not in data and data.get("url"):
+            return {**data, "enabled": True}
+        return data
 
     @model_validator(mode="after")
     def _enabled_needs_url(self) -> Self:
