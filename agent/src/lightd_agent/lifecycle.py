@@ -41,6 +41,7 @@ from lightd_agent.docker_backend import (
     EventReader,
     InstallOutcome,
     ports_of,
+    stop_seconds,
 )
 from lightd_agent.errors import (
     AgentError,
@@ -715,7 +716,7 @@ class ServerManager:
                     b.stop,
                     container,
                     stop_timeout,
-                    timeout=self.backend.call_seconds + stop_timeout,
+                    timeout=self.backend.call_seconds + stop_seconds(stop_timeout),
                 )
             self._change(server, "installing", "ReinstallStarted")
         else:
@@ -908,7 +909,7 @@ class ServerManager:
                     b.stop,
                     container,
                     timeout,
-                    timeout=b.call_seconds + timeout,
+                    timeout=b.call_seconds + stop_seconds(timeout),
                 )
         state = await b.call("reading the server's state", b.state, container)
         exit_code = state.get("ExitCode")
