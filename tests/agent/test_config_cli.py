@@ -265,3 +265,11 @@ def test_a_coordinator_url_alone_enables_enrolment(
     assert load_config(_write(tmp_path / "c.json", base)).coordinator.enabled is False
     monkeypatch.setenv("LIGHTD_COORDINATOR__URL", "http://coordinator:3001")
     assert load_config(tmp_path / "c.json").coordinator.enabled is True
+
+
+@pytest.mark.parametrize("value", ["http://agent-1", "agent-1:8070", "agent 1", "a/b"])
+def test_advertise_address_is_a_host_the_coordinator_accepts(tmp_path: Path, value: str) -> None:
+    """The coordinator refuses such an address at registration (422): refuse it at start."""
+    document = {"authorization": {"token": TOKEN}, "coordinator": {"advertise_address": value}}
+    with pytest.raises(ConfigError, match="coordinator.advertise_address"):
+        load_config(_write(tmp_path / "c.json", document))

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lightd_shared.durations import PositiveDuration, parse_duration
+from lightd_shared.nodes import Address
 from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
@@ -174,13 +175,12 @@ class CoordinatorSection(_Section):
         repr=False,
         description="The coordinator's agent enrolment token (lightd_<hex>)",
     )
-    advertise_address: str | None = Field(
-        default=None, min_length=1, description="Address the coordinator reaches us at (host name)"
+    advertise_address: Address | None = Field(
+        default=None, description="Address the coordinator reaches us at (host name or IP)"
     )
     advertise_port: Port | None = Field(default=None, description="Default: server.port")
-    services_address: str | None = Field(
+    services_address: Address | None = Field(
         default=None,
-        min_length=1,
         description=(
             "Address where the servers' published ports are reachable (the Docker host), used in"
             " service endpoints. Default: advertise_address. Set it when the agent itself runs in"

@@ -19,15 +19,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.events import SSE_SEPARATOR, EventHub, Subscriber, sse_frame
+from lightd_shared.events import parse_event_id
 
 __all__ = ["build_router"]
 
 log = logging.getLogger(__name__)
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
-_EVENT_ID = re.compile(r"[0-9]{1,19}")
-"""An event id: ASCII digits only (``str.isdigit`` also takes ``"²"``), at most 19 of them (an
-int64; longer texts would only cost ``int()`` time and hit Python's digit limit)."""
 _RETRY_MS = 2000
 
 
@@ -41,13 +39,10 @@ def _last_id(header: str | None, query: str | None) -> int | None:
     for where, value in (("header.Last-Event-ID", header), ("query.last_event_id", query)):
         if value is None or value == "":
             continue
-        if not _EVENT_ID.fullmatch(value):
-            raise _invalid(
-                where,
-                "must be a non-negative integer event id (1 to 19 digits 0-9), "
-                f"not {value[:40]!r}{'…' if len(value) > 40 else ''}",
-            )
-        return int(value)
+        try:
+            return parse_event_id(value)
+        except ValueError as exc:
+            raise _invalid(where, str(exc)) from None
     return None
 
 
