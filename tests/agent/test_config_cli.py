@@ -271,5 +271,5 @@ def test_a_coordinator_url_alone_enables_enrolment(
 def test_advertise_address_is_a_host_the_coordinator_accepts(tmp_path: Path, value: str) -> None:
     """The coordinator refuses such an address at registration (422): refuse it at start."""
     document = {"authorization": {"token": TOKEN}, "coordinator": {"advertise_address": value}}
-    with pytest.raises(ConfigError, match="coordinator.advertise_address"):
+    with pytest.raises(ConfigError, match=r"coordinator\.advertise_address"):
         load_config(_write(tmp_path / "c.json", document))

@@ -184,6 +184,11 @@ def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
             row = lines[node_header + 1].split()
             assert row[:4] == ["node-1", "node-1", "docker", "active"]
             assert "env=dev" in row
+        as_json = run([*COORD, "status", "--json"], tmp_path)
+        assert as_json.returncode == 0, as_json.stderr
+        report = json.loads(as_json.stdout)
+        assert report["url"] == base and report["health"]["status"] == "healthy"
+        assert [n["id"] for n in report["nodes"]["nodes"]] == ["node-1"]
 
         # idle_timeout: an idle keep-alive connection is closed by the server
         with socket.create_connection(("127.0.0.1", port)) as sock:

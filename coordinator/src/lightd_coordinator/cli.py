@@ -17,6 +17,7 @@ non-zero exit status: 1 for a failure, 2 for wrong usage.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,9 @@ def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
     status.add_argument("--url", help="coordinator URL (default: from the config's server)")
     status.add_argument(
         "--token", help=f"bearer token (default: ${TOKEN_ENV}, else the config's server token)"
+    )
+    status.add_argument(
+        "--json", action="store_true", help="print {url, health, nodes} as JSON for scripts"
     )
 
     token = sub.add_parser("token", help="mint a JWT for the API (signed with auth.jwt_secret)")
@@ -201,6 +205,11 @@ def _status(args: argparse.Namespace) -> int:
         report: dict[str, Any] = health.json()
     except ValueError:
         return _fail(f"{url}/health did not answer JSON; is this a lightd coordinator?")
+    if args.json:
+        if nodes.status_code != 200:
+            return _fail(f"{url}/api/v1/nodes answered HTTP {nodes.status_code}: check --token")
+        print(json.dumps({"url": url, "health": report, "nodes": nodes.json()}, indent=2))
+        return 0
     print(
         _table(
             ["COORDINATOR", "STATUS", "VERSION", "NODES", "ACTIVE"],
