@@ -74,7 +74,10 @@ def test_oom_kill_is_a_crash_that_says_so(agent: Agent, test_image: str) -> None
     agent.install(
         "hungry",
         test_image,
-        startup_command="sleep 0.2; x=$(head -c 40000000 /dev/zero | tr '\\0' a); sleep 600",
+        # one process (exec) that needs 40 MB at once: the kernel's OOM killer can only pick
+        # the container's main process. (A pipeline in a subshell let it pick a helper
+        # process instead now and then, leaving the shell alive and the test waiting.)
+        startup_command="sleep 0.2; exec dd if=/dev/zero of=/dev/null bs=40M count=100",
         limits={"memory": "8m"},
         restart_policy={"enabled": False},
     )
