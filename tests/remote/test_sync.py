@@ -180,6 +180,8 @@ async def test_401_is_logged_clearly_and_not_hammered(
     # Once per health interval (300 ms), never a tight loop: at most one per interval + 1.
     assert 2 <= attempts <= int(elapsed / 0.3) + 2
     assert any(TOKEN_HINT in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    # with the remote's own words (the coordinator explains a missing node proof there)
+    assert "test remote answers 401" in caplog.text
     keys = {u.headers["idempotency-key"] for u in remote.updates(None)}
     assert len(keys) == 1  # the same update, with the same key on every retry
     assert REMOTE_TOKEN not in caplog.text  # the secret is never logged
@@ -407,6 +409,33 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     [s2] = [u for u in remote.updates() if u.body["server"] == "s2"]
     assert s2.body["status"] == "installing"
     await eventually(lambda: sync.snapshot().outbox_depth == 0)
+
+
+async def test_turning_sync_off_lifts_the_unwritten_gate_and_keeps_the_updates(
+    remote: RemoteServer, make_sync: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator who turns remote sync off while the disk is broken gets the host back;
+    the updates stay in memory and arrive once sync is on again and the disk works."""
+    sync, bus = await make_sync(settings_for(remote.url))
+    real_enqueue = sync.outbox.enqueue
+    disk = {"broken": True}
+
+    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
+        if disk["broken"]:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_enqueue(server, body, **kwargs)
+
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    bus.publish(event("s1", "Started"))
+    assert bus.refusal() is not None
+    await sync.apply(settings_for(remote.url, enabled=False))
+    assert bus.refusal() is None
+    assert sync.snapshot().degraded_reason is None
+    disk["broken"] = False
+    await sync.apply(settings_for(remote.url))
+    await eventually(lambda: len(remote.updates()) == 1)
+    assert remote.updates()[0].body == {"event": "update", "server": "s1", "status": "installing"}
+    assert bus.refusal() is None
 
 
 async def test_a_newer_update_waits_behind_an_unwritten_one(

@@ -303,9 +303,15 @@ class RemoteSync:
                 self._write_unwritten()
         self._check_bound()
 
+    def _storage_blocked(self) -> bool:
+        """Updates wait in memory for the outbox. Only while sync is on: turned off (a reload),
+        nothing retries them and nothing new is recorded, so refusing actions would block the
+        host for good; they stay in memory and are written when sync is turned on again."""
+        return self.settings.enabled and (self._storage_error is not None or bool(self._unwritten))
+
     def refusal(self) -> str | None:
         """Gate: why new lifecycle actions must wait (answered 503), or ``None``."""
-        if self._storage_error is not None or self._unwritten:
+        if self._storage_blocked():
             return (
                 f"the remote-sync outbox cannot be written ({self._storage_error}); "
                 f"{len(self._unwritten)} updates wait in memory; "
@@ -497,12 +503,14 @@ class RemoteSync:
             reason = f"HTTP {status}: {TOKEN_HINT}"
             self.outbox.retry_later(update.id, time.time() + interval, reason)
             self._pause(interval, "auth")
+            excerpt = _excerpt(response)
             log.error(
-                "%s (HTTP %d to POST %s). %d updates are kept and retried once per health "
+                "%s (HTTP %d to POST %s%s). %d updates are kept and retried once per health "
                 "interval (%s).",
                 TOKEN_HINT,
                 status,
                 mask_url(response.request.url),
+                f": {excerpt}" if excerpt else "",  # the remote's own words, e.g. a node proof
                 self.outbox.depth(),
                 format_duration(self.settings.health_interval),
                 extra=where,
@@ -678,7 +686,7 @@ class RemoteSync:
         unwritten = len(self._unwritten)
         full = self.settings.enabled and depth >= self.settings.outbox_limit
         degraded: str | None = None
-        if unwritten or self._storage_error is not None:
+        if self._storage_blocked():
             degraded = (
                 f"the outbox {self.outbox.path} cannot be written ({self._storage_error}); "
                 f"{unwritten} updates wait in memory and new lifecycle actions are refused"
