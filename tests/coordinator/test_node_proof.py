@@ -15,6 +15,7 @@ from jose import jwt
 
 from lightd_agent.security import load_dispatch_key, new_dispatch_key, node_proof
 from lightd_coordinator.config import Settings
+from lightd_coordinator.security import NODE_PROOF_LEEWAY
 from lightd_shared.dispatch import NODE_PROOF_AUDIENCE, NODE_PROOF_HEADER, NODE_PROOF_ISSUER
 from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
 
@@ -92,7 +93,9 @@ def test_heartbeats_relays_and_reports_need_the_nodes_proof() -> None:
             "none": AGENT,
             "n2's own proof": _as_node(OTHER, "n2"),
             "made for n1 with n2's key": _as_node(OTHER, "n1"),
-            "expired": _as_node(KEY, "n1", iat=now - 120, exp=now - 60),
+            "expired (beyond the clock-skew leeway)": _as_node(
+                KEY, "n1", iat=now - 240, exp=now - NODE_PROOF_LEEWAY - 60
+            ),
             "wrong audience": _as_node(KEY, "n1", aud="lightd-coordinator"),
             "not a JWT": {**AGENT, NODE_PROOF_HEADER: "garbage"},
         }
@@ -188,7 +191,7 @@ def test_the_remote_routes_need_the_proof_of_an_enrolled_node() -> None:
             "none": AGENT,
             "n2's own proof": _as_node(OTHER, "n2"),
             "made for n1 with n2's key": _as_node(OTHER, "n1"),
-            "expired": _as_node(KEY, "n1", iat=now - 120, exp=now - 60),
+            "expired": _as_node(KEY, "n1", iat=now - 240, exp=now - NODE_PROOF_LEEWAY - 60),
         }
         for what, headers in wrong.items():
             calls = {
@@ -219,3 +222,11 @@ def test_the_remote_routes_need_the_proof_of_an_enrolled_node() -> None:
             assert sent.status_code == 200, node
         # a bad node id is still a 422, before any proof is looked at
         assert client.get("/api/v1/remote/-bad/health", headers=AGENT).status_code == 422
+
+
+def test_an_agent_clock_somewhat_behind_is_tolerated() -> None:
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        assert _enrol(client, "n1", KEY).status_code == 201
+        now = int(time.time())
+        behind = _as_node(KEY, "n1", iat=now - 330, exp=now - 30)  # its clock is 30 s slow
+        assert client.post("/api/v1/nodes/n1/heartbeat", headers=behind).is_success

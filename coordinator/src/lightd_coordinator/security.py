@@ -96,8 +96,9 @@ def mint_token(
     return str(jwt.encode(claims, secret, algorithm=ALGORITHM))
 
 
-def verify_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:
-    """Check a JWT's algorithm, signature, audience and expiry; return its claims."""
+def verify_jwt(token: str, secret: str, *, audience: str, leeway: int = 0) -> dict[str, Any]:
+    """Check a JWT's algorithm, signature, audience and expiry (``leeway`` seconds of clock
+    skew allowed); return its claims."""
     try:
         header = jwt.get_unverified_header(token)
     except JWTError as exc:
@@ -110,7 +111,12 @@ def verify_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:
             secret,
             algorithms=[ALGORITHM],
             audience=audience,
-            options={"require_exp": True, "require_sub": True, "require_aud": True},
+            options={
+                "require_exp": True,
+                "require_sub": True,
+                "require_aud": True,
+                "leeway": leeway,
+            },
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token has expired") from exc
@@ -119,12 +125,17 @@ def verify_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:
     return claims
 
 
+NODE_PROOF_LEEWAY = 60
+"""Seconds an agent's clock may be behind the coordinator's: its proofs carry its own ``exp``."""
+
+
 def verify_node_proof(token: str, key: str, *, node_id: str) -> float:
-    """Check an agent's node proof for ``node_id`` against its dispatch key; return its ``exp``."""
-    claims = verify_jwt(token, key, audience=NODE_PROOF_AUDIENCE)
+    """Check an agent's node proof for ``node_id`` against its dispatch key; return until when
+    it is accepted (its ``exp`` plus the clock-skew leeway)."""
+    claims = verify_jwt(token, key, audience=NODE_PROOF_AUDIENCE, leeway=NODE_PROOF_LEEWAY)
     if claims.get("iss") != NODE_PROOF_ISSUER or claims.get("sub") != node_id:
         raise InvalidToken(f"the proof was not made for node {node_id!r}")
-    return float(claims["exp"])
+    return float(claims["exp"]) + NODE_PROOF_LEEWAY
 
 
 class TokenVerifier:
