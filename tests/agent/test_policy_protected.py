@@ -46,12 +46,13 @@ def test_state_and_volume_dirs_are_refused_however_spelled(tmp_path: Path) -> No
         f"{tmp_path}/state:/x": "inside the agent's own state directory",
         f"{tmp_path}/state/dispatch.key:/key:ro": "inside the agent's own state directory",
         f"{tmp_path}/state/servers:/x": "inside the agent's own state directory",
-        f"{tmp_path}/shared/sneaky:/x": "inside the agent's own state directory",
-        f"{tmp_path}/alias/state:/x": "inside the agent's own state directory",
+        f"{tmp_path}/shared/sneaky:/x": "is a symlink",
+        f"{tmp_path}/shared/sneaky/servers:/x": "is a symlink",
+        f"{tmp_path}/alias/state:/x": "is a symlink",
         f"{tmp_path}/volumes:/x": "inside the directory of every server's own volume",
         f"{tmp_path}/volumes/other:/x": "inside the directory of every server's own volume",
         f"{tmp_path}:/x": "it contains the agent's own state directory",
-        f"{tmp_path}/alias:/x": "it contains the agent's own state directory",
+        f"{tmp_path}/alias:/x": "is a symlink",
         "/:/host": "it contains the agent's own state directory",
     }
     for policy in (PolicySection(), PolicySection(allow_bind_outside_storage=True)):
@@ -62,6 +63,43 @@ def test_state_and_volume_dirs_are_refused_however_spelled(tmp_path: Path) -> No
             assert "no policy switch allows it" in caught.value.message
     allowed = _spec(f"{tmp_path}/shared:/srv", f"{tmp_path}/statements:/s", "cache:/cache")
     check_spec(allowed, PolicySection(), storage)
+
+
+def test_no_symlink_below_base_path_even_a_harmless_one(tmp_path: Path) -> None:
+    """A link that points somewhere harmless today can be re-pointed by a server tomorrow."""
+    (tmp_path / "base" / "data").mkdir(parents=True)
+    (tmp_path / "base" / "link").symlink_to(tmp_path / "base" / "data")
+    storage = StorageSection(base_path=tmp_path / "base")
+    with pytest.raises(PolicyRefused, match="is a symlink"):
+        check_spec(_spec(f"{tmp_path}/base/link:/x"), PolicySection(), storage)
+    # a symlink above base_path is the host owner's layout, not a server's doing
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "data").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real")
+    check_spec(
+        _spec(f"{tmp_path}/via/data:/x"),
+        PolicySection(),
+        StorageSection(base_path=tmp_path / "via"),
+    )
+
+
+@pytest.mark.docker
+def test_a_source_turned_into_a_symlink_after_create_is_refused_at_start(
+    agent: Agent, test_image: str
+) -> None:
+    storage = agent.config.storage
+    source = Path(storage.base_path) / "shared" / "sub"
+    source.mkdir(parents=True)
+    body = agent.spec("later", test_image, startup_command=SERVE, volumes=[f"{source}:/x"])
+    assert agent.client.post("/containers", json=body).status_code == 202
+    agent.wait_state("later", "running")
+    assert agent.client.post("/containers/later/stop").status_code == 200
+    source.rmdir()  # what a server with write access to base_path/shared could do
+    source.symlink_to(storage.state_dir)
+    started = agent.client.post("/containers/later/start")
+    assert started.status_code == 403, started.text
+    assert "is a symlink" in started.json()["detail"]
+    assert agent.client.get("/containers/later/status").json()["state"] != "running"
 
 
 def test_servers_own_named_volumes_are_refused(tmp_path: Path) -> None:

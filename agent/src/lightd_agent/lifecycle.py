@@ -849,6 +849,9 @@ class ServerManager:
             )
         if server.state == "running":
             return
+        # again at every start: a bind source may have changed since the create (a server
+        # that can write under storage.base_path could have made part of it a symlink)
+        check_spec(server.spec, self.config.policy, self.config.storage)
         if container is None:
             container = await self._container(server)
         b = self.backend

@@ -10,6 +10,9 @@ Some sources are refused whatever the policy says, because no switch should hand
   ``storage.volumes_dir`` (every server's own files), of anything inside them, or of a
   directory that contains them (``storage.base_path`` itself, ``/``). Paths are compared after
   resolving symlinks and ``..``, so a link under ``base_path`` cannot point back at them.
+- a bind source with a symlink anywhere below ``storage.base_path``: a server that can write
+  a directory could turn part of another server's source into a link after this check (Docker
+  follows it at the next start). The check also runs again before every start.
 - a named volume whose name starts with :data:`~lightd_agent.docker_backend.VOLUME_PREFIX`:
   those are servers' own volumes (``lightd-<node>-<server>-data``), each mounted only into its
   server at ``/data``.
@@ -17,6 +20,7 @@ Some sources are refused whatever the policy says, because no switch should hand
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lightd_agent.config import PolicySection, StorageSection
@@ -40,8 +44,26 @@ def _inside(path: Path, base: Path) -> bool:
     return resolved == root or root in resolved.parents
 
 
+def _link_below(source: str, base: Path) -> str | None:
+    """The first symlink in ``source``'s path below ``base`` (written as configured), if any."""
+    path = Path(os.path.normpath(source))
+    root = Path(os.path.normpath(base))
+    if root not in path.parents:
+        return None
+    for part in [*reversed(path.parents), path]:
+        if root in part.parents and part.is_symlink():
+            return str(part)
+    return None
+
+
 def _protected(source: str, storage: StorageSection) -> str | None:
     """Why the bind source ``source`` may never be mounted, or ``None`` if it may."""
+    link = _link_below(source, storage.base_path)
+    if link is not None:
+        return (
+            f"{link!r} under storage.base_path is a symlink, which a server could point at "
+            "the agent's own files; mount the real directory"
+        )
     resolved = Path(source).resolve()
     for directory, what in (
         (storage.state_dir, "the agent's own state directory (server specs and dispatch.key)"),
