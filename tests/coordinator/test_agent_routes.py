@@ -65,6 +65,10 @@ def test_remote_routes_validate_and_need_a_token() -> None:
             "settings": {},
         }
         document = {"containers": [{"id": "s1", "image": "busybox"}], "settings": {"a": 1}}
+        unknown = httpx.post(f"{remote}/config", json=document, headers=AGENT)
+        assert unknown.status_code == 404 and "not registered" in unknown.json()["detail"]
+        node = {"id": "node-7", "address": "127.0.0.1", "port": 9}
+        assert httpx.post(f"{base}/api/v1/nodes", json=node, headers=AGENT).status_code == 201
         assert httpx.post(f"{remote}/config", json=document, headers=AGENT).json() == {
             "success": True
         }

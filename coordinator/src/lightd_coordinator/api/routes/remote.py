@@ -11,8 +11,11 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
 - ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
   before any), kept in memory.
 
-The node does not have to be registered: remote sync starts before enrolment, and updates sent
-in that window must not be refused (the agent would keep retrying them).
+The node does not have to be registered for health and updates: remote sync starts before
+enrolment, and updates sent in that window must not be refused (the agent would keep retrying
+them). A pushed configuration is kept only for a registered node (``404`` otherwise, for agent
+callers): anyone with the shared agent token could otherwise fill the coordinator's memory with
+documents for made-up ids, or plant one under an id a node has yet to enrol with.
 
 Once the node is enrolled with a dispatch key, an agent-token caller must also send the node's
 proof (``X-Lightd-Node-Proof``, see :func:`lightd_coordinator.api.deps.vouch_for`), else ``403``:
@@ -26,7 +29,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 
 from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
@@ -97,8 +100,14 @@ async def get_remote_config(node_id: NodeId, coordinator: CoordinatorDep) -> Con
 
 @router.post("/config", response_model=UpdateAck)
 async def post_remote_config(
-    node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep
+    node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep, principal: AgentAuthDep
 ) -> UpdateAck:
     """Keep the node's pushed configuration (its servers and settings, token masked)."""
+    if not principal.is_operator and await coordinator.fleet.get(node_id) is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"node {node_id!r} is not registered: a configuration is kept only for a "
+            "registered node; enrol it (coordinator.enabled on the agent), then push again",
+        )
     coordinator.remote_configs[node_id] = document
     return UpdateAck(success=True)
