@@ -146,6 +146,8 @@ def test_the_api_docs_need_the_same_auth_when_auth_is_on() -> None:
             opened = client.get(f"{page}?token={STATIC}")
             assert opened.status_code == 200
             assert f"/openapi.json?token={STATIC}" in opened.text
+            assert opened.headers["cache-control"] == "no-store"
+            assert opened.headers["referrer-policy"] == "no-referrer"
             assert client.get(f"{page}?token=wrong").status_code == 401
             agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
             assert client.get(page, headers=agent).status_code == 403

@@ -34,6 +34,16 @@ def _schema_url(token: str | None) -> str:
     return f"{OPENAPI_PATH}?token={quote(token, safe='')}" if token else OPENAPI_PATH
 
 
+_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+"""A docs page may carry ``?token=`` in its URL and inside the page: never cached, and never
+sent on as a ``Referer`` (the pages load their scripts from a CDN)."""
+
+
+def _private(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(_PRIVATE)
+    return page
+
+
 @router.get(OPENAPI_PATH)
 async def openapi_schema(request: Request, token: TokenQuery = None) -> JSONResponse:
     """The OpenAPI document of the whole API."""
@@ -44,12 +54,16 @@ async def openapi_schema(request: Request, token: TokenQuery = None) -> JSONResp
 @router.get(SWAGGER_PATH)
 async def swagger_ui(request: Request, token: TokenQuery = None) -> HTMLResponse:
     """Swagger UI over ``/openapi.json``."""
-    return get_swagger_ui_html(
-        openapi_url=_schema_url(token), title=f"{request.app.title} - Swagger UI"
+    return _private(
+        get_swagger_ui_html(
+            openapi_url=_schema_url(token), title=f"{request.app.title} - Swagger UI"
+        )
     )
 
 
 @router.get(REDOC_PATH)
 async def redoc(request: Request, token: TokenQuery = None) -> HTMLResponse:
     """ReDoc over ``/openapi.json``."""
-    return get_redoc_html(openapi_url=_schema_url(token), title=f"{request.app.title} - ReDoc")
+    return _private(
+        get_redoc_html(openapi_url=_schema_url(token), title=f"{request.app.title} - ReDoc")
+    )
