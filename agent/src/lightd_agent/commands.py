@@ -109,7 +109,7 @@ def _seconds(params: dict[str, Any], key: str, default: float) -> float:
 
 def exec_environment(source: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an exec command: :data:`EXEC_ENVIRONMENT` from ``source`` (the
-    agent's own by default), those that are set, and never a ``LIGHTD_*`` variable.
+    agent's own by default), those that are set; so never a ``LIGHTD_*`` variable.
 
     Everything else stays behind: the agent's environment carries its API, coordinator and
     remote tokens, and a command's output ends up on the coordinator's event stream.
@@ -117,7 +117,7 @@ def exec_environment(source: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ) if source is None else source
     kept = {name: env[name] for name in EXEC_ENVIRONMENT if name in env}
     kept.setdefault("PATH", _DEFAULT_PATH)
-    return {name: value for name, value in kept.items() if not name.startswith("LIGHTD_")}
+    return kept
 
 
 class CommandRunner:

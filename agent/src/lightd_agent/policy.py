@@ -64,15 +64,13 @@ def _protected(source: str, storage: StorageSection) -> str | None:
             f"{link!r} under storage.base_path is a symlink, which a server could point at "
             "the agent's own files; mount the real directory"
         )
-    resolved = Path(source).resolve()
     for directory, what in (
         (storage.state_dir, "the agent's own state directory (server specs and dispatch.key)"),
         (storage.volumes_dir, "the directory of every server's own volume"),
     ):
-        root = directory.resolve()
-        if resolved == root or root in resolved.parents:
+        if _inside(Path(source), directory):
             return f"it is inside {what} {str(directory)!r}"
-        if resolved in root.parents:
+        if _inside(directory, Path(source)):
             return f"it contains {what} {str(directory)!r}"
     return None
 
