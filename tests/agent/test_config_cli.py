@@ -150,6 +150,9 @@ def test_status_prints_health_readably(
     assert re.search(r"^status\s+ok$", out, re.M)
     assert re.search(rf"^node\s+{agent.node}", out, re.M)
     assert re.search(r"^docker\s+reachable", out, re.M)
+    # no Python spellings: coordinator.enabled is "no", an empty value "-"
+    assert not re.search(r"\s(None|True|False)$", out, re.M), out
+    assert re.search(r"^coordinator\.enabled\s+no$", out, re.M), out
     assert main(["status", "--url", agent.url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "ok"
     port = free_port()

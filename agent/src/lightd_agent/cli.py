@@ -136,6 +136,17 @@ def _agent_url(config: AgentConfig) -> str:
     return f"http://{host}:{config.server.port}"
 
 
+def _shown(value: Any) -> str:
+    """A health value for a person: ``-`` for none, yes/no, JSON for lists and objects."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def _format_health(health: dict[str, Any]) -> str:
     docker = health.get("docker") or {}
     node = health.get("node") or {}
@@ -162,9 +173,9 @@ def _format_health(health: dict[str, Any]) -> str:
             continue
         if isinstance(section, dict):
             for key, value in section.items():
-                rows.append((f"{name}.{key}", str(value)))
+                rows.append((f"{name}.{key}", _shown(value)))
         else:
-            rows.append((name, str(section)))
+            rows.append((name, _shown(section)))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
 
