@@ -296,6 +296,14 @@ def test_idempotency_key_returns_the_first_result() -> None:
         other = _send(base, "node-1", headers={"Idempotency-Key": "deploy-43"}).json()
         assert other["id"] != first["id"]
         assert fake.count == 2
+        # the same key with another command is a mistake, not a request for the first result
+        changed = {**COMMAND, "action": "echo something else"}
+        reused = _send(base, "node-1", changed, headers=headers)
+        assert reused.status_code == 422
+        [error] = reused.json()["detail"]
+        assert error["loc"] == ["header", "Idempotency-Key"]
+        assert "deploy-42" in error["msg"] and first["id"] in error["msg"]
+        assert fake.count == 2  # nothing was sent
 
 
 def test_concurrent_requests_with_one_key_run_once() -> None:

@@ -10,7 +10,9 @@ Never run a command twice:
 - once the request may have been sent (read/write errors, timeouts, odd answers) the command is
   *not* retried: it ends ``timeout`` or ``failed`` with the reason in ``output``;
 - every delivery carries ``Idempotency-Key: <command id>``, so an agent can also drop repeats;
-- a client's ``Idempotency-Key`` maps to the first command id and returns that command's result.
+- a client's ``Idempotency-Key`` maps to the first command id and returns that command's result;
+  the same key with a different command is refused (:class:`IdempotencyKeyReused`), never
+  answered with another command's result.
 
 An agent may answer ``202`` and report later (``POST /api/v1/commands/{id}/result``); a synchronous
 caller then waits for that report until the command's timeout.
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 2.0
 _CONNECT_TIMEOUT = 5.0
+
+
+class IdempotencyKeyReused(Exception):
+    """A client sent an ``Idempotency-Key`` it already used, with another command."""
 
 
 class ReportRejected(Exception):
@@ -118,6 +124,16 @@ class Dispatcher:
                 f"{node.id}\n{idempotency_key}", command_id, utcnow() + self._result_ttl
             )
             if earlier is not None:
+                stored = await self._registry.get_result(earlier)
+                if (
+                    stored is not None
+                    and stored.command is not None
+                    and stored.command != _echo(command, earlier)
+                ):
+                    raise IdempotencyKeyReused(
+                        f"Idempotency-Key {idempotency_key!r} was used for another command "
+                        f"({earlier}) on node {node.id}; use a new key for a new command"
+                    )
                 return await self._existing(earlier, node.id, wait=wait), False
         pending = CommandResult(
             id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"

@@ -27,6 +27,7 @@ from lightd_coordinator.api.routes import (
 )
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
+from lightd_coordinator.dispatch import IdempotencyKeyReused
 from lightd_coordinator.registry import Registry
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
@@ -129,6 +130,11 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
+        return JSONResponse({"detail": [error]}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
