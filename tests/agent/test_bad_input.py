@@ -178,6 +178,7 @@ def test_auth_is_required_everywhere_but_health(agent: Agent, test_image: str) -
         ("GET", "/containers/x/stats"),
         ("POST", "/containers/x/exec"),
         ("GET", "/events"),
+        ("GET", "/openapi.json"),
     ]
     with anonymous, wrong, basic:
         for client in (anonymous, wrong, basic):
@@ -189,6 +190,12 @@ def test_auth_is_required_everywhere_but_health(agent: Agent, test_image: str) -
         health = anonymous.get("/health")
         assert health.status_code == 200
         assert health.json()["docker"]["reachable"] is True
+        # no pages a browser could open without the token; the schema opens with it
+        assert anonymous.get("/docs").status_code == 404
+        assert anonymous.get("/redoc").status_code == 404
+    schema = agent.client.get("/openapi.json")
+    assert schema.status_code == 200 and "/containers" in schema.json()["paths"]
+    assert "/openapi.json" not in schema.json()["paths"]
     assert agent.client.get("/containers").json()["count"] == 0
 
 
@@ -196,3 +203,5 @@ def test_auth_can_be_disabled(make_agent: Any) -> None:
     agent = make_agent(authorization={"enabled": False, "token": None})
     with httpx.Client(base_url=agent.url, timeout=10) as anonymous:
         assert anonymous.get("/containers").json() == {"containers": [], "count": 0}
+        assert anonymous.get("/docs").status_code == 200
+        assert "/containers" in anonymous.get("/openapi.json").json()["paths"]

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
-from lightd_agent.api.routes import commands, containers, events, health
+from lightd_agent.api.routes import commands, containers, events, health, schema
 from lightd_agent.commands import CommandLedger, CommandRunner
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
@@ -202,11 +202,16 @@ def create_app(
         config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
     )
     manager = ServerManager(config, backend, bus)
+    protected = config.authorization.enabled
     app = FastAPI(
         title="lightd agent",
         version=__version__,
         summary="Runs Docker containers (servers) on this host.",
         lifespan=_lifespan,
+        # with a token, the API's description needs it too (api/routes/schema.py)
+        docs_url=None if protected else "/docs",
+        redoc_url=None if protected else "/redoc",
+        openapi_url=None if protected else "/openapi.json",
     )
     app.state.config = config
     app.state.config_path = config_path
@@ -232,4 +237,6 @@ def create_app(
     app.include_router(events.router)
     app.include_router(commands.router)
     app.include_router(remote_router(dependencies=[Authorized]))
+    if protected:
+        app.include_router(schema.router)
     return app
