@@ -215,6 +215,10 @@ def test_relayed_container_events_reach_subscribers() -> None:
             event = stream.next_message().json()
             assert event["type"] == "server_update"
             assert event["data"] == {"node_id": "n", "server": "web", "state": "running"}
+            # a node_id inside the data cannot make the event speak for another node
+            claimed = {"server": "web", "node_id": "other-node"}
+            client.post("/api/v1/nodes/n/events", json={"type": "server_update", "data": claimed})
+            assert stream.next_message().json()["data"]["node_id"] == "n"
         forged = client.post("/api/v1/nodes/n/events", json={"type": "node_unregistered"})
         assert forged.status_code == 422
         unknown = client.post("/api/v1/nodes/x/events", json={"type": "server_update"})

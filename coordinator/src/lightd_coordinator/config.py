@@ -225,7 +225,7 @@ def _describe(error: ValidationError, origin: str) -> str:
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")  # pydantic's, not ours
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and section)"
         lines.append(f"{where}: {message}")

@@ -233,7 +233,7 @@ async def relay_event(
         raise _not_found(node_id)
     data: Any = event.data
     data = (
-        {"node_id": node_id, **data}
+        {**data, "node_id": node_id}  # the path's id wins: a node cannot speak as another
         if isinstance(data, dict)
         else {"node_id": node_id, "data": data}
     )
