@@ -357,6 +357,27 @@ async def test_disabled_remote_records_and_sends_nothing(
     assert sync.snapshot().outbox_depth == 0
 
 
+class BrokenDisk:
+    """Makes ``sync``'s outbox writes fail as a broken disk does: every write while ``broken``,
+    and the next ``failures`` writes. (Patching is the only way here: the tests run as root,
+    so a read-only directory would not stop SQLite.)"""
+
+    def __init__(self, sync: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.broken = False
+        self.failures = 0
+        self._enqueue = sync.outbox.enqueue
+        monkeypatch.setattr(sync.outbox, "enqueue", self.enqueue)
+
+    def enqueue(self, server: str, body: dict[str, Any], **kwargs: Any) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        if self.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+        result: int = self._enqueue(server, body, **kwargs)
+        return result
+
+
 async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     remote: RemoteServer,
     make_sync: Any,
@@ -364,19 +385,11 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sync, bus = await make_sync(settings_for(remote.url))
-    real_enqueue = sync.outbox.enqueue
-    disk = {"broken": False}
-
-    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
-        if disk["broken"]:
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_enqueue(server, body, **kwargs)
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    disk = BrokenDisk(sync, monkeypatch)
     bus.publish(event("s1", "Started"))
     await eventually(lambda: len(remote.updates()) == 1)
 
-    disk["broken"] = True
+    disk.broken = True
     bus.publish(event("s1", "CreatingContainer"))
     bus.publish(event("s2", "Started"))
     bus.publish(event("s1", "Ready"))
@@ -391,7 +404,7 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     assert len(remote.updates()) == 1
     assert bus.refusal() is not None
 
-    disk["broken"] = False
+    disk.broken = False
     await eventually(lambda: len(remote.updates()) == 4)
     assert bus.refusal() is None
     assert sync.snapshot().degraded_reason is None
@@ -417,21 +430,14 @@ async def test_turning_sync_off_lifts_the_unwritten_gate_and_keeps_the_updates(
     """An operator who turns remote sync off while the disk is broken gets the host back;
     the updates stay in memory and arrive once sync is on again and the disk works."""
     sync, bus = await make_sync(settings_for(remote.url))
-    real_enqueue = sync.outbox.enqueue
-    disk = {"broken": True}
-
-    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
-        if disk["broken"]:
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_enqueue(server, body, **kwargs)
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    disk = BrokenDisk(sync, monkeypatch)
+    disk.broken = True
     bus.publish(event("s1", "Started"))
     assert bus.refusal() is not None
     await sync.apply(settings_for(remote.url, enabled=False))
     assert bus.refusal() is None
     assert sync.snapshot().degraded_reason is None
-    disk["broken"] = False
+    disk.broken = False
     await sync.apply(settings_for(remote.url))
     await eventually(lambda: len(remote.updates()) == 1)
     assert remote.updates()[0].body == {"event": "update", "server": "s1", "status": "installing"}
@@ -442,16 +448,7 @@ async def test_a_newer_update_waits_behind_an_unwritten_one(
     remote: RemoteServer, make_sync: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sync, bus = await make_sync(settings_for(remote.url))
-    real_enqueue = sync.outbox.enqueue
-    failures = {"left": 1}
-
-    def enqueue(server: str, body: dict[str, Any], **kwargs: Any) -> int:
-        if failures["left"]:
-            failures["left"] -= 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return real_enqueue(server, body, **kwargs)
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    BrokenDisk(sync, monkeypatch).failures = 1
     bus.publish(event("s1", "Started"))  # fails once, waits in memory
     bus.publish(event("s1", "Ready"))  # the write works again: the older one goes first
     await eventually(lambda: len(remote.updates()) == 2)
