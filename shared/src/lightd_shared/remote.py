@@ -44,6 +44,7 @@ __all__ = [
     "StatusUpdate",
     "UpdateAck",
     "mask_url",
+    "strip_userinfo",
     "url_userinfo",
 ]
 
@@ -70,12 +71,20 @@ def mask_url(url: object) -> str:
     ``https://user:pass@panel.example/api`` -> ``https://***@panel.example/api``. The user name
     goes too: in a URL it is often a token itself.
     """
-    text = str(url)
+    return _replace_userinfo(str(url), "***@")
+
+
+def strip_userinfo(url: object) -> str:
+    """``url`` without its user info: ``https://user:pass@host/api`` -> ``https://host/api``."""
+    return _replace_userinfo(str(url), "")
+
+
+def _replace_userinfo(text: str, replacement: str) -> str:
     if url_userinfo(text) is None:
         return text
     parts = urlsplit(text)
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    return urlunsplit(parts._replace(netloc=f"{replacement}{host}"))
 
 
 class StatusUpdate(Payload):

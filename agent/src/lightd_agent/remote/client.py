@@ -24,14 +24,18 @@ import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from lightd_agent import __version__
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.durations import format_duration
-from lightd_shared.remote import ConfigDocument, RemoteSettings, mask_url, url_userinfo
+from lightd_shared.remote import (
+    ConfigDocument,
+    RemoteSettings,
+    strip_userinfo,
+    url_userinfo,
+)
 
 __all__ = ["RemoteClient", "RemoteError", "RemoteTimeout", "RemoteUnreachable"]
 
@@ -46,11 +50,6 @@ class RemoteTimeout(RemoteError):
 
 class RemoteUnreachable(RemoteError):
     """The connection to the remote failed."""
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class RemoteClient:
@@ -97,7 +96,7 @@ class RemoteClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer."""
-        url = _without_userinfo(self.settings.endpoint(path))
+        url = strip_userinfo(self.settings.endpoint(path))
         send_headers = dict(headers or {})
         if self._node_proof is not None:
             send_headers[NODE_PROOF_HEADER] = self._node_proof()
@@ -114,12 +113,12 @@ class RemoteClient:
                 return response
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise RemoteTimeout(
-                f"{method} {mask_url(url)} timed out after "
+                f"{method} {url} timed out after "
                 f"{format_duration(self.settings.timeout)} (remote.timeout)"
             ) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise RemoteUnreachable(f"{method} {mask_url(url)} failed: {reason}") from exc
+            raise RemoteUnreachable(f"{method} {url} failed: {reason}") from exc
 
     async def post_update(
         self, body: dict[str, Any], *, idempotency_key: str, sequence: int
