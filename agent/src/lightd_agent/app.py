@@ -45,6 +45,8 @@ from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
 from lightd_agent.security import load_dispatch_key
+from lightd_agent.tls import configure_outbound
+from lightd_shared.ratelimit import FailedAuthLimit
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -232,6 +234,9 @@ def create_app(
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
+    # outermost: a blocked client is answered before anything else runs
+    app.add_middleware(FailedAuthLimit, settings=config.server.rate_limit)
+    configure_outbound(config.server.tls)
     app.include_router(health.router)
     app.include_router(containers.router)
     app.include_router(events.router)

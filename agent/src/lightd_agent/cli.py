@@ -106,6 +106,7 @@ def _run(path: str | None) -> int:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **config.server.tls.uvicorn_options(),
         )
     )
     server.run()
@@ -133,7 +134,8 @@ def _agent_url(config: AgentConfig) -> str:
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
+    scheme = "https" if config.server.tls.https else "http"
+    return f"{scheme}://{host}:{config.server.port}"
 
 
 def _shown(value: Any) -> str:
@@ -181,14 +183,17 @@ def _format_health(health: dict[str, Any]) -> str:
 
 
 def _status(path: str | None, url: str | None, raw: bool) -> int:
+    verify: Any = True
     if url is None:
         try:
-            url = _agent_url(load_config(path))
+            config = load_config(path)
         except ConfigError as exc:
             _error(f"{exc}\n(or pass --url)")
             return EXIT_CONFIG
+        url = _agent_url(config)
+        verify = config.server.tls.client_verify()
     try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        response = httpx.get(url.rstrip("/") + "/health", timeout=5, verify=verify)
         response.raise_for_status()
         health = response.json()
     except (httpx.HTTPError, ValueError) as exc:

@@ -33,8 +33,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lightd_agent.tls import TlsSection
 from lightd_shared.durations import PositiveDuration, parse_duration
 from lightd_shared.nodes import Address
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
@@ -53,6 +55,7 @@ __all__ = [
     "PolicySection",
     "ServerSection",
     "StorageSection",
+    "TlsSection",
     "default_config_document",
     "find_config_path",
     "load_config",
@@ -75,6 +78,10 @@ class ServerSection(_Section):
     port: Port = Field(default=8070, description="Port the API listens on")
     max_body_size: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
+    tls: TlsSection = Field(default_factory=TlsSection, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 

@@ -30,7 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from lightd_coordinator.tls import TlsSettings
 from lightd_shared.durations import Duration, format_duration
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
 
@@ -71,6 +73,10 @@ class ServerSettings(_Section):
     dev: bool = Field(
         default=False,
         description="A development run: allows auth with the seed's sample secrets",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 

@@ -63,6 +63,7 @@ class Coordinator:
         self.client = httpx.AsyncClient(
             trust_env=False,
             follow_redirects=False,
+            verify=settings.server.tls.client_verify(),
             headers={"User-Agent": f"lightd-coordinator/{__version__}"},
         )
         self.dispatcher = Dispatcher(
@@ -76,6 +77,7 @@ class Coordinator:
             default_timeout=settings.registry.command_timeout,
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
+            agent_scheme=settings.server.tls.agent_scheme,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.remote_configs: dict[str, ConfigDocument] = {}

@@ -31,6 +31,7 @@ from lightd_coordinator.dispatch import IdempotencyKeyReused
 from lightd_coordinator.registry import Registry
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.ratelimit import FailedAuthLimit
 
 __all__ = ["create_app"]
 
@@ -126,6 +127,8 @@ def create_app(
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
     )
+    # outermost: a blocked client is answered before anything else runs
+    app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -43,8 +43,12 @@ def _agent(args: argparse.Namespace) -> httpx.Client:
     if config.authorization.enabled and config.authorization.token:
         headers["Authorization"] = f"Bearer {config.authorization.token}"
     timeout = float(getattr(args, "timeout", 30.0))
+    scheme = "https" if config.server.tls.https else "http"
     return httpx.Client(
-        base_url=f"http://{host}:{config.server.port}", headers=headers, timeout=timeout
+        base_url=f"{scheme}://{host}:{config.server.port}",
+        headers=headers,
+        timeout=timeout,
+        verify=config.server.tls.client_verify(),
     )
 
 
