@@ -41,7 +41,7 @@ from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
-from lightd_agent.tls import outbound_verify
+from lightd_agent.tls import outbound_verify, tls_hint
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
@@ -278,7 +278,7 @@ class Enrolment:
             )
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._failed(f"coordinator at {coordinator.url} unreachable ({reason})")
+            self._failed(f"coordinator at {coordinator.url} unreachable ({reason}){tls_hint(exc)}")
             return False
         if response.status_code == 404:
             log.warning(

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lightd_shared.tls import check_server_files, client_context, uvicorn_options
 
-__all__ = ["TlsSection", "configure_outbound", "outbound_verify"]
+__all__ = ["TlsSection", "configure_outbound", "outbound_verify", "tls_hint"]
 
 
 class TlsSection(BaseModel):
@@ -73,3 +73,16 @@ def configure_outbound(section: TlsSection) -> None:
 def outbound_verify() -> ssl.SSLContext | bool:
     """The ``verify=`` of a client to the coordinator or a remote."""
     return _outbound if _outbound is not None else True
+
+
+def tls_hint(exc: BaseException) -> str:
+    """What to do about a TLS failure of a client (``""`` for anything else)."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            "; its TLS certificate is not trusted: set server.tls.ca_bundle to the CA that "
+            "signed it (and check the URL's host is named in the certificate)"
+        )
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return "; TLS failed: does the URL's http:// or https:// match what the server speaks?"
+    return ""

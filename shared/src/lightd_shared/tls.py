@@ -41,27 +41,25 @@ def check_server_files(
     cert_file: Path | None,
     key_file: Path | None,
     client_ca_file: Path | None = None,
-    *,
-    section: str = "tls",
 ) -> None:
     """Raise :class:`TlsError` unless the files make a working TLS server (or none is set)."""
     if (cert_file is None) != (key_file is None):
-        raise TlsError(f"{section}.cert_file and {section}.key_file must be set together")
+        raise TlsError("cert_file and key_file must be set together")
     if cert_file is None or key_file is None:
         if client_ca_file is not None:
             raise TlsError(
-                f"{section}.client_ca_file needs {section}.cert_file and {section}.key_file "
+                "client_ca_file needs cert_file and key_file "
                 "(client certificates are asked for only over HTTPS)"
             )
         return
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _load(
-        f"{section}.cert_file/{section}.key_file",
+        "cert_file/key_file",
         lambda: context.load_cert_chain(str(cert_file), str(key_file)),
     )
     if client_ca_file is not None:
         _load(
-            f"{section}.client_ca_file",
+            "client_ca_file",
             lambda: context.load_verify_locations(cafile=str(client_ca_file)),
         )
 
@@ -83,8 +81,6 @@ def client_context(
     ca_bundle: Path | None = None,
     cert_file: Path | None = None,
     key_file: Path | None = None,
-    *,
-    section: str = "tls",
 ) -> ssl.SSLContext:
     """An ``httpx`` ``verify=``: verifies servers (host name included) against ``ca_bundle``.
 
@@ -97,14 +93,12 @@ def client_context(
         # only this bundle: a private CA does not widen what the system already trusts
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        _load(f"{section}.ca_bundle", lambda: context.load_verify_locations(cafile=str(ca_bundle)))
+        _load("ca_bundle", lambda: context.load_verify_locations(cafile=str(ca_bundle)))
     if (cert_file is None) != (key_file is None):
-        raise TlsError(
-            f"{section}.client_cert_file and {section}.client_key_file must be set together"
-        )
+        raise TlsError("client_cert_file and client_key_file must be set together")
     if cert_file is not None and key_file is not None:
         _load(
-            f"{section}.client_cert_file/{section}.client_key_file",
+            "client_cert_file/client_key_file",
             lambda: context.load_cert_chain(str(cert_file), str(key_file)),
         )
     return context
