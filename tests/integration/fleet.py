@@ -136,6 +136,12 @@ class AgentProcess:
             self.process.wait(timeout=10)
             raise AssertionError(f"agent {self.node_id} ignored SIGTERM") from None
 
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no flush, no goodbye to the coordinator."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
