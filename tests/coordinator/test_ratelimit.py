@@ -39,6 +39,11 @@ async def test_guessing_the_server_token_is_limited_per_client() -> None:
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "30"
         assert "rate_limit" in refused.json()["detail"]
+        # a browser panel can read the refusal: CORS headers are on it
+        seen = await guesser.get("/api/v1/nodes", headers={**good, "Origin": "https://panel"})
+        assert seen.status_code == 429
+        assert seen.headers["access-control-allow-origin"] == "*"
+        assert "retry-after" in seen.headers["access-control-expose-headers"].lower()
         assert (await guesser.get("/health")).status_code == 200
         # Another client is not held responsible.
         assert (await operator.post("/api/v1/auth/token", headers=good)).status_code == 200

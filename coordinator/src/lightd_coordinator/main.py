@@ -119,6 +119,8 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
+    # before anything but CORS (whose headers a browser needs to read even a 429)
+    app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins
     app.add_middleware(
         CORSMiddleware,
@@ -126,9 +128,8 @@ def create_app(
         allow_credentials="*" not in origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        expose_headers=["Retry-After"],
     )
-    # outermost: a blocked client is answered before anything else runs
-    app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
