@@ -154,12 +154,20 @@ def test_agent_enrols_over_https_and_takes_commands_over_mutual_tls(
         # Plain HTTP to an HTTPS coordinator gets no API answer.
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{coordinator.port}/health", timeout=5).raise_for_status()
-        health = httpx.get(
-            f"{agent.url}/health",
-            verify=pki.verify(with_client_cert=True),
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
-        ).json()
-        assert health["coordinator"]["registered"] is True
+
+        def health() -> dict[str, Any]:
+            answer = httpx.get(
+                f"{agent.url}/health",  # type: ignore[union-attr]
+                verify=pki.verify(with_client_cert=True),
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+            )
+            result: dict[str, Any] = answer.json()
+            return result
+
+        assert health()["coordinator"]["registered"] is True
+        # remote sync to the coordinator goes over HTTPS too, trusting server.tls.ca_bundle
+        wait_until(lambda: health()["remote"]["remote"] == "ok", what="remote sync over HTTPS")
+        assert health()["remote"]["last_error"] is None
     finally:
         if agent is not None:
             agent.stop()

@@ -52,10 +52,10 @@ class RateLimitSettings(BaseModel):
 
     enabled: bool = Field(default=True, description="Answer 429 to clients that fail auth often")
     burst: int = Field(
-        default=30, ge=1, le=1_000_000, description="Failed auth answers a client may get at once"
+        default=100, ge=1, le=1_000_000, description="Failed auth answers a client may get at once"
     )
     per_minute: float = Field(
-        default=30.0,
+        default=60.0,
         gt=0,
         le=1_000_000,
         description="Failed auth answers a client earns back per minute",
