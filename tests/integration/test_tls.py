@@ -242,3 +242,41 @@ def test_unusable_certificate_files_are_config_errors_of_both_programs(
     assert coordinator.returncode != 0
     assert "not a usable PEM file" in coordinator.stderr, coordinator.stderr
     assert "Traceback" not in coordinator.stderr + agent.stderr
+
+
+def test_the_coordinator_refuses_an_agent_certificate_it_does_not_trust(
+    tmp_path: Path, pki: Pki
+) -> None:
+    tls = {
+        "cert_file": str(pki.cert),
+        "key_file": str(pki.key),
+        "ca_bundle": str(pki.rogue_ca),  # agents' certificates are not of this CA
+        "agent_https": True,
+    }
+    coordinator = start_coordinator(
+        tmp_path, server={"tls": tls}, registry={"max_retries": 0}, verify=pki.verify()
+    )
+    agent: AgentProcess | None = None
+    try:
+        agent_tls = {"cert_file": str(pki.cert), "key_file": str(pki.key), "ca_bundle": str(pki.ca)}
+        agent = _agent(tmp_path, coordinator.url, "doubted-agent", agent_tls, pki.verify())
+        with httpx.Client(
+            base_url=coordinator.url,
+            verify=pki.verify(),
+            headers={"Authorization": f"Bearer {STATIC}"},
+        ) as client:
+            wait_until(
+                lambda: client.get("/api/v1/nodes/doubted-agent").status_code == 200,
+                what="the agent enrolled",
+            )
+            result = client.post(
+                "/api/v1/nodes/doubted-agent/commands",
+                json={"type": "exec", "action": "echo 'never run'"},
+            ).json()
+        assert result["status"] == "failed"
+        assert "unreachable at https://" in result["output"]
+        assert "CERTIFICATE_VERIFY_FAILED" in result["output"]
+    finally:
+        if agent is not None:
+            agent.stop()
+        coordinator.stop()
