@@ -6,7 +6,7 @@
 - ``client_ca_file``: only callers presenting a client certificate signed by this CA get a TLS
   connection at all (mutual TLS; the coordinator presents ``tls.client_cert_file``).
 - ``ca_bundle``: the CA certificates that verify the coordinator and every remote (the agent's
-  clients to them); unset, the system's trust store.
+  clients to them); unset, the public CAs (httpx's default, certifi).
 
 The files are loaded once while the config is validated, so a bad one is a config error that
 names the setting (``lightd run`` exits 2), never a half-started agent. The clients' trust is
@@ -40,7 +40,7 @@ class TlsSection(BaseModel):
     )
     ca_bundle: Path | None = Field(
         default=None,
-        description="CA bundle verifying the coordinator and remotes (default: the system's)",
+        description="CA bundle verifying the coordinator and remotes (default: the public CAs)",
     )
 
     @model_validator(mode="after")
@@ -57,8 +57,9 @@ class TlsSection(BaseModel):
     def uvicorn_options(self) -> dict[str, Any]:
         return uvicorn_options(self.cert_file, self.key_file, self.client_ca_file)
 
-    def client_verify(self) -> ssl.SSLContext:
-        return client_context(self.ca_bundle)
+    def client_verify(self) -> ssl.SSLContext | bool:
+        """``verify=`` for clients: ``ca_bundle`` only, or httpx's own default trust (``True``)."""
+        return client_context(self.ca_bundle) if self.ca_bundle is not None else True
 
 
 _outbound: ssl.SSLContext | None = None
@@ -67,7 +68,8 @@ _outbound: ssl.SSLContext | None = None
 def configure_outbound(section: TlsSection) -> None:
     """Make ``section.ca_bundle`` what every client of this process trusts from now on."""
     global _outbound
-    _outbound = section.client_verify() if section.ca_bundle is not None else None
+    verify = section.client_verify()
+    _outbound = verify if isinstance(verify, ssl.SSLContext) else None
 
 
 def outbound_verify() -> ssl.SSLContext | bool:

@@ -3,7 +3,7 @@
 - ``cert_file`` + ``key_file``: the API is served over HTTPS (``lightd-coordinator run``);
   ``client_ca_file`` besides makes every caller present a client certificate signed by it.
 - ``ca_bundle``: the CA certificates that verify the agents' certificates when commands are
-  dispatched and health URLs probed (unset: the system's trust store).
+  dispatched and health URLs probed (unset: the public CAs, httpx's default).
 - ``client_cert_file`` + ``client_key_file``: the certificate presented to agents that require
   one (the agent's ``tls.client_ca_file``): mutual TLS on dispatch.
 - ``agent_https``: dispatch to every agent over HTTPS. Otherwise a node is reached over HTTPS
@@ -33,7 +33,7 @@ class TlsSettings(BaseModel):
         default=None, description="Require client certificates signed by this CA (mutual TLS)"
     )
     ca_bundle: Path | None = Field(
-        default=None, description="CA bundle verifying the agents (default: the system's)"
+        default=None, description="CA bundle verifying the agents (default: the public CAs)"
     )
     client_cert_file: Path | None = Field(
         default=None, description="Client certificate presented to agents (mutual TLS)"
@@ -56,8 +56,17 @@ class TlsSettings(BaseModel):
     def uvicorn_options(self) -> dict[str, Any]:
         return uvicorn_options(self.cert_file, self.key_file, self.client_ca_file)
 
-    def client_verify(self) -> ssl.SSLContext:
-        """The coordinator's client's ``verify=``: trust and client certificate towards agents."""
+    def client_verify(self) -> ssl.SSLContext | bool:
+        """The coordinator's client's ``verify=``: trust and client certificate towards agents.
+
+        ``True`` (httpx's own default trust) when neither is configured.
+        """
+        if (
+            self.ca_bundle is None
+            and self.client_cert_file is None
+            and self.client_key_file is None
+        ):
+            return True
         return client_context(self.ca_bundle, self.client_cert_file, self.client_key_file)
 
     def agent_scheme(self, health_url: str | None) -> str:
