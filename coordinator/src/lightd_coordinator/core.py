@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -22,7 +24,6 @@ from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
 from lightd_coordinator.registry import Registry, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
-from lightd_shared.remote import ConfigDocument
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Coordinator"]
@@ -77,9 +78,12 @@ class Coordinator:
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
         )
+        self.hub.add_listener(self.dispatcher.on_event)
         self._tasks: list[asyncio.Task[None]] = []
-        self.remote_configs: dict[str, ConfigDocument] = {}
-        """What each node last pushed to ``/api/v1/remote/{node_id}/config`` (memory only)."""
+        self.replica = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        """This process's name among the replicas sharing a registry (the sweep lease holder)."""
+        self.sweeping = False
+        """Whether this replica held the sweep lease at its last try."""
 
     async def _snapshot(self, node_id: str | None) -> dict[str, object]:
         return await self.fleet.snapshot(node_id)
@@ -126,8 +130,26 @@ class Coordinator:
                 log.exception("%s failed; it runs again in %ss", name, step)
             await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
 
+    @property
+    def lease_ttl(self) -> float:
+        """How long the sweep lease lasts unrenewed: three health-check intervals."""
+        return 3 * self.settings.registry.health_check_interval.total_seconds()
+
+    async def _hold_sweep_lease(self) -> bool:
+        held = await self.registry.hold_lease("sweep", self.replica, self.lease_ttl)
+        if held != self.sweeping and self.registry.shared:
+            log.info(
+                "replica %s %s the liveness sweep",
+                self.replica,
+                "now runs" if held else "no longer runs",
+            )
+        self.sweeping = held
+        return held
+
     async def _sweep(self) -> None:
-        await self.fleet.sweep()
+        # with a shared registry one replica at a time sweeps and probes (the lease holder)
+        if await self._hold_sweep_lease():
+            await self.fleet.sweep()
 
     async def _expire(self) -> None:
         gone = await self.registry.purge_results(utcnow())
@@ -135,7 +157,12 @@ class Coordinator:
             log.debug("forgot %d expired command results", gone)
 
     async def probe_health(self) -> None:
-        """GET every node's ``health_url``; a 2xx answer counts as a heartbeat."""
+        """GET every node's ``health_url``; a 2xx answer counts as a heartbeat.
+
+        Shared: only the replica holding the sweep lease probes (one probe per node).
+        """
+        if self.registry.shared and not self.sweeping:
+            return
         targets = await self.registry.health_targets()
         if not targets:
             return

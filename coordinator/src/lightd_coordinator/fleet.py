@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lightd_coordinator.events import EventHub
-from lightd_coordinator.registry.base import Registry, StoredNode
+from lightd_coordinator.registry.base import HeartbeatOutcome, Registry, StoredNode
 from lightd_coordinator.security import InvalidToken, verify_node_proof
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import (
@@ -194,26 +194,47 @@ class Fleet:
         log.info("node %s unregistered", node_id, extra={"node_id": node_id})
         return existing.record
 
-    async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeRecord | None:
+    async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeStatusView | None:
         """The node is alive (and maybe reports its services); ``None`` if it is unknown.
 
-        One keyed registry update; ``node_updated`` only when the status or the services
-        changed (a plain "still alive" changes nothing a ``/ws`` client shows but
-        ``last_seen``).
+        One keyed registry update (one round trip to a shared store), answered from what it
+        returns; ``node_updated`` only when the status or the services changed (a plain
+        "still alive" changes nothing a ``/ws`` client shows but ``last_seen``). A registry
+        whose heartbeat is atomic on its own needs no fleet lock around it.
         """
         now = utcnow()
         status: NodeState = beat.status if beat and beat.status else "active"
         services = beat.services if beat is not None else None
-        async with self._lock:
-            outcome = await self.registry.heartbeat_node(node_id, now, status, services)
-            if outcome is None:
-                return None
-            record = outcome.record
-            if outcome.previous_status != status or outcome.services_changed:
-                await self.hub.publish("node_updated", _json(record), node_id=node_id)
+        if self.registry.atomic_heartbeat:
+            outcome = await self._beat(node_id, now, status, services)
+        else:
+            async with self._lock:
+                outcome = await self._beat(node_id, now, status, services)
+        if outcome is None:
+            return None
         if outcome.previous_status != status:
             log.info("node %s is %s again", node_id, status, extra={"node_id": node_id})
-        return record
+        uptime = (
+            max(timedelta(0), now - outcome.active_since) if status == "active" else timedelta(0)
+        )
+        return NodeStatusView.model_construct(
+            node_id=node_id,
+            status=status,
+            last_seen=outcome.last_seen,
+            uptime=timedelta(seconds=int(uptime.total_seconds())),
+        )
+
+    async def _beat(
+        self, node_id: str, now: datetime, status: NodeState, services: list[Service] | None
+    ) -> HeartbeatOutcome | None:
+        outcome = await self.registry.heartbeat_node(node_id, now, status, services)
+        if outcome is None:
+            return None
+        if outcome.record is not None and (
+            outcome.previous_status != status or outcome.services_changed
+        ):
+            await self.hub.publish("node_updated", _json(outcome.record), node_id=node_id)
+        return outcome
 
     async def sweep(self, now: datetime | None = None) -> list[str]:
         """Mark every active node not seen for ``node_timeout`` inactive; return their ids."""
@@ -235,10 +256,14 @@ class Fleet:
     async def query(
         self, node_filter: NodeFilter, *, limit: int | None, offset: int
     ) -> tuple[list[NodeRecord], int]:
-        records = [s.record for s in await self.registry.list_nodes()]
-        matching = [r for r in records if node_filter.matches(r)]
-        end = None if limit is None else offset + limit
-        return matching[offset:end], len(matching)
+        page, total = await self.registry.query_nodes(
+            status=node_filter.status,
+            provider=node_filter.provider,
+            labels=node_filter.labels,
+            limit=limit,
+            offset=offset,
+        )
+        return [s.record for s in page], total
 
     async def all_records(self) -> list[NodeRecord]:
         return [s.record for s in await self.registry.list_nodes()]

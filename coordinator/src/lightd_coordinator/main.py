@@ -28,7 +28,7 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
-from lightd_coordinator.registry import Registry
+from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
 
@@ -135,6 +135,15 @@ def create_app(
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
         error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
         return JSONResponse({"detail": [error]}, status_code=422)
+
+    @app.exception_handler(RegistryUnavailable)
+    async def registry_down(request: Request, exc: RegistryUnavailable) -> JSONResponse:
+        log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"service unavailable: {exc}; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

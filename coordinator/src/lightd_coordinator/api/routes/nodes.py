@@ -170,10 +170,8 @@ async def heartbeat(
 ) -> NodeStatusView:
     """The node is alive; it may report its services. An inactive node becomes active."""
     await vouch_for(coordinator, principal, node_id, proof)
-    if await coordinator.fleet.heartbeat(node_id, beat) is None:
-        raise _not_found(node_id)
-    view = await coordinator.fleet.status(node_id)
-    if view is None:  # pragma: no cover - removed in between
+    view = await coordinator.fleet.heartbeat(node_id, beat)
+    if view is None:
         raise _not_found(node_id)
     return view
 
