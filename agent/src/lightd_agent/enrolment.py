@@ -17,7 +17,10 @@ With ``coordinator.enabled`` the agent, for as long as it runs:
    (no answer, or a 5xx), moves at once to the next in the list; backoff starts only after
    every replica failed in a row. Replicas share one fleet, so no new registration is needed
    (a replica that does not know the node answers 404, and the agent registers there);
-5. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
+5. waits longer between heartbeats when the coordinator's answer says so
+   (``X-Lightd-Next-Heartbeat``: a large fleet, see the coordinator's
+   ``registry.max_heartbeat_rate``), never shorter than its own interval;
+6. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
 
 Every call carries ``Authorization: Bearer <coordinator.token>`` (the coordinator's
 ``auth.agent_token``, which lets a new node enrol) and ``X-Lightd-Node-Proof`` (a short-lived
@@ -46,7 +49,7 @@ from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
 from lightd_agent.wakeup import set_event_threadsafe
-from lightd_shared.dispatch import NODE_PROOF_HEADER
+from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
 from lightd_shared.remote import mask_url
 from lightd_shared.services import Service
@@ -127,6 +130,8 @@ class Enrolment:
         self._missed = 0
         """Replicas that failed in a row since the last answer (backoff once all did)."""
         self._retry_now = False
+        self._told: float | None = None
+        """Seconds the coordinator asked us to wait between heartbeats (a large fleet)."""
         self.last_heartbeat: datetime | None = None
         self.last_error: str | None = None
 
@@ -158,7 +163,9 @@ class Enrolment:
 
     @property
     def interval(self) -> float:
-        return self.config.coordinator.heartbeat_interval.total_seconds()
+        """``coordinator.heartbeat_interval``, or longer when the coordinator asks for it."""
+        own = self.config.coordinator.heartbeat_interval.total_seconds()
+        return own if self._told is None else max(own, self._told)
 
     def _headers(self) -> dict[str, str]:
         headers = {NODE_PROOF_HEADER: self._node_proof()}
@@ -327,6 +334,7 @@ class Enrolment:
         if self.last_error is not None:
             log.info("coordinator at %s reachable again", mask_url(base))
         self._missed = 0
+        self._told = _seconds(response.headers.get(NEXT_HEARTBEAT_HEADER))
         self.last_error = None
         self.last_heartbeat = utcnow()
         return True
@@ -352,6 +360,17 @@ class Enrolment:
         if reason != self.last_error:
             log.warning("%s; retrying with backoff", reason)
         self.last_error = reason
+
+
+def _seconds(value: str | None) -> float | None:
+    """A positive, finite number of seconds (at most a day), else ``None``."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or not 0 < seconds <= 86400:
+        return None
+    return seconds
 
 
 def _detail(response: httpx.Response) -> str:

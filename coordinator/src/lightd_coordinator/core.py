@@ -84,6 +84,8 @@ class Coordinator:
         """This process's name among the replicas sharing a registry (the sweep lease holder)."""
         self.sweeping = False
         """Whether this replica held the sweep lease at its last try."""
+        self.fleet_size = 0
+        """Nodes registered, as last counted (every ``health_check_interval``)."""
 
     async def _snapshot(self, node_id: str | None) -> dict[str, object]:
         return await self.fleet.snapshot(node_id)
@@ -97,6 +99,7 @@ class Coordinator:
             asyncio.create_task(self._every(interval, self._sweep, "liveness sweep")),
             asyncio.create_task(self._every(interval, self.probe_health, "health probe")),
             asyncio.create_task(self._every(expiry, self._expire, "result expiry")),
+            asyncio.create_task(self._every(interval, self._count, "fleet count")),
         ]
         log.info(
             "coordinator %s started: registry %s, node timeout %s, health checks every %s",
@@ -129,6 +132,39 @@ class Coordinator:
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
             await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
+
+    @property
+    def stretch(self) -> float:
+        """How much longer than ``registry.heartbeat_interval`` each node waits between beats.
+
+        1 up to ``max_heartbeat_rate * heartbeat_interval`` nodes; above, the factor that keeps
+        the fleet's heartbeats at ``max_heartbeat_rate`` per second.
+        """
+        registry = self.settings.registry
+        allowed = registry.max_heartbeat_rate * registry.heartbeat_interval.total_seconds()
+        return max(1.0, self.fleet_size / allowed)
+
+    @property
+    def next_heartbeat(self) -> float | None:
+        """Seconds an agent should wait before its next heartbeat; ``None``: its own interval."""
+        stretch = self.stretch
+        if stretch <= 1.0:
+            return None
+        return self.settings.registry.heartbeat_interval.total_seconds() * stretch
+
+    async def _count(self) -> None:
+        self.fleet_size, _ = await self.registry.count_nodes()
+        timeout = self.settings.registry.node_timeout * self.stretch
+        if timeout != self.fleet.node_timeout:
+            log.info(
+                "fleet of %d nodes: heartbeats every %.1fs, node timeout %s "
+                "(registry.max_heartbeat_rate %g/s)",
+                self.fleet_size,
+                self.next_heartbeat or self.settings.registry.heartbeat_interval.total_seconds(),
+                timeout,
+                self.settings.registry.max_heartbeat_rate,
+            )
+            self.fleet.node_timeout = timeout
 
     @property
     def lease_ttl(self) -> float:

@@ -16,7 +16,7 @@ from lightd_coordinator.api.deps import (
 )
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
-from lightd_shared.dispatch import IDEMPOTENCY_HEADER
+from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
 from lightd_shared.events import Event
 from lightd_shared.nodes import (
     Heartbeat,
@@ -164,15 +164,23 @@ async def node_status(node_id: NodeId, coordinator: CoordinatorDep) -> NodeStatu
 async def heartbeat(
     node_id: NodeId,
     coordinator: CoordinatorDep,
+    response: Response,
     principal: AgentAuthDep,
     beat: Annotated[Heartbeat | None, Body()] = None,
     proof: NodeProofDep = None,
 ) -> NodeStatusView:
-    """The node is alive; it may report its services. An inactive node becomes active."""
+    """The node is alive; it may report its services. An inactive node becomes active.
+
+    In a fleet larger than ``registry.max_heartbeat_rate * registry.heartbeat_interval`` the
+    answer carries ``X-Lightd-Next-Heartbeat: <seconds>``: when to beat next.
+    """
     await vouch_for(coordinator, principal, node_id, proof)
     view = await coordinator.fleet.heartbeat(node_id, beat)
     if view is None:
         raise _not_found(node_id)
+    wait = coordinator.next_heartbeat
+    if wait is not None:  # a large fleet: beat less often (see registry.max_heartbeat_rate)
+        response.headers[NEXT_HEARTBEAT_HEADER] = f"{wait:.3f}"
     return view
 
 
