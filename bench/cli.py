@@ -28,6 +28,7 @@ from bench.context import IMAGE, Run, Sizes
 from bench.figures.agent import agent_figures
 from bench.figures.cluster import cluster_figures
 from bench.figures.coordinator import coordinator_figures
+from bench.figures.scaling import scaling_figures
 from bench.report import Figure, full_record, machine_info, markdown, to_json, write
 
 __all__ = ["main"]
@@ -37,6 +38,7 @@ GROUPS: dict[str, tuple[str, Callable[[Run], Awaitable[list[Figure]]]]] = {
     "agent": ("1, 2a, 6, 7a", agent_figures),
     "coordinator": ("3, 4, 7b", coordinator_figures),
     "cluster": ("2b, 5", cluster_figures),
+    "scaling": ("8, 9", scaling_figures),
 }
 
 
