@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from lightd_coordinator.registry import MemoryRegistry, Registry, SqliteRegistry, StoredNode
+from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.registry.redis import RedisRegistry
 from lightd_shared.commands import CommandResult
 from lightd_shared.nodes import NodeRecord
@@ -151,11 +152,17 @@ async def test_registry_contract(store: Registry) -> None:
         assert [n.record.id for n in page] == ["a", "n1"] and total == 4
         # a changed record leaves its old index entries
         moved = record.model_copy(update={"id": "n1", "labels": {"env": "dev"}})
-        await store.put_node(StoredNode(record=moved, active_since=now))
+        await store.put_node(StoredNode(record=moved, active_since=now, revision=1))
         page, total = await store.query_nodes(labels={"env": "prod"})
         assert [n.record.id for n in page] == ["n3"] and total == 1
         assert await store.count_nodes() == (4, 4)
         assert await store.hold_lease("sweep", "me", 5.0)
+        if store.shared:  # a compare-and-set on revision: a stale write is refused
+            with pytest.raises(NodeChanged):
+                await store.put_node(StoredNode(record=moved, active_since=now, revision=1))
+            with pytest.raises(NodeChanged):
+                await store.put_node(StoredNode(record=moved, active_since=now))
+            assert not await store.hold_lease("sweep", "another", 5.0)
     finally:
         await store.close()
 

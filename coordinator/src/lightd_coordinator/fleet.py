@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lightd_coordinator.events import EventHub
-from lightd_coordinator.registry.base import HeartbeatOutcome, Registry, StoredNode
+from lightd_coordinator.registry.base import HeartbeatOutcome, NodeChanged, Registry, StoredNode
 from lightd_coordinator.security import InvalidToken, verify_node_proof
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import (
@@ -31,6 +31,9 @@ from lightd_shared.tokens import tokens_equal
 __all__ = ["Fleet", "NodeClaimed", "NodeFilter"]
 
 log = logging.getLogger(__name__)
+
+_RETRIES = 20
+"""Reads and writes again of a node a shared registry saw change in between (a heartbeat)."""
 
 
 class NodeFilter:
@@ -114,6 +117,16 @@ class Fleet:
         key is updated only with a ``proof`` made with that key (else :class:`NodeClaimed`).
         Checked under the fleet lock, so two hosts racing for one id cannot both win.
         """
+        for _ in range(_RETRIES):
+            try:
+                return await self._register(registration, proof=proof, vouch=vouch)
+            except NodeChanged:
+                continue  # another replica changed it meanwhile: read it again
+        raise NodeChanged(f"node {registration.id!r} kept changing; try again")
+
+    async def _register(
+        self, registration: NodeRegistration, *, proof: str | None, vouch: bool
+    ) -> tuple[NodeRecord, bool]:
         now = utcnow()
         async with self._lock:
             existing = await self.registry.get_node(registration.id)
@@ -165,6 +178,14 @@ class Fleet:
 
     async def update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
         """Apply a partial update; ``None`` if the node is unknown."""
+        for _ in range(_RETRIES):
+            try:
+                return await self._update(node_id, update)
+            except NodeChanged:
+                continue  # another replica changed it meanwhile: read it again
+        raise NodeChanged(f"node {node_id!r} kept changing; try again")
+
+    async def _update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
         changes = update.changes()
         async with self._lock:
             existing = await self.registry.get_node(node_id)

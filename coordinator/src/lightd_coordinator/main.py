@@ -29,6 +29,7 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
 from lightd_coordinator.registry import Registry, RegistryUnavailable
+from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
 
@@ -143,6 +144,12 @@ def create_app(
             {"detail": f"service unavailable: {exc}; try again shortly"},
             status_code=503,
             headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(NodeChanged)
+    async def node_changed(request: Request, exc: NodeChanged) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"conflict: {exc}"}, status_code=409, headers={"Retry-After": "1"}
         )
 
     @app.exception_handler(Exception)

@@ -9,11 +9,15 @@ lets several coordinator replicas share one fleet: etcd, Redis, PostgreSQL) is o
     └── RedisRegistry        registry/redis.py   shared by several coordinator replicas
 
     RegistryUnavailable      the store cannot be reached (answered 503, never 500)
+    NodeChanged              a shared store's node changed between read and write
 
 Rules every implementation follows:
 
 - nodes are stored whole (:class:`StoredNode`); the coordinator does read-modify-write under its
-  own lock, so a shared backend should make ``put_node`` a compare-and-set on ``revision``;
+  own lock, so a shared backend makes ``put_node`` a compare-and-set on ``revision`` (revision
+  0: only if the node is new; else only if the stored one is ``revision - 1``) and raises
+  :class:`NodeChanged` when another process changed the node in between (the fleet reads it
+  again and retries);
 - a node handed to ``put_node`` or returned by a read is never changed in place by anyone
   (changes are new objects made with ``model_copy(update=...)``), so the memory registry can
   hand out its own objects instead of copying them;
@@ -44,6 +48,7 @@ from lightd_shared.timestamps import Timestamp
 
 __all__ = [
     "HeartbeatOutcome",
+    "NodeChanged",
     "Registry",
     "RegistryUnavailable",
     "StoredEvent",
@@ -83,6 +88,10 @@ class StoredEvent(BaseModel):
     node_id: str | None = None
     type: str
     body: str
+
+
+class NodeChanged(Exception):
+    """``put_node`` lost a race: another process changed (or created) the node since the read."""
 
 
 class HeartbeatOutcome(BaseModel):

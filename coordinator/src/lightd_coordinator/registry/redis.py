@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightd_coordinator.registry.base import (
     HeartbeatOutcome,
+    NodeChanged,
     Registry,
     RegistryUnavailable,
     StoredEvent,
@@ -65,6 +66,12 @@ _SWEEP_BATCH = 1000
 
 _PUT_NODE = """
 local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
+local current = redis.call('HGET', key, 'revision')
+if ARGV[9] == '0' then
+  if current then return 0 end
+elseif tonumber(current) ~= tonumber(ARGV[9]) - 1 then
+  return 0
+end
 local old_idx = redis.call('HGET', key, 'idx')
 if old_idx then
   for k in string.gmatch(old_idx, '[^\\n]+') do redis.call('SREM', k, id) end
@@ -319,7 +326,7 @@ class RedisRegistry(Registry):
                 [s.model_dump(mode="json") for s in node.services], separators=(",", ":")
             )
         )
-        await self._script(
+        stored = await self._script(
             "put_node",
             [self._key("node:", record.id)],
             [
@@ -337,6 +344,8 @@ class RedisRegistry(Registry):
                 record.health_url or "",
             ],
         )
+        if not stored:
+            raise NodeChanged(f"node {record.id!r} changed since it was read")
 
     @_guarded
     async def delete_node(self, node_id: str) -> bool:
