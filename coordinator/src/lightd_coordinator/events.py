@@ -203,6 +203,15 @@ class EventHub:
     def connected(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def history_size(self) -> int:
+        return self._history_size
+
+    @staticmethod
+    def envelope(type: str, data: Any) -> str:
+        """The JSON body of one event, as :meth:`publish` stores it."""
+        return Event(type=type, data=data).model_dump_json()
+
     async def publish(self, type: str, data: Any, *, node_id: str | None = None) -> int:
         """Number, store and fan out one event; never waits for a subscriber."""
         body = Event(type=type, data=data).model_dump_json()

@@ -261,9 +261,18 @@ class Fleet:
         """Mark every active node not seen for ``node_timeout`` inactive; return their ids."""
         now = now or utcnow()
         async with self._lock:
-            went = await self.registry.mark_inactive(now - self.node_timeout)
-            for record in went:
-                await self.hub.publish("node_inactive", _json(record), node_id=record.id)
+            hub = self.hub
+            swept = await self.registry.sweep_inactive(
+                now - self.node_timeout,
+                lambda record: hub.envelope("node_inactive", _json(record)),
+                keep=hub.history_size,
+            )
+            if swept is not None:  # marked and announced in one step (a shared registry)
+                went = swept
+            else:
+                went = await self.registry.mark_inactive(now - self.node_timeout)
+                for record in went:
+                    await hub.publish("node_inactive", _json(record), node_id=record.id)
         for record in went:
             log.warning(
                 "node %s not seen for %s: marked inactive; it becomes active again with its next "

@@ -36,6 +36,7 @@ Rules every implementation follows:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -232,6 +233,13 @@ class Registry(ABC):
         """``(all nodes, active nodes)``."""
         nodes = await self.list_nodes()
         return len(nodes), sum(1 for n in nodes if n.record.status == "active")
+
+    async def sweep_inactive(
+        self, cutoff: datetime, envelope: Callable[[NodeRecord], str], *, keep: int
+    ) -> list[NodeRecord] | None:
+        """Shared stores: :meth:`mark_inactive` and the ``node_inactive`` events (``envelope``
+        makes each body) in one atomic step; ``None``: not offered (mark, then publish)."""
+        return None
 
     async def health_targets(self) -> list[tuple[str, str]]:
         """``(node id, health_url)`` of every node that has a ``health_url``, by id."""

@@ -50,6 +50,7 @@ from lightd_coordinator.registry.base import (
     StoredNode,
 )
 from lightd_shared.commands import CommandResult
+from lightd_shared.events import Event
 from lightd_shared.nodes import NodeRecord, NodeState
 from lightd_shared.remote import ConfigDocument, mask_url
 from lightd_shared.services import Service
@@ -63,6 +64,8 @@ T = TypeVar("T")
 _PAGE = 500
 """Nodes fetched per pipeline when reading many."""
 _SWEEP_BATCH = 1000
+_HISTORY = 1000
+"""Events kept when :meth:`RedisRegistry.mark_inactive` appends (``websocket.history_size``)."""
 
 _PUT_NODE = """
 local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
@@ -144,24 +147,29 @@ if prev ~= status or changed == 1 then table.insert(out, redis.call('HGET', key,
 return out
 """
 
-_MARK_INACTIVE = """
-local prefix = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', prefix .. 'seen', '-inf', '(' .. ARGV[2],
-  'LIMIT', 0, tonumber(ARGV[3]))
+_SWEEP = """
+local prefix, cutoff, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local seen_key = prefix .. 'seen'
 local out = {}
-for _, id in ipairs(ids) do
+for i = 4, #ARGV, 2 do
+  local id, body = ARGV[i], ARGV[i + 1]
   local key = prefix .. 'node:' .. id
-  redis.call('ZREM', prefix .. 'seen', id)
-  if redis.call('HGET', key, 'status') == 'active' then
-    redis.call('HSET', key, 'status', 'inactive')
-    redis.call('HINCRBY', key, 'revision', 1)
-    redis.call('SREM', prefix .. 'idx:status:active', id)
-    redis.call('SADD', prefix .. 'idx:status:inactive', id)
-    table.insert(out, redis.call('HGET', key, 'record'))
-    table.insert(out, redis.call('HGET', key, 'last_seen'))
+  local seen = redis.call('ZSCORE', seen_key, id)
+  if seen and tonumber(seen) < cutoff then
+    redis.call('ZREM', seen_key, id)
+    if body ~= '' and redis.call('HGET', key, 'status') == 'active' then
+      redis.call('HSET', key, 'status', 'inactive')
+      redis.call('HINCRBY', key, 'revision', 1)
+      redis.call('SREM', prefix .. 'idx:status:active', id)
+      redis.call('SADD', prefix .. 'idx:status:inactive', id)
+      local n = redis.call('INCR', KEYS[2])
+      redis.call('XADD', KEYS[1], 'MAXLEN', keep, n .. '-0',
+        'n', id, 't', 'node_inactive', 'b', body)
+      table.insert(out, id)
+    end
   end
 end
-return {#ids, out}
+return out
 """
 
 _APPEND_EVENT = """
@@ -260,7 +268,7 @@ class RedisRegistry(Registry):
             "put_node": _PUT_NODE,
             "delete_node": _DELETE_NODE,
             "heartbeat": _HEARTBEAT,
-            "mark_inactive": _MARK_INACTIVE,
+            "sweep": _SWEEP,
             "append_event": _APPEND_EVENT,
             "finish_result": _FINISH_RESULT,
             "lease": _LEASE,
@@ -438,19 +446,49 @@ class RedisRegistry(Registry):
             active_since=parse_timestamp(since),
         )
 
-    @_guarded
     async def mark_inactive(self, cutoff: datetime) -> list[NodeRecord]:
+        """As :meth:`sweep_inactive` (the fleet calls that) with the seed's history size: a
+        node is never marked without its ``node_inactive`` event in the shared log."""
+
+        def envelope(record: NodeRecord) -> str:
+            data = record.model_dump(mode="json")
+            return Event(type="node_inactive", data=data).model_dump_json()
+
+        return await self.sweep_inactive(cutoff, envelope, keep=_HISTORY) or []
+
+    @_guarded
+    async def sweep_inactive(
+        self, cutoff: datetime, envelope: Callable[[NodeRecord], str], *, keep: int
+    ) -> list[NodeRecord] | None:
+        """Mark timed-out nodes inactive and append each one's ``node_inactive`` event in the
+        same script: a replica killed mid-sweep leaves no node inactive without its event, and
+        a node never gets two."""
         went: list[NodeRecord] = []
+        seen_key = self._key("seen")
         while True:
-            seen, changed = await self._script(
-                "mark_inactive", [self._key("seen")], [self.prefix, _ms(cutoff), _SWEEP_BATCH]
+            ids = list(
+                await self.redis.zrangebyscore(
+                    seen_key, "-inf", f"({_ms(cutoff)}", start=0, num=_SWEEP_BATCH
+                )
             )
-            for body, last_seen in zip(changed[::2], changed[1::2], strict=True):
-                fields = json.loads(body)
-                fields["status"] = "inactive"
-                fields["last_seen"] = last_seen
-                went.append(NodeRecord.model_validate(fields))
-            if int(seen) < _SWEEP_BATCH:
+            if not ids:
+                break
+            found = {node.record.id: node for node in await self._fetch(ids)}
+            records: dict[str, NodeRecord] = {}
+            args: list[Any] = [self.prefix, _ms(cutoff), keep]
+            for node_id in ids:
+                node = found.get(node_id)
+                body = ""
+                if node is not None:
+                    record = node.record.model_copy(update={"status": "inactive"})
+                    records[node_id] = record
+                    body = envelope(record)
+                args += [node_id, body]
+            changed = await self._script(
+                "sweep", [self._key("events"), self._key("event_seq")], args
+            )
+            went += [records[node_id] for node_id in changed]
+            if len(ids) < _SWEEP_BATCH:
                 break
         went.sort(key=lambda r: r.id)
         return went
