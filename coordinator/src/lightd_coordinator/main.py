@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
     commands,
@@ -113,6 +114,8 @@ def create_app(
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
+    # innermost of the middleware: the timeouts and CORS below apply to it as to every route
+    app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,
         read_timeout=settings.server.read_timeout.total_seconds(),
