@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis as redis_sync
 
-from tests.coordinator.harness import AgentBehaviour, agent, node_body, sse
+from lightd_coordinator.config import Settings
+from tests.coordinator.harness import (
+    AgentBehaviour,
+    agent,
+    coordinator,
+    make_settings,
+    node_body,
+    sse,
+)
 from tests.coordinator.replicas import Replica, replica, replicas
-from tests.harness.redis import RedisServer
+from tests.harness.redis import RedisServer, redis_server
 
 COMMAND = {"type": "exec", "action": "echo hi", "params": {"timeout": "10s"}}
 
@@ -291,3 +300,27 @@ def test_redis_restarted_under_load(tmp_path: Path, redis: RedisServer) -> None:
             assert stream.next_message().json()["type"] == "initial_state"
             client.post(f"{a.url}/api/v1/nodes", json=node_body("n9", 9009))
             assert stream.until("node_registered").json()["data"]["id"] == "n9"
+
+
+def test_the_redis_password_is_never_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong password in registry.redis_url: 503 with the URL masked, in answers and logs."""
+    password = "not-the-password-8c1f2e"
+    with redis_server(tmp_path, "--requirepass", "the-right-one-5d2a") as server:
+        url = server.url.replace("redis://", f"redis://:{password}@")
+        settings = make_settings(registry={"provider": "redis", "redis_url": url})
+        assert password not in repr(settings)
+        _refused_without_showing(settings, password)
+    assert caplog.records and all(password not in r.getMessage() for r in caplog.records)
+
+
+def _refused_without_showing(settings: Settings, password: str) -> None:
+    with coordinator(settings) as (base, _), httpx.Client(base_url=base, timeout=10) as client:
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+        assert "redis://***@127.0.0.1" in health.json()["reason"]
+        listed = client.get("/api/v1/nodes")
+        assert listed.status_code == 503 and "credentials" in listed.json()["detail"]
+        for answer in (health, listed):
+            assert password not in answer.text

@@ -23,7 +23,7 @@ __all__ = ["RedisServer", "redis_server"]
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -32,6 +32,8 @@ class RedisServer:
             )
         self.binary = binary
         self.directory = directory
+        self.options = list(options)
+        """More ``redis-server`` options (``--requirepass``, ...)."""
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -55,6 +57,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.options,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -70,10 +73,11 @@ class RedisServer:
             time.sleep(0.02)
 
     def ping(self) -> bool:
+        """Whether it answers (a PONG, or the refusal of a server that wants a password)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -90,8 +94,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[RedisServer]:
-    server = RedisServer(directory)
+def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
+    server = RedisServer(directory, *options)
     server.start()
     try:
         yield server

@@ -37,8 +37,8 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightd_coordinator.registry.base import (
@@ -214,6 +214,12 @@ def _guarded(
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)
+        except AuthenticationError:
+            registry = cast("RedisRegistry", args[0])
+            raise RegistryUnavailable(
+                f"the Redis registry at {registry.display_url} refused the credentials of "
+                "registry.redis_url (AuthenticationError); fix the password there"
+            ) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             registry = cast("RedisRegistry", args[0])
             raise RegistryUnavailable(
