@@ -13,7 +13,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from lightd_agent.security import new_dispatch_key, node_proof
 from lightd_coordinator.config import Settings
+from lightd_shared.dispatch import NODE_PROOF_HEADER
 from tests.coordinator.harness import (
     AgentBehaviour,
     agent,
@@ -324,3 +326,50 @@ def _refused_without_showing(settings: Settings, password: str) -> None:
         assert listed.status_code == 503 and "credentials" in listed.json()["detail"]
         for answer in (health, listed):
             assert password not in answer.text
+
+
+def test_an_id_enrolled_on_a_cannot_be_taken_on_b(tmp_path: Path, redis: RedisServer) -> None:
+    """Node proofs hold across replicas, and two hosts racing for one id cannot both win."""
+    agent_token = "lightd_5f0e1d2c3b4a59687766554433221100"
+    auth = {"enabled": True, "agent_token": agent_token, "jwt_secret": "x" * 32}
+    keys = [new_dispatch_key(), new_dispatch_key()]
+
+    def enrol(base: str, node_id: str, key: str) -> int:
+        headers = {
+            "Authorization": f"Bearer {agent_token}",
+            NODE_PROOF_HEADER: node_proof(key, node_id, expires_in=60),
+        }
+        body = node_body(node_id, 9000, dispatch_key=key)
+        return httpx.post(
+            f"{base}/api/v1/nodes", json=body, headers=headers, timeout=10
+        ).status_code
+
+    with replicas(tmp_path, redis.url, 2, auth=auth, server={"auth_token": "o" * 32}) as (ra, rb):
+        a, b = ra.url, rb.url
+        assert enrol(a, "taken", keys[0]) == 201
+        assert enrol(b, "taken", keys[1]) == 409  # another key: refused on the other replica
+        assert enrol(b, "taken", keys[0]) == 200  # the holder of the key re-registers anywhere
+        for round_ in range(5):
+            node_id = f"raced-{round_}"
+            codes: list[int] = []
+            start = threading.Barrier(2)
+
+            def race(
+                base: str,
+                key: str,
+                node_id: str = node_id,
+                codes: list[int] = codes,
+                start: threading.Barrier = start,
+            ) -> None:
+                start.wait()
+                codes.append(enrol(base, node_id, key))
+
+            racers = [
+                threading.Thread(target=race, args=(a, keys[0])),
+                threading.Thread(target=race, args=(b, keys[1])),
+            ]
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join(20)
+            assert sorted(codes) == [201, 409], codes

@@ -22,7 +22,7 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
-from lightd_coordinator.registry import Registry, create_registry
+from lightd_coordinator.registry import Registry, RegistryUnavailable, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
 from lightd_shared.timestamps import utcnow
 
@@ -123,12 +123,20 @@ class Coordinator:
         self, period: timedelta, work: Callable[[], Awaitable[object]], name: str
     ) -> None:
         step = period.total_seconds()
+        unavailable = False
         while True:
             before = time.monotonic()
             try:
                 await work()
+                if unavailable:
+                    log.info("%s runs again: the registry is back", name)
+                unavailable = False
             except asyncio.CancelledError:
                 raise
+            except RegistryUnavailable as exc:
+                if not unavailable:  # one line per outage, not one per period
+                    log.warning("%s paused: %s", name, exc)
+                unavailable = True
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
             await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
