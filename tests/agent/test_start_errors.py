@@ -40,9 +40,7 @@ def test_a_port_taken_during_the_install_is_one_error(agent: Agent, test_image: 
     assert "already" in status["error"] or "in use" in status["error"], status
 
 
-def test_an_engine_error_on_start_is_published_not_swallowed(
-    agent: Agent, test_image: str
-) -> None:
+def test_an_engine_error_on_start_is_published_not_swallowed(agent: Agent, test_image: str) -> None:
     status = agent.install(
         "nobinary", test_image, startup_command=["/no-such-binary"], start_on_completion=False
     )

@@ -31,10 +31,9 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi import FastAPI
 
 from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
@@ -42,6 +41,9 @@ from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
 from lightd_agent.wakeup import set_event_threadsafe
+
+if TYPE_CHECKING:
+    from lightd_agent.core import Agent
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
 from lightd_shared.services import Service
@@ -327,22 +329,23 @@ def _detail(response: httpx.Response) -> str:
 
 
 @asynccontextmanager
-async def coordinator_subsystem(app: FastAPI) -> AsyncIterator[Enrolment | None]:
+async def coordinator_subsystem(agent: Agent) -> AsyncIterator[Enrolment | None]:
     """Enrol for the life of ``app`` when ``coordinator.enabled``; else do nothing."""
-    config: AgentConfig = app.state.config
+    config: AgentConfig = agent.config
     if not config.coordinator.enabled:
-        app.state.health_sections["coordinator"] = lambda: {"enabled": False}
+        agent.health_sections["coordinator"] = lambda: {"enabled": False}
         yield None
         return
-    bus: EventBus = app.state.bus
-    enrolment = Enrolment(config, app.state.manager, app.state.dispatch_key)
+    bus: EventBus = agent.bus
+    enrolment = Enrolment(config, agent.manager, agent.dispatch_key)
     detach = bus.add_listener(enrolment.on_event)
-    app.state.enrolment = enrolment
-    app.state.health_sections["coordinator"] = enrolment.snapshot
+    agent.enrolment = enrolment
+    agent.health_sections["coordinator"] = enrolment.snapshot
     await enrolment.start()
     try:
         yield enrolment
     finally:
         detach()
         await enrolment.stop()
-        app.state.health_sections.pop("coordinator", None)
+        agent.health_sections.pop("coordinator", None)
+        agent.enrolment = None
