@@ -98,7 +98,10 @@ def _run(path: str | None) -> int:
             "storage.base_path writable by the agent's user"
         )
         return EXIT_CONFIG
-    server = uvicorn.Server(
+    from lightd_agent.shutdown import DrainingServer
+
+    server = DrainingServer.for_app(
+        app,
         uvicorn.Config(
             app,
             host=config.server.host,
@@ -106,7 +109,7 @@ def _run(path: str | None) -> int:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
-        )
+        ),
     )
     server.run()
     return 0 if server.started else 1
