@@ -454,3 +454,36 @@ async def test_a_newer_update_waits_behind_an_unwritten_one(
     await eventually(lambda: len(remote.updates()) == 2)
     assert [u.body["status"] for u in remote.updates()] == ["installing", "ready"]
     assert bus.refusal() is None
+
+
+def _bodies_of(remote: RemoteServer, server: str) -> list[dict[str, Any]]:
+    """Each distinct update of ``server`` the remote received, in the order first seen."""
+    seen: dict[str, dict[str, Any]] = {}
+    for update in remote.updates(None):
+        if update.body["server"] == server:
+            seen.setdefault(update.headers["idempotency-key"], update.body)
+    return list(seen.values())
+
+
+async def test_a_hanging_update_of_one_server_holds_back_no_other(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    """Order is per server: with the remote hanging past the timeout on one server's updates,
+    another server's updates still go out at once, each as soon as it is published."""
+    remote.behaviour.hang_servers = {"stuck"}
+    sync, bus = await make_sync(settings_for(remote.url, timeout="2s"))
+    bus.publish(event("stuck", "Started"))
+    await eventually(lambda: len(_bodies_of(remote, "stuck")) == 1)  # on the wire, unanswered
+    began = time.monotonic()
+    bus.publish(event("free", "Started"))
+    await eventually(lambda: len(_bodies_of(remote, "free")) == 1, timeout=1.5)
+    bus.publish(event("free", "Ready"))
+    await eventually(lambda: len(_bodies_of(remote, "free")) == 2, timeout=1.5)
+    assert time.monotonic() - began < 1.5, "waited behind the other server's timeout"
+    assert [b["status"] for b in _bodies_of(remote, "free")] == ["installing", "ready"]
+    await eventually(lambda: sync.snapshot().outbox_depth == 1, timeout=5)  # free: all acked
+    # the stuck server keeps its own order: its first update is retried before its next
+    bus.publish(event("stuck", "Ready"))
+    remote.behaviour.hang_servers = set()
+    await eventually(lambda: sync.snapshot().outbox_depth == 0, timeout=15)
+    assert [b["status"] for b in _bodies_of(remote, "stuck")] == ["installing", "ready"]
