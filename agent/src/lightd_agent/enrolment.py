@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from lightd_agent.core import Agent
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
+from lightd_shared.pacing import backoff_delay, ticker_wait, url_host
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
 
@@ -70,8 +71,7 @@ def advertise_port(config: AgentConfig) -> int:
     return config.coordinator.advertise_port or config.server.port
 
 
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+_url_host = url_host
 
 
 def services_of(manager: ServerManager, address: str) -> list[Service]:
@@ -237,11 +237,12 @@ class Enrolment:
                 ok = False
             if ok:
                 failures = 0
-                wait = max(0.0, self.interval - (loop.time() - began))
+                wait = ticker_wait(self.interval, began, loop.time())
             else:
                 failures += 1
-                step = min(self.interval, _BACKOFF_START * 2 ** min(failures - 1, 16))
-                wait = step * (0.5 + self._rng.random() / 2)
+                wait = backoff_delay(
+                    failures, base=_BACKOFF_START, cap=self.interval, rng=self._rng
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 

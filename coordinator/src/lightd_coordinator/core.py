@@ -22,6 +22,7 @@ from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
 from lightd_coordinator.registry import Registry, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
+from lightd_shared.pacing import ticker_wait
 from lightd_shared.remote import ConfigDocument
 from lightd_shared.timestamps import utcnow
 
@@ -124,7 +125,7 @@ class Coordinator:
                 raise
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
-            await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
+            await asyncio.sleep(ticker_wait(step, before, time.monotonic()))
 
     async def _sweep(self) -> None:
         await self.fleet.sweep()

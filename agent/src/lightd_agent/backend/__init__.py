@@ -4,3 +4,29 @@
 - :mod:`.docker_sdk`  the Docker SDK implementation (the only module importing ``docker``)
 - :mod:`.memory`      an in-memory implementation for tests of the rules
 """
+
+from lightd_agent.backend.base import (
+    Backend,
+    ContainerInfo,
+    EngineError,
+    EngineEvent,
+    EventWatch,
+    ImageMissing,
+    InstallOutcome,
+    PortInUse,
+    Usage,
+)
+from lightd_agent.backend.memory import MemoryBackend
+
+__all__ = [
+    "Backend",
+    "ContainerInfo",
+    "EngineError",
+    "EngineEvent",
+    "EventWatch",
+    "ImageMissing",
+    "InstallOutcome",
+    "MemoryBackend",
+    "PortInUse",
+    "Usage",
+]
