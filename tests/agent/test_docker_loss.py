@@ -10,7 +10,6 @@ it leaves requests unanswered, like a hung engine.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from tests.agent.conftest import SERVE, STUBBORN, Agent
 from tests.agent.proxy import DockerProxy
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -36,14 +36,12 @@ def proxy(tmp_path: Path) -> Iterator[DockerProxy]:
 
 
 def _wait_reachable(agent: Agent, reachable: bool, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        health: dict[str, Any] = httpx.get(agent.url + "/health", timeout=5).json()
-        if health["docker"]["reachable"] is reachable:
-            return health
-        if time.monotonic() > deadline:
-            raise AssertionError(f"docker reachable stayed {not reachable}: {health}")
-        time.sleep(0.05)
+    def health() -> dict[str, Any] | None:
+        answer: dict[str, Any] = httpx.get(agent.url + "/health", timeout=5).json()
+        return answer if answer["docker"]["reachable"] is reachable else None
+
+    result: dict[str, Any] = wait_until(health, timeout, what=f"docker reachable {reachable}")
+    return result
 
 
 def test_engine_lost_and_back(

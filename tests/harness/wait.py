@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    condition: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.02, what: str = ""
+    condition: Callable[[], T], timeout: float = 30.0, *, interval: float = 0.02, what: str = ""
 ) -> T:
     """Call ``condition`` until it returns something truthy; return it. AssertionError after
     ``timeout`` seconds, naming ``what`` and the last value."""

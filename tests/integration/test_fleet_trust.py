@@ -169,7 +169,10 @@ def test_agent_reregisters_after_a_coordinator_restart(tmp_path: Path) -> None:
 
     with agent_in_process(tmp_path, coordinator_url, "comeback") as (url, _):
         # the coordinator is down at first: the agent keeps trying and keeps serving
-        time.sleep(0.5)
+        wait_until(
+            lambda: httpx.get(f"{url}/health").json()["coordinator"]["last_error"],
+            what="a failed attempt to reach the coordinator",
+        )
         assert httpx.get(f"{url}/health").json()["coordinator"]["registered"] is False
         for _ in range(2):  # up, down (memory registry forgets), up again
             with serve(create_coordinator(coordinator_settings()), port=port):

@@ -14,19 +14,16 @@ import pytest
 
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.sync import TOKEN_HINT
+from tests.harness.wait import until
 from tests.remote.conftest import REMOTE_TOKEN, settings_for
 from tests.remote.recorder import PREFIX, RemoteServer
 
 pytestmark = pytest.mark.anyio
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``check()`` holds; fail with a clear message after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await anyio.sleep(0.02)
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll until ``check()`` holds (:func:`tests.harness.wait.until`)."""
+    await until(check, timeout, interval=0.02)
 
 
 def event(server: str, kind: Any, **fields: Any) -> LifecycleEvent:

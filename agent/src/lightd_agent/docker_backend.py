@@ -8,7 +8,9 @@ from lightd_agent.backend.base import (
     VOLUME_PREFIX,
     InstallOutcome,
 )
-from lightd_agent.backend.docker_sdk import DockerBackend, EventReader, stop_seconds
+from lightd_agent.backend.docker_sdk import DockerBackend
+from lightd_agent.backend.docker_streams import EventReader
+from lightd_agent.backend.docker_translate import stop_seconds
 
 __all__ = [
     "LABEL_NODE",

@@ -17,8 +17,12 @@ agent that imports ``docker``.
 - Docker's event stream is read in one thread (:class:`EventReader`); ``close()`` from another
   thread ends it, as docker-py's ``CancellableStream`` allows.
 
-Over 400 lines on purpose: it is one idea (every SDK call and its translation), and splitting
-it would spread the ``docker`` import the seam exists to keep in one place.
+The translation of the engine's answers lives in :mod:`.docker_translate` and the threaded
+stream readers in :mod:`.docker_streams`; neither imports ``docker``.
+
+Over 400 lines on purpose: what is left is one SDK call per method of the interface, each a
+blocking body and its bounded async wrapper; splitting them would spread the ``docker`` import
+that this seam exists to keep in one module.
 """
 
 from __future__ import annotations
@@ -27,10 +31,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import shutil
 import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -42,10 +44,7 @@ from docker.models.containers import Container
 
 from lightd_agent.backend.base import (
     LABEL_NODE,
-    LABEL_ROLE,
     LABEL_SERVER,
-    LABEL_SPEC,
-    VOLUME_PREFIX,
     ContainerInfo,
     EngineError,
     EngineEvent,
@@ -55,21 +54,23 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
+from lightd_agent.backend.docker_streams import EventReader, follow_lines
+from lightd_agent.backend.docker_translate import (
+    Naming,
+    event_from_raw,
+    info_from_attrs,
+    stop_seconds,
+    usage_from_stats,
+)
 from lightd_agent.config import DockerSection
 from lightd_agent.errors import DockerTimeout, Unavailable
-from lightd_agent.state import parse_docker_time
-from lightd_shared.containers import ContainerSpec, PortMapping, parse_memory, parse_volume
+from lightd_shared.containers import ContainerSpec
 
-__all__ = ["DockerBackend", "EventReader", "stop_seconds"]
+__all__ = ["DockerBackend"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def stop_seconds(seconds: float) -> int:
-    """Docker's stop grace is whole seconds: round up, so "500ms" is 1 s, not an instant kill."""
-    return max(0, math.ceil(seconds))
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -89,68 +90,14 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def _ports(attrs: dict[str, Any]) -> tuple[PortMapping, ...]:
-    raw: dict[str, Any] = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    published = []
-    for key, bindings in raw.items():
-        number, _, protocol = key.partition("/")
-        host = None
-        for binding in bindings or []:
-            if binding.get("HostPort"):
-                host = int(binding["HostPort"])
-                break
-        published.append(
-            PortMapping(
-                container=int(number), host=host, protocol="udp" if protocol == "udp" else "tcp"
-            )
-        )
-    return tuple(sorted(published, key=lambda p: (p.container, p.protocol)))
-
-
-def _info(attrs: dict[str, Any]) -> ContainerInfo:
-    """An inspect's attributes (``containers.get``/``inspect_container``) -> ContainerInfo."""
-    raw_state = attrs.get("State")
-    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
-    code = state.get("ExitCode")
-    return ContainerInfo(
-        id=str(attrs.get("Id", "")),
-        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
-        running=bool(state.get("Running")),
-        exit_code=int(code) if code is not None else None,
-        oom_killed=bool(state.get("OOMKilled")),
-        started_at=parse_docker_time(state.get("StartedAt")),
-        finished_at=parse_docker_time(state.get("FinishedAt")),
-        ports=_ports(attrs),
-    )
-
-
-def _event(raw: dict[str, Any]) -> EngineEvent | None:
-    actor = raw.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    action = raw.get("Action") or raw.get("status")
-    if action not in ("die", "oom", "start"):
-        return None
-    code = attrs.get("exitCode")
-    exit_code = int(code) if code is not None and str(code).lstrip("-").isdigit() else None
-    when = raw.get("timeNano")
-    return EngineEvent(
-        action=action,
-        container_id=str(actor.get("ID") or raw.get("id") or ""),
-        server=str(attrs.get(LABEL_SERVER) or ""),
-        role=str(attrs.get(LABEL_ROLE) or ""),
-        exit_code=exit_code,
-        time_ns=when if isinstance(when, int) and when > 0 else None,
-    )
-
-
-class DockerBackend:
+class DockerBackend(Naming):
     """A Docker client for one node: bounded calls, ownership labels, reconnection."""
 
     def __init__(
         self, config: DockerSection, node_id: str, volumes_dir: Path | None = None
     ) -> None:
+        super().__init__(node_id)
         self.config = config
-        self.node_id = node_id
         # Where servers' own volumes keep their files (storage.base_path/volumes/<id>); None
         # leaves them in Docker's own volume directory.
         self.volumes_dir = volumes_dir.resolve() if volumes_dir is not None else None
@@ -288,28 +235,6 @@ class DockerBackend:
 
     # -- names and labels -------------------------------------------------------------------
 
-    def container_name(self, server: str, role: Role = "server") -> str:
-        name = f"lightd-{self.node_id}-{server}"
-        return name if role == "server" else f"{name}-install"
-
-    def volume_name(self, server: str) -> str:
-        return f"{VOLUME_PREFIX}{self.node_id}-{server}-data"
-
-    def labels(self, spec: ContainerSpec, role: Role) -> dict[str, str]:
-        labels = dict(spec.labels)
-        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id, LABEL_ROLE: role})
-        if role == "server":
-            labels[LABEL_SPEC] = spec.model_dump_json()
-        return labels
-
-    def owned_filter(self, server: str | None = None, role: Role | None = None) -> list[str]:
-        selectors = [f"{LABEL_NODE}={self.node_id}"]
-        if server is not None:
-            selectors.append(f"{LABEL_SERVER}={server}")
-        if role is not None:
-            selectors.append(f"{LABEL_ROLE}={role}")
-        return selectors
-
     def _owned(self, container: Container) -> bool:
         return (container.labels or {}).get(LABEL_NODE) == self.node_id
 
@@ -319,7 +244,7 @@ class DockerBackend:
         loop = asyncio.get_running_loop()
 
         def hand_over(raw: dict[str, Any]) -> None:
-            event = _event(raw)
+            event = event_from_raw(raw)
             if event is not None:
                 loop.call_soon_threadsafe(deliver, event)
 
@@ -331,7 +256,7 @@ class DockerBackend:
         found = self.client.containers.list(
             all=True, filters={"label": self.owned_filter(server, role)}
         )
-        return [_info(c.attrs) for c in found if self._owned(c)]
+        return [info_from_attrs(c.attrs) for c in found if self._owned(c)]
 
     async def list_owned(
         self,
@@ -351,7 +276,7 @@ class DockerBackend:
 
     def _inspect_sync(self, container_id: str) -> ContainerInfo | None:
         container = self._get(container_id)
-        return None if container is None else _info(container.attrs)
+        return None if container is None else info_from_attrs(container.attrs)
 
     async def inspect(
         self, container_id: str, *, what: str = "looking up the server's container"
@@ -463,51 +388,10 @@ class DockerBackend:
     ) -> None:
         await self.call(what, self._remove_role_sync, server, role)
 
-    def _mounts(self, spec: ContainerSpec) -> dict[str, dict[str, str]]:
-        mounts = {self.volume_name(spec.id): {"bind": "/data", "mode": "rw"}}
-        for entry in spec.volumes:
-            source, target, read_only = parse_volume(entry)
-            mounts[source] = {"bind": target, "mode": "ro" if read_only else "rw"}
-        return mounts
-
-    def server_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
-        """The keyword arguments of ``containers.create`` for the server's main container."""
-        command: list[str] | None
-        if isinstance(spec.startup_command, str):
-            command = ["/bin/sh", "-c", spec.startup_command]
-        else:
-            command = spec.startup_command
-        ports: dict[str, int | None] = {f"{p.container}/{p.protocol}": p.host for p in spec.ports}
-        kwargs: dict[str, Any] = {
-            "name": self.container_name(spec.id),
-            "labels": self.labels(spec, "server"),
-            "environment": dict(spec.env),
-            "ports": ports,
-            "volumes": self._mounts(spec),
-            "restart_policy": {"Name": "no"},
-            "privileged": spec.privileged,
-            "network_mode": spec.network_mode,
-        }
-        if command is not None:
-            # The startup command is the whole argv: the image's ENTRYPOINT would otherwise
-            # be put in front of it (``ENTRYPOINT ["app"]`` + ``/bin/sh -c ...`` runs
-            # ``app /bin/sh -c ...``). Without one, the image's ENTRYPOINT and CMD run as built.
-            kwargs["command"] = command
-            kwargs["entrypoint"] = []
-        if spec.pid_mode == "host":
-            kwargs["pid_mode"] = "host"
-        if spec.cap_add:
-            kwargs["cap_add"] = list(spec.cap_add)
-        if spec.limits.memory is not None:
-            kwargs["mem_limit"] = parse_memory(spec.limits.memory)
-        if spec.limits.cpu is not None:
-            kwargs["nano_cpus"] = int(spec.limits.cpu * 1_000_000_000)
-        if spec.network_mode != "bridge":
-            kwargs.pop("ports")
-        return kwargs
-
     def _create_server_sync(self, spec: ContainerSpec) -> ContainerInfo:
-        return _info(self.client.containers.create(spec.image, **self.server_kwargs(spec)).attrs)
+        return info_from_attrs(
+            self.client.containers.create(spec.image, **self.server_kwargs(spec)).attrs
+        )
 
     async def create_server(self, spec: ContainerSpec) -> ContainerInfo:
         return await self.call("creating the server's container", self._create_server_sync, spec)
@@ -581,7 +465,7 @@ class DockerBackend:
         attrs = await self.call(
             "reading the server's state", self.client.api.inspect_container, container_id
         )
-        return _info(attrs)
+        return info_from_attrs(attrs)
 
     def stop_sync(self, container_id: str, seconds: float) -> None:
         """SIGTERM, then SIGKILL after ``seconds`` rounded up (never 0 for a short grace)."""
@@ -631,68 +515,12 @@ class DockerBackend:
             follow=True,
             tail=tail,
         )
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
-        loop = asyncio.get_running_loop()
-
-        def put(item: str | None) -> None:
-            # bounded wait: a consumer that is gone (or a loop that stopped) ends the pump
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result(timeout=30)
-
-        def pump() -> None:
-            buffer = b""
-            try:
-                for chunk in stream:
-                    buffer += bytes(chunk)
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        put(line.decode("utf-8", "replace"))
-            except Exception:  # closed by the consumer, or the engine went away
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    if buffer:
-                        put(buffer.decode("utf-8", "replace"))
-                    put(None)
-
-        thread = loop.run_in_executor(None, pump)
-
-        async def lines() -> AsyncIterator[str]:
-            try:
-                while True:
-                    line = await queue.get()
-                    if line is None:
-                        return
-                    yield line
-            finally:
-                with contextlib.suppress(Exception):
-                    stream.close()
-                while not queue.empty():  # let the pump finish its puts
-                    queue.get_nowait()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(thread), timeout=1)
-
-        return lines()
+        return follow_lines(stream)
 
     def _stats_sync(self, container_id: str) -> Usage:
         raw = self.client.api.stats(container_id, stream=False)
         assert isinstance(raw, dict)
-        cpu = raw.get("cpu_stats") or {}
-        pre = raw.get("precpu_stats") or {}
-        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
-            pre.get("cpu_usage") or {}
-        ).get("total_usage", 0)
-        system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-        cpus = cpu.get("online_cpus") or 1
-        percent = (cpu_delta / system_delta) * cpus * 100.0 if system_delta > 0 else 0.0
-        memory = raw.get("memory_stats") or {}
-        networks = raw.get("networks") or {}
-        return Usage(
-            cpu_percent=round(max(percent, 0.0), 3),
-            memory_usage=int(memory.get("usage", 0)),
-            memory_limit=int(memory.get("limit", 0)),
-            network_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
-            network_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
-        )
+        return usage_from_stats(raw)
 
     async def stats(self, container_id: str) -> Usage:
         return await self.call("reading stats", self._stats_sync, container_id)
@@ -714,68 +542,3 @@ class DockerBackend:
             argv,
             timeout=timeout,
         )
-
-
-class EventReader:
-    """Reads Docker's event stream for this node's containers in a thread.
-
-    Events go to ``deliver`` (called in the reader thread; it must hand them to the loop).
-    When the stream breaks (engine lost) ``on_lost`` is called once; ``close()`` ends the
-    stream without calling it.
-    """
-
-    def __init__(
-        self,
-        backend: DockerBackend,
-        deliver: Callable[[dict[str, Any]], None],
-        on_lost: Callable[[str], None],
-    ) -> None:
-        self.backend = backend
-        self.deliver = deliver
-        self.on_lost = on_lost
-        self._stream: Any = None
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Open the stream (in the caller's thread, so a failure is seen) and start reading."""
-        client = self.backend.client
-        self._stream = client.events(
-            decode=True,
-            filters={
-                "type": ["container"],
-                "label": [f"{LABEL_NODE}={self.backend.node_id}"],
-                "event": ["die", "oom", "start"],
-            },
-        )
-        self._thread = threading.Thread(
-            target=self._run, name=f"docker-events:{self.backend.node_id}", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        reason = "Docker's event stream ended"
-        try:
-            for event in self._stream:
-                if self._closing.is_set():
-                    return
-                if isinstance(event, dict):
-                    self.deliver(event)
-        except Exception as exc:
-            reason = f"Docker's event stream broke: {type(exc).__name__}: {exc}"
-        if not self._closing.is_set():
-            self.on_lost(reason)
-
-    def close_sync(self) -> None:
-        self._closing.set()
-        stream = self._stream
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:  # pragma: no cover - closing a broken socket
-                log.debug("closing the Docker event stream failed", exc_info=True)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
