@@ -79,37 +79,49 @@ class CrashWatcher:
         of the dead container (50-120 ms) before anyone hears of it. Only an event without
         those fields falls back to an inspect.
         """
+        try:
+            async with server.lock:
+                await self._exited(server, event)
+        finally:
+            self._oom.discard(event.container_id)
+
+    async def _exited(self, server: Server, event: EngineEvent) -> None:
+        if not self.registry.registered(server) or server.state != "running":
+            return  # stopped, killed, restarted or deleted by the agent: not a crash
+        known = server.container_id
+        if known and event.container_id and event.container_id != known:
+            return  # an exit of an older container of this server
+        exit_code = event.exit_code
+        # read once the lock is held: the engine may report the oom just after the die
         oom = event.container_id in self._oom
-        self._oom.discard(event.container_id)
-        async with server.lock:
-            if not self.registry.registered(server) or server.state != "running":
-                return  # stopped, killed, restarted or deleted by the agent: not a crash
-            known = server.container_id
-            if known and event.container_id and event.container_id != known:
-                return  # an exit of an older container of this server
-            exit_code = event.exit_code
-            try:
-                if exit_code is not None and event.time_ns is not None:
-                    died_at = from_nanoseconds(event.time_ns)
-                    if server.started_at is not None and died_at < server.started_at:
-                        return  # a stale event from before the last start
-                    server.finished_at = died_at
-                else:
+        try:
+            if exit_code is not None and event.time_ns is not None:
+                died_at = from_nanoseconds(event.time_ns)
+                if server.started_at is not None and died_at < server.started_at:
+                    return  # a stale event from before the last start
+                server.finished_at = died_at
+                if exit_code == 137 and not oom and server.spec.limits.memory is not None:
+                    # SIGKILL with a memory limit: ask whether the kernel's OOM killer did it
                     info = await self.backend.inspect(
                         event.container_id, what="inspecting a container that exited"
                     )
-                    if info is not None:
-                        if info.running:
-                            return  # a stale event from before the last start
-                        oom = oom or info.oom_killed
-                        server.finished_at = info.finished_at
-                        if exit_code is None:
-                            exit_code = info.exit_code
-                await self.crashed(server, exit_code, oom=oom)
-            except AgentError as exc:
-                log.warning("handling the exit of server %s failed: %s", server.id, exc.message)
-            except Exception:
-                log.exception("handling the exit of server %s failed", server.id)
+                    oom = info is not None and info.oom_killed
+            else:
+                info = await self.backend.inspect(
+                    event.container_id, what="inspecting a container that exited"
+                )
+                if info is not None:
+                    if info.running:
+                        return  # a stale event from before the last start
+                    oom = oom or info.oom_killed
+                    server.finished_at = info.finished_at
+                    if exit_code is None:
+                        exit_code = info.exit_code
+            await self.crashed(server, exit_code, oom=oom)
+        except AgentError as exc:
+            log.warning("handling the exit of server %s failed: %s", server.id, exc.message)
+        except Exception:
+            log.exception("handling the exit of server %s failed", server.id)
 
     async def crashed(self, server: Server, exit_code: int | None, *, oom: bool) -> None:
         """Mark a crash, then apply the server's restart policy (the lock is held)."""
