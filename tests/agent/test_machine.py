@@ -239,8 +239,9 @@ async def test_power_actions_on_one_server_never_interleave(rig: Rig) -> None:
     second = asyncio.create_task(rig.manager.power("w1", "kill"))
     await until(lambda: rig.manager.get("w1").lock.locked())
     calls = len(rig.backend.calls)
-    await asyncio.sleep(0.01)
-    assert len(rig.backend.calls) == calls  # the kill waits for the lock
+    for _ in range(50):  # many turns of the loop: the kill still waits for the lock
+        await asyncio.sleep(0)
+    assert len(rig.backend.calls) == calls and not second.done()
     rig.backend.release("stop")
     await first
     await second

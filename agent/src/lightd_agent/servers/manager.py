@@ -52,9 +52,9 @@ class ServerManager:
         self.servers = self.registry.servers
         self.started_at = utcnow()
         self.machine = Machine(self.store, bus, self.registry.registered)
-        self.power_ = Power(config, backend, self.machine, self.registry)
-        self.installer = Installer(config, backend, self.machine, self.registry, self.power_)
-        self.crashes = CrashWatcher(backend, self.machine, self.registry, self.power_, self._spawn)
+        self.powers = Power(config, backend, self.machine, self.registry)
+        self.installer = Installer(config, backend, self.machine, self.registry, self.powers)
+        self.crashes = CrashWatcher(backend, self.machine, self.registry, self.powers, self._spawn)
         self.recovery = Recovery(
             config, backend, self.machine, self.registry, self.store, self.crashes
         )
@@ -195,11 +195,10 @@ class ServerManager:
     async def power(self, server_id: str, action: str, timeout: float = 10.0) -> Server:
         """``start``, ``stop``, ``restart`` or ``kill``; answers when the action is done."""
         server = self.get(server_id)
-        if server.hold is not None and action in ("start", "restart"):
-            self.power_.refusal(server, action)
+        self.powers.held(server, action)
         self._require_docker()
         return await self._tracked(
-            self.power_.act(server, action, timeout), f"{action} of {server_id}"
+            self.powers.act(server, action, timeout), f"{action} of {server_id}"
         )
 
     async def delete(self, server_id: str, *, volumes: bool = False) -> None:

@@ -57,12 +57,20 @@ class Power:
         self.machine = machine
         self.registry = registry
 
-    def refusal(self, server: Server, action: str) -> None:
-        """Raise the named refusal if ``action`` cannot begin now (no Docker call)."""
+    def held(self, server: Server, action: str) -> None:
+        """403 for a boot of a server the policy holds (its stored spec is refused)."""
         if server.hold is not None and action in ("start", "restart"):
             raise PolicyRefused(f"server {server.id!r} is {server.hold}")
+
+    def busy(self, server: Server) -> None:
+        """409 while the server installs: no power action until it is ready."""
         if server.installing() or server.state == "installing":
             raise Refused(f"server {server.id!r} is installing; wait until it is ready")
+
+    def refusal(self, server: Server, action: str) -> None:
+        """Raise the named refusal if ``action`` cannot begin now (no Docker call)."""
+        self.held(server, action)
+        self.busy(server)
 
     async def act(self, server: Server, action: str, timeout: float) -> Server:
         """Run ``action`` under the server's lock; answers when it is done."""
