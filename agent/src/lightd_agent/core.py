@@ -66,7 +66,9 @@ class Agent:
             CommandRunner(config.commands, self.manager, self.bus, config.node.id)
         )
         self.subsystems: list[Subsystem] = list(subsystems or [])
-        self.health_sections: dict[str, Callable[[], Any]] = {}
+        self.health_sections: dict[str, Callable[[], Any]] = {
+            "storage": self.manager.machine.storage_health
+        }
         self.remote_sync: RemoteSync | None = None
         self.extra_remotes: dict[str, RemoteSync] = {}
         self.enrolment: Enrolment | None = None

@@ -20,7 +20,7 @@ import socket
 
 from lightd_agent.backend.base import Backend, EngineError, ImageMissing
 from lightd_agent.config import AgentConfig
-from lightd_agent.errors import AgentError, Conflict, DockerTimeout
+from lightd_agent.errors import AgentError, Conflict, DockerTimeout, Unavailable
 from lightd_agent.servers.machine import Cause, Machine
 from lightd_agent.servers.model import Registry, Server
 from lightd_agent.servers.power import Power, locate
@@ -111,8 +111,16 @@ class Installer:
                         f"{existing.short_id}); delete it first"
                     )
             server = Server(spec=spec, state="installing")
+            try:  # written before it is known: a refused create leaves nothing behind
+                self.machine.store.save(server.record())
+            except OSError as exc:
+                self.machine.storage_failed(exc)
+                raise Unavailable(
+                    f"cannot create server {spec.id!r}: the state directory "
+                    f"{self.machine.store.directory} cannot be written ({exc}); free space or "
+                    "fix the directory, then retry"
+                ) from exc
             servers[spec.id] = server  # from here on the id and ports are the server's
-            self.machine.save(server)
             # Docker had nothing of this id: nothing old to remove
             server.installer = asyncio.create_task(self._run(server, fresh=not found))
             return server

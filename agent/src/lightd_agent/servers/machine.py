@@ -7,6 +7,12 @@ server's state. It looks the row up (an illegal transition raises :class:`Illega
 a bug, never an answer), persists the server's state file, then publishes the row's lifecycle
 event on the bus, once (or none, for the rows without one).
 
+A state file that cannot be written (disk full, read-only) never loses a change: the event is
+still published (remote sync keeps it even if its own outbox cannot take it yet), the server
+is kept as *unsaved* and written again every second, and while anything is unsaved the
+machine, a gate on the bus, refuses new lifecycle actions (503 with the reason) and
+``/health`` says ``degraded``.
+
 ``docs/architecture.md`` shows the same table; a test checks it against this one.
 """
 
@@ -142,6 +148,8 @@ class Machine:
         self.store = store
         self.bus = bus
         self._registered = registered
+        self.storage_error: str | None = None
+        self._unsaved: dict[str, Server] = {}
 
     def move(
         self,
@@ -188,9 +196,81 @@ class Machine:
         return rule
 
     def save(self, server: Server) -> None:
-        """Persist the server's fields (no state change, no event): bookkeeping."""
-        if self._registered(server):
+        """Persist the server's fields (no state change, no event): bookkeeping.
+
+        A failed write keeps the server as unsaved (written again by :meth:`retry_unsaved`).
+        """
+        if not self._registered(server):
+            return
+        try:
             self.store.save(server.record())
+        except OSError as exc:
+            self._unsaved[server.id] = server
+            self.storage_failed(exc)
+            return
+        self._unsaved.pop(server.id, None)
+        if not self._unsaved and self.storage_error is not None:
+            self._recovered()
+
+    def storage_failed(self, exc: OSError) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self.storage_error:  # once per problem, not once per retry
+            log.critical(
+                "cannot write the state directory %s (%s); servers' states are kept in memory "
+                "and written again every second; new lifecycle actions are refused until it "
+                "is writable",
+                self.store.directory,
+                error,
+            )
+        self.storage_error = error
+
+    def _recovered(self) -> None:
+        log.warning(
+            "the state directory %s is writable again; lifecycle actions are accepted again",
+            self.store.directory,
+        )
+        self.storage_error = None
+
+    def retry_unsaved(self) -> None:
+        """Write every unsaved server again (or probe the directory when none is left)."""
+        if self.storage_error is None:
+            return
+        for server in list(self._unsaved.values()):
+            if not self._registered(server):
+                self._unsaved.pop(server.id, None)
+                continue
+            self.save(server)
+            if server.id in self._unsaved:
+                return  # still failing: try again at the next tick
+        if self.storage_error is not None:
+            try:
+                self.store.probe()
+            except OSError as exc:
+                self.storage_failed(exc)
+            else:
+                self._recovered()
+
+    def refusal(self) -> str | None:
+        """Gate: why new lifecycle actions are refused while the state directory fails."""
+        if self.storage_error is None:
+            return None
+        return (
+            f"the state directory {self.store.directory} cannot be written "
+            f"({self.storage_error}); {len(self._unsaved)} servers' states wait in memory; "
+            "free space or fix the directory, the agent goes on by itself"
+        )
+
+    def storage_health(self) -> dict[str, object]:
+        """The ``storage`` section of ``GET /health``."""
+        section: dict[str, object] = {
+            "state_dir": str(self.store.directory),
+            "writable": self.storage_error is None,
+            "unsaved": len(self._unsaved),
+        }
+        if self.storage_error is not None:
+            section["error"] = self.storage_error
+            section["degraded_reason"] = self.refusal()
+        return section
 
     def deleted(self, server_id: str) -> None:
         """The server is gone: its file removed, ``Deleted`` published (not a state)."""

@@ -63,6 +63,8 @@ class ServerManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._actions: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._storage: asyncio.Task[None] | None = None
+        self._detach_gate = bus.add_gate(self.machine)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -79,6 +81,16 @@ class ServerManager:
                 self.backend.error,
             )
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="docker-watchdog")
+        self._storage = asyncio.create_task(self._storage_loop(), name="state-dir-retry")
+
+    async def _storage_loop(self) -> None:
+        """Every second while the state directory fails: write what waits in memory again."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.machine.retry_unsaved()
+            except Exception:  # the retry must outlive any surprise
+                log.exception("writing unsaved server states failed")
 
     def busy(self) -> list[str]:
         """What runs now that a drain waits for: installs and power actions, by server."""
@@ -113,15 +125,16 @@ class ServerManager:
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop watching; let work finish for ``grace`` seconds, cut the rest off."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for loop_task in (self._watchdog, self._storage):
+            if loop_task is not None:
+                loop_task.cancel()
         cut_off = [s for s in self.servers.values() if s.installing()]
         await self.drain(grace)
         cut_off = [s for s in cut_off if s.state == "installing"]
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(
-            *(t for t in [self._watchdog, *self._tasks] if t is not None),
+            *(t for t in [self._watchdog, self._storage, *self._tasks] if t is not None),
             return_exceptions=True,
         )
         # their state files still say installing: failed at the next start
