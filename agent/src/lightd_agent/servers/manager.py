@@ -92,12 +92,6 @@ class ServerManager:
             except Exception:  # the retry must outlive any surprise
                 log.exception("writing unsaved server states failed")
 
-    def busy(self) -> list[str]:
-        """What runs now that a drain waits for: installs and power actions, by server."""
-        names = [f"install of {s.id}" for s in self.servers.values() if s.installing()]
-        names += [t.get_name() for t in self._actions if not t.done()]
-        return names
-
     async def drain(self, grace: float) -> list[str]:
         """Wait up to ``grace`` seconds for running installs and power actions; then cancel
         what is left. Returns what was cancelled (also logged)."""
@@ -140,6 +134,7 @@ class ServerManager:
         # their state files still say installing: failed at the next start
         await self.installer.cut_off(cut_off)
         await self._close_watch()
+        self._detach_gate()
         self.backend.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
