@@ -134,7 +134,8 @@ class ServerManager:
         # their state files still say installing: failed at the next start
         await self.installer.cut_off(cut_off)
         await self._close_watch()
-        self._detach_gate()
+        detach, self._detach_gate = self._detach_gate, lambda: None
+        detach()
         self.backend.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
