@@ -17,7 +17,6 @@ EXPORTS = {
         "EventWatch",
         "ImageMissing",
         "InstallOutcome",
-        "MemoryBackend",
         "PortInUse",
         "Usage",
     ],

@@ -2,7 +2,8 @@
 
 - :mod:`.base`        the interface, its dataclasses and errors
 - :mod:`.docker_sdk`  the Docker SDK implementation (the only module importing ``docker``)
-- :mod:`.memory`      an in-memory implementation for tests of the rules
+- :mod:`.memory`      an in-memory implementation for tests of the rules (imported by
+                      name, so the agent itself never loads it)
 """
 
 from lightd_agent.backend.base import (
@@ -16,7 +17,6 @@ from lightd_agent.backend.base import (
     PortInUse,
     Usage,
 )
-from lightd_agent.backend.memory import MemoryBackend
 
 __all__ = [
     "Backend",
@@ -26,7 +26,6 @@ __all__ = [
     "EventWatch",
     "ImageMissing",
     "InstallOutcome",
-    "MemoryBackend",
     "PortInUse",
     "Usage",
 ]

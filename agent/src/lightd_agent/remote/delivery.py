@@ -1,8 +1,10 @@
 """Where an update is sent: ``POST {url}/update`` from the outbox, in order per server.
 
-Each server's queue is delivered by its own task, one update in flight per server, so one
-server's update never waits behind another server's (a remote that hangs on one update only
-holds that server back). :func:`classify` is the whole policy, as a pure function:
+Each server with something due gets its own worker task that sends its queue oldest first, one
+update in flight per server, so one server's update never waits behind another server's (a
+remote that hangs on one update only holds that server back). The loop only starts workers;
+a worker reads its next update by the server's own index, never the whole outbox.
+:func:`classify` is the whole policy, as a pure function:
 
 ============================  ===========  ========================================================
 answer                        verdict      what happens
@@ -158,8 +160,19 @@ class Delivery:
         wait = None if at is None else max(0.0, at - time.time())
         await self._sleep(self._storage_wait(wait))
 
+    async def _worker(self, update: PendingUpdate | None) -> None:
+        """Send one server's due updates in order; stop at a pause or when none is due."""
+        while update is not None:
+            await self._deliver(update)
+            now = time.time()
+            if self.pause.active(now):
+                return
+            update = self.outbox.head(update.server)
+            if update is not None and update.next_attempt_at > now:
+                return  # backing off: the loop starts a worker again when it is due
+
     def _start(self, update: PendingUpdate) -> None:
-        task = asyncio.create_task(self._deliver(update), name=f"remote-update:{update.server}")
+        task = asyncio.create_task(self._worker(update), name=f"remote-update:{update.server}")
         self._in_flight[update.server] = task
 
         def done(_: asyncio.Task[None]) -> None:

@@ -227,6 +227,14 @@ class Outbox:
             ).fetchall()
         return [self._pending(row) for row in rows]
 
+    def head(self, server: str) -> PendingUpdate | None:
+        """The oldest undelivered update of ``server`` (due or not), or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT 1", (server,)
+            ).fetchone()
+        return None if row is None else self._pending(row)
+
     def next_attempt_at(self, excluding: Collection[str] = ()) -> float | None:
         """When the earliest queue head may be tried, or ``None`` when nothing is pending.
 
