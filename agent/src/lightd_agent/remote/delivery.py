@@ -163,13 +163,12 @@ class Delivery:
     async def _worker(self, update: PendingUpdate | None) -> None:
         """Send one server's due updates in order; stop at a pause or when none is due."""
         while update is not None:
-            await self._deliver(update)
+            acknowledged, update = await self._deliver(update)
             now = time.time()
-            if self.pause.active(now):
-                return
-            update = self.outbox.head(update.server)
-            if update is not None and update.next_attempt_at > now:
+            if not acknowledged or self.pause.active(now):
                 return  # backing off: the loop starts a worker again when it is due
+            if update is not None and update.next_attempt_at > now:
+                return
 
     def _start(self, update: PendingUpdate) -> None:
         task = asyncio.create_task(self._worker(update), name=f"remote-update:{update.server}")
@@ -197,17 +196,23 @@ class Delivery:
         cap = max(self._settings().retry_max_delay.total_seconds(), self._retry_base)
         return backoff_delay(attempt, base=self._retry_base, cap=cap, rng=self._rng)
 
-    async def _deliver(self, update: PendingUpdate) -> None:
+    def _acknowledge(self, update: PendingUpdate) -> PendingUpdate | None:
+        """Delete an acknowledged update; its server's next one (in the caller's thread)."""
+        self.outbox.acknowledge(update.id)
+        return self.outbox.head(update.server)
+
+    async def _deliver(self, update: PendingUpdate) -> tuple[bool, PendingUpdate | None]:
+        """Send one update; whether the remote acknowledged it, and then the server's next."""
         client = self._client()
         if client is None:  # pragma: no cover - the loop only runs with a client
-            return
+            return False, None
         try:
             response = await client.post_update(
                 update.body, idempotency_key=update.idempotency_key, sequence=update.seq
             )
         except RemoteError as exc:
             self._no_answer(update, classify_failure(exc))
-            return
+            return False, None
         self.pause.failures = 0
         decision = classify(
             response.status_code,
@@ -216,17 +221,21 @@ class Delivery:
         )
         if decision.verdict is Verdict.DELIVER:
             # Off the loop: the acknowledgement's commit (an fsync) would hold up the next
-            # event's enqueue and every request meanwhile. A lost acknowledgement only means a
-            # resend (same key).
-            await asyncio.to_thread(self.outbox.acknowledge, update.id)
+            # event's enqueue and every request meanwhile, and so would waiting for the
+            # outbox's lock while another server's acknowledgement commits. A lost
+            # acknowledgement only means a resend (same key).
+            following = await asyncio.to_thread(self._acknowledge, update)
             log.debug("remote acknowledged update #%d of server %s", update.seq, update.server)
-            self.journal.check_bound()
-        elif decision.verdict is Verdict.PAUSE:
+            if self.journal.full:  # fewer updates can only end a full outbox, never start one
+                self.journal.check_bound()
+            return True, following
+        if decision.verdict is Verdict.PAUSE:
             self._refused_token(update, response)
         elif decision.verdict is Verdict.DEAD_LETTER:
             self._dead_letter(update, response)
         else:
             self._retry(update, decision)
+        return False, None
 
     def _no_answer(self, update: PendingUpdate, decision: Decision) -> None:
         self.pause.failures += 1
