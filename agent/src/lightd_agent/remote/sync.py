@@ -123,6 +123,7 @@ class RemoteSync:
             self.settings,
             transport=self._transport,
             node_proof=None if proof is None else proof.for_url(self.settings.url),
+            alternates=None if proof is None else proof.alternates(self.settings.url),
         )
         self.delivery.pause.clear()
         self.outbox.make_all_due(time.time())
