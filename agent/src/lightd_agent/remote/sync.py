@@ -306,8 +306,15 @@ class RemoteSync:
     def _storage_blocked(self) -> bool:
         """Updates wait in memory for the outbox. Only while sync is on: turned off (a reload),
         nothing retries them and nothing new is recorded, so refusing actions would block the
-        host for good; they stay in memory and are written when sync is turned on again."""
-        return self.settings.enabled and (self._storage_error is not None or bool(self._unwritten))
+        host for good; they stay in memory and are written when sync is turned on again.
+
+        Blocked means a write *failed* (``_storage_error``), never merely that ``_unwritten``
+        is not empty: :meth:`record` puts every update there for the moment of its write, and
+        a caller on another thread (FastAPI runs plain ``def`` dependencies in its thread pool)
+        would otherwise see an update being written as one that could not be, and refuse an
+        action while nothing is wrong. ``_storage_error`` is set before a failed write returns
+        and cleared only once every waiting update is written."""
+        return self.settings.enabled and self._storage_error is not None
 
     def refusal(self) -> str | None:
         """Gate: why new lifecycle actions must wait (answered 503), or ``None``."""
