@@ -7,9 +7,12 @@ the API's gate, run in FastAPI's thread pool, saw the update the event loop was 
 that moment as one that could not be written. Here every action must answer 200, the probes
 that pass the gate (``POST /containers/<unknown>/start``) must answer 404, never 503, each
 action that changed a state must have queued exactly one update, and once the remote is back
-every one of them arrives, numbered without a gap. The race is rare at this size (a few in ten
-thousand requests); ``tests/remote/test_sync.py::test_the_gate_never_refuses_for_an_update
-_being_written`` is the test that fails on the old gate every time.
+every one of them arrives, numbered without a gap. The probes are what make the race show:
+with 40 of them beside the 20 loops the old gate refused in each of the runs tried (a probe,
+and once a ``start`` exactly as in the issue), with 8 in none; 40 is anyio's thread-pool
+size, so that many gate checks can wait for the GIL while the loop commits an update.
+``tests/remote/test_sync.py::test_the_gate_never_refuses_for_an_update_being_written`` shows
+the same race without Docker or HTTP.
 
 A refusal is logged: the second test makes the gate refuse for real (a full outbox) and reads
 the agent's own log file for the warning line with the reason and the server.
@@ -38,7 +41,7 @@ pytestmark = pytest.mark.docker
 LIGHTD = str(Path(sys.executable).with_name("lightd"))
 SERVERS = 20
 ACTIONS = 10  # per server: kill, start, kill, ... (even: each server ends running)
-PROBES = 8
+PROBES = 40  # concurrent gate probes: anyio's thread-pool size
 
 
 def _run_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
