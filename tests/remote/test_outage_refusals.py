@@ -112,7 +112,9 @@ async def _outage(
 ) -> tuple[list[tuple[str, str, int, Any]], list[int]]:
     """Every server's kill/start loop at once, and probes through the gate meanwhile."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    limits = httpx.Limits(max_connections=SERVERS + PROBES + 4)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends them: a request on a
+    # connection the server is closing at that moment fails without an answer.
+    limits = httpx.Limits(max_connections=SERVERS + PROBES + 4, keepalive_expiry=1.0)
     async with httpx.AsyncClient(
         base_url=base_url, headers=headers, timeout=60, limits=limits
     ) as client:
