@@ -21,7 +21,7 @@ import pytest
 from bench.outage import Answer, count_outage, explained_requests, unexplained
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ("1.", "2a.", "2b.", "3a.", "3b.", "4.", "5.", "6.", "7a.", "7b.")
+FIGURES = ("1.", "2a.", "2b.", "3a.", "3b.", "4.", "5.", "6.", "7a.", "7b.", "8a.", "8b.", "9.")
 
 
 @pytest.mark.docker
