@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -484,3 +485,37 @@ async def test_a_hanging_update_of_one_server_holds_back_no_other(
     remote.behaviour.hang_servers = set()
     await eventually(lambda: sync.snapshot().outbox_depth == 0, timeout=15)
     assert [b["status"] for b in _bodies_of(remote, "stuck")] == ["installing", "ready"]
+
+
+async def test_the_gate_never_refuses_for_an_update_being_written(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    """Issue 18: while the outbox commits an update (the commit releases the GIL), another
+    thread asking the gate must not see that update as one that could not be written. FastAPI
+    ran the API's gate dependency in its thread pool, and during an outage one action in
+    about a thousand was refused with "the remote-sync outbox cannot be written (None)"."""
+    remote.stop()
+    sync, bus = await make_sync(settings_for(remote.url))
+    refusals: list[str] = []
+    asked = [0]
+    done = threading.Event()
+
+    def ask_the_gate() -> None:  # as a thread-pool dependency does, as often as it can
+        while not done.is_set():
+            reason = bus.refusal()
+            asked[0] += 1
+            if reason:
+                refusals.append(reason)
+
+    watcher = threading.Thread(target=ask_the_gate, name="gate-watcher")
+    watcher.start()
+    try:
+        for n in range(300):
+            bus.publish(event(f"s{n % 20}", "Started"))
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+    assert asked[0] > 300  # the gate was asked throughout the writes, not once at the end
+    assert refusals == [], refusals[:3]
+    assert sync.snapshot().outbox_depth == 300
+    assert sync.refusal() is None

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
+from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, health, schema
 from lightd_agent.backend.base import Backend
 from lightd_agent.config import AgentConfig
@@ -193,11 +194,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AgentError)
-    return JSONResponse(status_code=exc.status, content={"detail": exc.message})
-
-
 def create_app(
     config: AgentConfig,
     *,
@@ -232,7 +228,8 @@ def create_app(
     )
     app.state.agent = agent
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(AgentError, agent_error_handler)  # logs every 503/504
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
     app.add_middleware(_Draining, agent=agent)

@@ -95,8 +95,12 @@ def require_token(
 Authorized = Depends(require_token)
 
 
-def lifecycle_allowed(bus: BusDep) -> None:
-    """503 with the gate's reason when new lifecycle actions are refused (e.g. outbox full)."""
+async def lifecycle_allowed(bus: BusDep) -> None:
+    """503 with the gate's reason when new lifecycle actions are refused (e.g. outbox full).
+
+    ``async``, so the gates are read on the event loop, between the loop's steps, where every
+    outbox write is whole (a plain ``def`` runs in FastAPI's thread pool, concurrently).
+    """
     reason = bus.refusal()
     if reason:
         raise Unavailable(f"lifecycle actions are refused right now: {reason}")

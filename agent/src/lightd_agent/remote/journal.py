@@ -135,8 +135,13 @@ class Journal:
     def storage_blocked(self) -> bool:
         """Updates wait in memory for the outbox. Only while sync is on: turned off (a reload),
         nothing retries them and nothing new is recorded, so refusing actions would block the
-        host for good; they stay in memory and are written when sync is turned on again."""
-        return self._settings().enabled and (self.storage_error is not None or bool(self.unwritten))
+        host for good; they stay in memory and are written when sync is turned on again.
+
+        Only a failed write blocks: ``storage_error`` is set before a failed write returns and
+        cleared once every waiting update is written. An update merely being written (it sits in
+        ``unwritten`` during the commit, which lets other threads run) is no reason to refuse
+        (issue 18: one action in about a thousand was refused "cannot be written (None)")."""
+        return self._settings().enabled and self.storage_error is not None
 
     def refusal(self) -> str | None:
         """Gate: why new lifecycle actions must wait (answered 503), or ``None``."""
