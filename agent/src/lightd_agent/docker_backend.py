@@ -6,7 +6,9 @@
 - Ownership: everything the agent creates carries ``lightd.node=<node id>`` and
   ``lightd.server=<server id>`` (and ``lightd.role``: ``server`` or ``install``). Every lookup
   filters on the node label, so several agents can share one engine and none ever touches a
-  container it does not own.
+  container it does not own. With ``docker.scope`` set (the compose cluster sets its project
+  name) everything also carries ``lightd.scope=<scope>`` and the scope is part of its name, so
+  two clusters whose agents share node ids on one engine stay apart.
 - Losing the engine marks the backend unavailable (calls answer 503); the manager's watchdog
   reconnects with a fresh client when it answers again.
 - Docker's event stream is read in one thread (:class:`EventReader`); ``close()`` from another
@@ -38,6 +40,7 @@ from lightd_shared.containers import ContainerSpec, parse_memory, parse_volume
 __all__ = [
     "LABEL_NODE",
     "LABEL_ROLE",
+    "LABEL_SCOPE",
     "LABEL_SERVER",
     "LABEL_SPEC",
     "VOLUME_PREFIX",
@@ -56,6 +59,7 @@ LABEL_NODE = "lightd.node"
 LABEL_SERVER = "lightd.server"
 LABEL_ROLE = "lightd.role"
 LABEL_SPEC = "lightd.spec"
+LABEL_SCOPE = "lightd.scope"
 """The spec as JSON, so a server can be rebuilt from Docker alone if the state dir is lost."""
 
 VOLUME_PREFIX = "lightd-"
@@ -229,22 +233,35 @@ class DockerBackend:
 
     # -- names and labels -------------------------------------------------------------------
 
+    @property
+    def _owner(self) -> str:
+        """The node id, after the scope when there is one: the middle of every name."""
+        scope = self.config.scope
+        return f"{scope}-{self.node_id}" if scope else self.node_id
+
+    def _owner_labels(self) -> dict[str, str]:
+        labels = {LABEL_NODE: self.node_id}
+        if self.config.scope:
+            labels[LABEL_SCOPE] = self.config.scope
+        return labels
+
     def container_name(self, server: str, role: Role = "server") -> str:
-        name = f"lightd-{self.node_id}-{server}"
+        name = f"lightd-{self._owner}-{server}"
         return name if role == "server" else f"{name}-install"
 
     def volume_name(self, server: str) -> str:
-        return f"{VOLUME_PREFIX}{self.node_id}-{server}-data"
+        return f"{VOLUME_PREFIX}{self._owner}-{server}-data"
 
     def labels(self, spec: ContainerSpec, role: Role) -> dict[str, str]:
         labels = dict(spec.labels)
-        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id, LABEL_ROLE: role})
+        labels.update(self._owner_labels())
+        labels.update({LABEL_SERVER: spec.id, LABEL_ROLE: role})
         if role == "server":
             labels[LABEL_SPEC] = spec.model_dump_json()
         return labels
 
     def owned_filter(self, server: str | None = None, role: Role | None = None) -> list[str]:
-        selectors = [f"{LABEL_NODE}={self.node_id}"]
+        selectors = [f"{key}={value}" for key, value in self._owner_labels().items()]
         if server is not None:
             selectors.append(f"{LABEL_SERVER}={server}")
         if role is not None:
@@ -252,8 +269,13 @@ class DockerBackend:
         return selectors
 
     def is_owned(self, container: Container) -> bool:
-        labels = container.labels or {}
-        return labels.get(LABEL_NODE) == self.node_id
+        return self._owns(container.labels)
+
+    def _owns(self, labels: dict[str, str] | None) -> bool:
+        labels = labels or {}
+        return labels.get(LABEL_NODE) == self.node_id and labels.get(LABEL_SCOPE, "") == (
+            self.config.scope
+        )
 
     # -- synchronous operations (run them through call()) -----------------------------------
 
@@ -300,7 +322,8 @@ class DockerBackend:
         """
         name = self.volume_name(spec.id)
         labels = dict(spec.labels)
-        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id})
+        labels.update(self._owner_labels())
+        labels[LABEL_SERVER] = spec.id
         options: dict[str, Any] = {}
         if self.volumes_dir is not None:
             # A local volume bound to storage.base_path/volumes/<id>: the server's files live
@@ -324,7 +347,7 @@ class DockerBackend:
         except docker.errors.NotFound:
             volume = None
         if volume is not None:
-            if (volume.attrs.get("Labels") or {}).get(LABEL_NODE) != self.node_id:
+            if not self._owns(volume.attrs.get("Labels")):
                 return
             volume.remove(force=True)
         if self.volumes_dir is not None:
@@ -499,7 +522,7 @@ class EventReader:
             decode=True,
             filters={
                 "type": ["container"],
-                "label": [f"{LABEL_NODE}={self.backend.node_id}"],
+                "label": self.backend.owned_filter(),
                 "event": ["die", "oom", "start"],
             },
         )
