@@ -262,17 +262,56 @@ def test_the_scripts_name_the_project_as_compose_does(tmp_path: Path) -> None:
     assert project_of(folder) == "pinned"
 
 
+def make_clone(tmp_path: Path) -> Path:
+    """A second checkout as far as the cluster scripts see it: scripts/, compose file, .venv."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    shutil.copytree(REPO / "scripts", clone / "scripts")
+    shutil.copy(COMPOSE_FILE, clone / "docker-compose.yml")
+    (clone / ".venv").symlink_to(REPO / ".venv")
+    return clone
+
+
+def run_in_clone(clone: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTD_", "COMPOSE_"))}
+    return subprocess.run(
+        [str(clone / "scripts" / script), *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_up_print_env_prints_the_operator_token_export_line_again(tmp_path: Path) -> None:
+    clone = make_clone(tmp_path)
+    missing = run_in_clone(clone, "up", "--print-env")
+    assert missing.returncode != 0
+    assert "run ./scripts/up first" in missing.stderr
+
+    (clone / ".env").write_text(f"LIGHTD_OPERATOR_TOKEN={SECRETS['LIGHTD_OPERATOR_TOKEN']}\n")
+    printed = run_in_clone(clone, "up", "--print-env")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == f"export LIGHTD_COORD_TOKEN='{SECRETS['LIGHTD_OPERATOR_TOKEN']}'\n"
+    # and the shell takes it as it is
+    shell = subprocess.run(
+        ["bash", "-c", f'eval "$({clone}/scripts/up --print-env)"; echo "$LIGHTD_COORD_TOKEN"'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert shell.stdout.strip() == SECRETS["LIGHTD_OPERATOR_TOKEN"]
+
+
 @pytest.mark.docker
 def test_purge_removes_only_the_servers_of_its_own_project(
     tmp_path: Path, docker_client: docker.DockerClient, docker_cleanup: Cleanup, test_image: str
 ) -> None:
     """Two clones on one engine: `./scripts/down --purge` in one leaves the other's servers."""
     mine, theirs = (f"lightd-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
-    clone = tmp_path / "clone"
-    clone.mkdir()
-    shutil.copytree(REPO / "scripts", clone / "scripts")
-    shutil.copy(COMPOSE_FILE, clone / "docker-compose.yml")
-    (clone / ".venv").symlink_to(REPO / ".venv")
+    clone = make_clone(tmp_path)
     env_lines = {**HOST_FACTS, "LIGHTD_CLUSTER_DIR": str(tmp_path / "storage")}
     env_lines["COMPOSE_PROJECT_NAME"] = mine
     (clone / ".env").write_text("".join(f"{k}={v}\n" for k, v in env_lines.items()))
@@ -282,15 +321,7 @@ def test_purge_removes_only_the_servers_of_its_own_project(
         docker_client.containers.create(test_image, "true", labels=labels)
         docker_client.volumes.create(f"{project}-data", labels=labels)
 
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTD_", "COMPOSE_"))}
-    result = subprocess.run(
-        [str(clone / "scripts" / "down"), "--purge"],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_in_clone(clone, "down", "--purge")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"compose project {mine}" in result.stdout
     assert "removing the servers agent-2 created (1 containers)" in result.stdout
