@@ -260,6 +260,9 @@ def test_the_scripts_name_the_project_as_compose_does(tmp_path: Path) -> None:
     assert project_of(folder, {"COMPOSE_PROJECT_NAME": "from-env"}) == "from-env"
     (folder / ".env").write_text("COMPOSE_PROJECT_NAME=pinned\n", encoding="utf-8")
     assert project_of(folder) == "pinned"
+    # a cluster made before the project was kept in .env ran as project "lightd": keep it
+    (folder / ".env").write_text("LIGHTD_OPERATOR_TOKEN=lightd_00\n", encoding="utf-8")
+    assert project_of(folder) == "lightd"
 
 
 def make_clone(tmp_path: Path) -> Path:
