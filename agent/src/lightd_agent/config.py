@@ -129,6 +129,14 @@ class DockerSection(_Section):
     reconnect_interval: PositiveDuration = Field(
         default=parse_duration("2s"), description="How often an unreachable engine is retried"
     )
+    scope: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,62})?$",
+        description=(
+            "Keeps agents with the same node id on one engine apart (two compose clusters): "
+            "a lightd.scope label on, and a part of the name of, all the agent creates"
+        ),
+    )
 
 
 class StorageSection(_Section):

@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
@@ -29,6 +28,7 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
+from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
@@ -127,8 +127,8 @@ def create_app(
     app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
+        OriginCORSMiddleware,
+        origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
