@@ -99,6 +99,7 @@ class OriginCORSMiddleware(CORSMiddleware):
         allow_credentials: bool = False,
         allow_methods: Sequence[str] = ("GET",),
         allow_headers: Sequence[str] = (),
+        expose_headers: Sequence[str] = (),
     ) -> None:
         self.matcher = OriginMatcher(origins)
         super().__init__(
@@ -107,6 +108,7 @@ class OriginCORSMiddleware(CORSMiddleware):
             allow_credentials=allow_credentials,
             allow_methods=allow_methods,
             allow_headers=allow_headers,
+            expose_headers=expose_headers,
         )
         self._logged: set[str] = set()
 
