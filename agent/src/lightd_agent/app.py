@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
-from lightd_agent.api.routes import commands, containers, events, health, schema
+from lightd_agent.api.routes import commands, containers, events, follow, health, schema
 from lightd_agent.commands import CommandLedger, CommandRunner
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
@@ -45,6 +45,7 @@ from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
 from lightd_agent.security import load_dispatch_key
+from lightd_agent.stats_report import stats_subsystem
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -226,6 +227,7 @@ def create_app(
         remotes_subsystem,
         *(subsystems or []),
         coordinator_subsystem,
+        stats_subsystem,
     ]
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -236,6 +238,7 @@ def create_app(
     app.include_router(containers.router)
     app.include_router(events.router)
     app.include_router(commands.router)
+    app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     if protected:
         app.include_router(schema.router)

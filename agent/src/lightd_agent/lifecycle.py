@@ -53,6 +53,7 @@ from lightd_agent.errors import (
 )
 from lightd_agent.events import EventBus, LifecycleEvent, LifecycleKind
 from lightd_agent.policy import check_spec
+from lightd_agent.resources import block_io
 from lightd_agent.state import StateStore, StoredServer, parse_docker_time
 from lightd_shared.containers import (
     CONTAINER_STATES,
@@ -1045,6 +1046,8 @@ class ServerManager:
             memory_limit=int(memory.get("limit", 0)),
             network_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
             network_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+            block_read_bytes=block_io(raw)[0],
+            block_write_bytes=block_io(raw)[1],
             timestamp=utcnow(),
         )
 

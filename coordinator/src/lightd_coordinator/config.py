@@ -84,8 +84,23 @@ class RegistrySettings(_Section):
     command_timeout: Duration = timedelta(seconds=30)
     result_ttl: Duration = timedelta(hours=1)
     max_output: int = Field(default=65536, ge=256)
+    # The resource history (GET .../stats/history): per server, the agents' stats samples of
+    # the last stats_retention, bounded whatever a node sends.
+    stats_retention: Duration = timedelta(hours=1)
+    stats_max_samples: int = Field(
+        default=1800, ge=1, le=100_000, description="Samples kept per server at most"
+    )
+    stats_min_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="A sample closer than this to the server's previous one is dropped",
+    )
+    stats_max_servers: int = Field(
+        default=256, ge=1, le=10_000, description="Servers with a history per node at most"
+    )
 
-    @field_validator("health_check_interval", "node_timeout", "command_timeout", "result_ttl")
+    @field_validator(
+        "health_check_interval", "node_timeout", "command_timeout", "result_ttl", "stats_retention"
+    )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -20,6 +20,8 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
+from lightd_coordinator.history import HistoryKeeper, create_history
+from lightd_coordinator.logstream import LogFollower
 from lightd_coordinator.registry import Registry, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
 from lightd_shared.remote import ConfigDocument
@@ -77,6 +79,8 @@ class Coordinator:
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
         )
+        self.history = HistoryKeeper(create_history(settings.registry), settings.registry)
+        self.follower = LogFollower(self.client)
         self._tasks: list[asyncio.Task[None]] = []
         self.remote_configs: dict[str, ConfigDocument] = {}
         """What each node last pushed to ``/api/v1/remote/{node_id}/config`` (memory only)."""
@@ -86,6 +90,7 @@ class Coordinator:
 
     async def start(self) -> None:
         await self.registry.open()
+        await self.history.store.open()
         await self.hub.start()
         interval = self.settings.registry.health_check_interval
         expiry = min(self.settings.registry.result_ttl, timedelta(seconds=60))
@@ -110,6 +115,7 @@ class Coordinator:
         await self.dispatcher.close()
         await self.hub.close()
         await self.client.aclose()
+        await self.history.store.close()
         await self.registry.close()
 
     async def _every(
@@ -133,6 +139,9 @@ class Coordinator:
         gone = await self.registry.purge_results(utcnow())
         if gone:
             log.debug("forgot %d expired command results", gone)
+        samples = await self.history.expire()
+        if samples:
+            log.debug("forgot %d stats samples older than registry.stats_retention", samples)
 
     async def probe_health(self) -> None:
         """GET every node's ``health_url``; a 2xx answer counts as a heartbeat."""
