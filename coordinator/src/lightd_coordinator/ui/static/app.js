@@ -357,7 +357,7 @@ async function power(nodeId, server, action) {
   return api(`/api/v1/nodes/${enc(nodeId)}/containers/${enc(server)}/${action}`, { method: "POST" });
 }
 
-function actionButtons(nodeId, container, busy, onDone) {
+function actionButtons(nodeId, container, busy, onDone, reload) {
   const wrap = h("div", { class: "actions" });
   const state = container.state;
   for (const action of Object.keys(ALLOWED)) {
@@ -382,6 +382,7 @@ function actionButtons(nodeId, container, busy, onDone) {
       // the button stays busy until the lifecycle event for this server (or a refresh) arrives
       busy.set(container.id, `${action}:sent`);
       onDone();
+      if (reload) reload();
     });
     wrap.append(button);
   }
@@ -422,9 +423,18 @@ VIEWS.node = (main, nodeId) => {
         h("td", { class: "mono" }, portsText(c.ports && c.ports.length ? c.ports : c.spec.ports)),
         h("td", {}, sample && c.state === "running" ? `${sample.cpu_percent.toFixed(1)}%` : "-"),
         h("td", {}, sample && c.state === "running" ? bytes(sample.memory_usage) : "-"),
-        h("td", {}, actionButtons(nodeId, c, busy, renderList)));
+        h("td", {}, actionButtons(nodeId, c, busy, renderList, load)));
     }));
     note.textContent = containers.length ? "" : "no server on this node yet";
+  }
+  async function readStats() {
+    const since = new Date(Date.now() - 60000).toISOString();
+    await Promise.all(containers.filter((c) => c.state === "running").map(async (c) => {
+      try {
+        const page = await api(`/api/v1/nodes/${enc(nodeId)}/containers/${enc(c.id)}/stats/history?since=${enc(since)}`);
+        if (page.samples.length) now.set(c.id, page.samples[page.samples.length - 1]);
+      } catch { /* no history yet */ }
+    }));
   }
   let loading = null;
   async function load() {
@@ -435,13 +445,7 @@ VIEWS.node = (main, nodeId) => {
         containers = commandOutput(result).containers || [];
         for (const [id, action] of busy) if (String(action).endsWith(":sent")) busy.delete(id);
         renderList();
-        const since = new Date(Date.now() - 60000).toISOString();
-        await Promise.all(containers.filter((c) => c.state === "running").map(async (c) => {
-          try {
-            const h2 = await api(`/api/v1/nodes/${enc(nodeId)}/containers/${enc(c.id)}/stats/history?since=${enc(since)}`);
-            if (h2.samples.length) now.set(c.id, h2.samples[h2.samples.length - 1]);
-          } catch { /* no history yet */ }
-        }));
+        await readStats();
         renderList();
       } catch (error) {
         if (error.status !== 401) note.textContent = `cannot list the servers: ${error.message}`;
@@ -459,16 +463,19 @@ VIEWS.node = (main, nodeId) => {
   header();
   load();
   let timer = null;
+  // CPU and memory now: the newest history sample of this node's running servers, every 5 s
+  const statsTimer = setInterval(() => { if (!loading) readStats().then(renderList); }, HISTORY_REFRESH);
   return {
     onEvent: (e) => {
       if (e.type.startsWith("node_") && e.data && e.data.id === nodeId) header();
+      // server_update only: command_result follows every command, this page's own list too
       const about = e.data && (e.data.node === nodeId || e.data.node_id === nodeId);
-      if ((e.type === "server_update" || e.type === "command_result") && about) {
+      if (e.type === "server_update" && about) {
         clearTimeout(timer);
         timer = setTimeout(load, 150); // a burst of events, one list request
       }
     },
-    close: () => clearTimeout(timer),
+    close: () => { clearTimeout(timer); clearInterval(statsTimer); },
   };
 };
 
@@ -616,7 +623,7 @@ VIEWS.server = (main, nodeId, serverId) => {
       h("p", { class: "muted" }, `on `, h("a", { href: `#/node/${enc(nodeId)}` }, nodeId),
         ` · ${view.spec.image} · ports ${portsText(view.ports && view.ports.length ? view.ports : view.spec.ports) || "none"}`,
         view.error ? h("span", { class: "error" }, ` · ${view.error}`) : ""),
-      actionButtons(nodeId, view, busy, renderHead));
+      actionButtons(nodeId, view, busy, renderHead, loadView));
     const s = samples[samples.length - 1];
     const running = view.state === "running";
     const memLimit = memoryLimit(limits.memory) || (s && s.memory_limit) || 0;
@@ -640,7 +647,11 @@ VIEWS.server = (main, nodeId, serverId) => {
   }
   async function loadView() {
     try {
-      view = commandOutput(await api(base));
+      // the list holds each server's spec and published ports (the status answer does not)
+      const list = commandOutput(await api(`/api/v1/nodes/${enc(nodeId)}/containers`));
+      const found = (list.containers || []).find((c) => c.id === serverId);
+      if (!found) throw new ApiError(404, `node ${nodeId} has no server ${serverId}`);
+      view = found;
       busy.clear();
       renderHead();
       if (!stream) follow();
