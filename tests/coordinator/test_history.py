@@ -114,9 +114,7 @@ def test_retention_bounds_each_server_sqlite(tmp_path: Path) -> None:
 def test_a_node_that_reports_too_much_is_bounded_not_trusted() -> None:
     async def run() -> None:
         clock = Clock(T0)
-        keeper = _keeper(
-            MemoryStatsHistory(), clock, stats_min_interval="5s", stats_max_servers=3
-        )
+        keeper = _keeper(MemoryStatsHistory(), clock, stats_min_interval="5s", stats_max_servers=3)
         # many samples of one server in one report: one is kept (the newest)
         burst = [_stats("web", T0 - timedelta(seconds=i), cpu=i) for i in range(50)]
         answer = await keeper.report("n1", burst)

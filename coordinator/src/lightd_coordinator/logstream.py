@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import anyio
 import httpx
 
 from lightd_coordinator.security import mint_token
@@ -204,6 +205,8 @@ class FollowStream:
             return
         self._closed = True
         try:
-            await self._response.aclose()
+            # shielded: this runs when the browser went away, inside a cancelled scope
+            with anyio.CancelScope(shield=True):
+                await self._response.aclose()
         finally:
             self._follower._release()
