@@ -7,14 +7,18 @@ Waits are conditions on the page (playwright's ``expect``), never fixed sleeps.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import httpx
 import pytest
+from jose import jwt
 from playwright.sync_api import Page, expect
 
+from lightd_coordinator.security import COORDINATOR_AUDIENCE
+from lightd_shared.dispatch import DISPATCH_ISSUER
 from tests.browser.conftest import SCREENSHOTS, Fleet
-from tests.integration.fleet import STATIC, operator, wait_until
+from tests.integration.fleet import JWT_SECRET, STATIC, operator
 
 pytestmark = pytest.mark.docker
 
@@ -40,12 +44,27 @@ def test_sign_in_refuses_a_wrong_token_then_opens_the_fleet(page: Page, fleet: F
     assert kept and kept != STATIC and kept.count(".") == 2
 
 
-def test_an_expired_token_asks_to_sign_in_again(page: Page, fleet: Fleet) -> None:
+def test_an_expired_or_forged_token_asks_to_sign_in_again(page: Page, fleet: Fleet) -> None:
+    now = int(time.time())
+    claims = {"iss": DISPATCH_ISSUER, "sub": "api-client", "aud": COORDINATOR_AUDIENCE}
+    expired = jwt.encode({**claims, "iat": now - 120, "exp": now - 60}, JWT_SECRET, "HS256")
     page.goto(f"{fleet.base}/ui/")
-    page.evaluate("sessionStorage.setItem('lightd.token', 'eyJhbGciOiJIUzI1NiJ9.e30.bad')")
+    page.evaluate(f"sessionStorage.setItem('lightd.token', {expired!r})")
     page.reload()
     expect(page.locator("#login")).to_be_visible()
-    expect(page.locator("#login-error")).to_contain_text("refused")
+    expect(page.locator("#login-error")).to_have_text("Your token has expired: sign in again.")
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('lightd.token')") is None
+    # a wrong token typed in: refused, with the coordinator's reason
+    page.fill("#token", expired)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("That token has expired: get a new one.")
+    forged = jwt.encode(
+        {**claims, "iat": now, "exp": now + 60}, "another-secret-0123456789", "HS256"
+    )
+    page.fill("#token", forged)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("Wrong token")
 
 
 def test_a_node_registered_through_the_api_comes_and_goes_live(page: Page, fleet: Fleet) -> None:
@@ -163,4 +182,3 @@ def test_the_page_fits_a_phone_and_holds_no_secret(page: Page, fleet: Fleet) -> 
     assert httpx.get(f"{fleet.base}/api/v1/nodes").status_code == 401
     assert httpx.get(f"{fleet.base}/", follow_redirects=False).headers["location"] == "/ui/"
     assert httpx.get(f"{fleet.base}/ui/nothing.js").status_code == 404
-    wait_until(lambda: True)
