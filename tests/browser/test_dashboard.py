@@ -182,3 +182,32 @@ def test_the_page_fits_a_phone_and_holds_no_secret(page: Page, fleet: Fleet) -> 
     assert httpx.get(f"{fleet.base}/api/v1/nodes").status_code == 401
     assert httpx.get(f"{fleet.base}/", follow_redirects=False).headers["location"] == "/ui/"
     assert httpx.get(f"{fleet.base}/ui/nothing.js").status_code == 404
+
+
+def test_the_install_output_shows_while_installing(page: Page, fleet: Fleet) -> None:
+    node = fleet.agent.node_id
+    server = f"inst-{uuid.uuid4().hex[:6]}"
+    sign_in(page, fleet.base)
+    expect(page.locator(f'tr[data-node="{node}"]')).to_be_visible(timeout=15_000)
+    spec = {
+        "id": server,
+        "image": "lightd-test-busybox",
+        "install_script": "i=0; while [ $i -lt 40 ]; do echo install step $i; i=$((i+1)); "
+        "sleep 0.25; done",
+        "startup_command": "echo server up; sleep 3600",
+    }
+    with operator(fleet.base) as client:
+        created = client.post(f"/api/v1/nodes/{node}/containers", json=spec)
+        assert created.json()["status"] == "success", created.text
+        try:
+            page.goto(f"{fleet.base}/ui/#/server/{node}/{server}")
+            expect(page.locator("#log-title")).to_have_text("Install output", timeout=10_000)
+            expect(page.locator("#log")).to_contain_text("install step 3", timeout=15_000)
+            expect(page.locator("#state")).to_have_text("installing")
+            page.screenshot(path=str(SCREENSHOTS / "view-install.png"), full_page=True)
+            # then the server runs and the log follows its own output
+            expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+            expect(page.locator("#log-title")).to_have_text("Live log", timeout=15_000)
+            expect(page.locator("#log")).to_contain_text("server up", timeout=15_000)
+        finally:
+            client.delete(f"/api/v1/nodes/{node}/containers/{server}", params={"volumes": True})

@@ -680,9 +680,14 @@ VIEWS.server = (main, nodeId, serverId) => {
     while (log.childNodes.length > LOG_MAX) log.firstChild.remove();
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
+  let lastKind = null;
   async function follow() {
     if (closed || !view) return;
-    logTitle.textContent = view.state === "installing" ? "Install output" : "Live log";
+    const kind = view.state === "installing" ? "install" : "server";
+    logTitle.textContent = kind === "install" ? "Install output" : "Live log";
+    // following the same container again (after a restart) re-reads its tail: start afresh
+    if (kind === lastKind) log.replaceChildren();
+    lastKind = kind;
     const controller = new AbortController();
     stream = controller;
     try {
