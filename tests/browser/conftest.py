@@ -29,8 +29,10 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: playwright's sync API runs an event loop in this thread while it is open,
+    so it must be closed before other tests call ``asyncio.run``."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
             f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`; "
