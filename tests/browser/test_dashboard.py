@@ -115,6 +115,9 @@ def test_a_server_from_the_form_runs_logs_charts_and_stops(page: Page, fleet: Fl
     expect(row.locator("[data-state]")).to_have_text("running", timeout=60_000)
     expect(row.locator('button[data-action="start"]')).to_be_disabled()
     expect(row.locator('button[data-action="stop"]')).to_be_enabled()
+    # CPU and memory now: the newest sample of the history the agent reports
+    expect(row.locator("td").nth(4)).to_contain_text("%", timeout=20_000)
+    expect(row.locator("td").nth(5)).to_contain_text("iB", timeout=20_000)
     page.screenshot(path=str(SCREENSHOTS / "view-node.png"), full_page=True)
 
     page.click(f'tr[data-server="{server}"] a')
