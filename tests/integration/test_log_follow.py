@@ -112,6 +112,9 @@ def test_log_follow_is_relayed_throttled_and_bounded(
             wait_until(lambda: coordinator.follower.active == 0, 10, "the follow slot freed")
             unknown = client.get(f"/api/v1/nodes/{node}/containers/nope/logs?follow=true")
             assert unknown.status_code == 404, unknown.text
+            too_long = client.get(url, params={"follow": "true", "tail": 20_000})
+            assert too_long.status_code == 422
+            assert too_long.json()["detail"][0]["loc"] == ["query", "tail"]
             anonymous = httpx.get(f"{base}{url}?follow=true")
             assert anonymous.status_code == 401
 

@@ -44,7 +44,7 @@ class HistoryKeeper:
         self.min_interval = settings.stats_min_interval
         self.max_servers = settings.stats_max_servers
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
         self.dropped = 0
 
     async def report(self, node_id: str, samples: list[ContainerStats]) -> StatsReportAnswer:
@@ -57,7 +57,10 @@ class HistoryKeeper:
                 newest[stats.id] = stats
         dropped = len(samples) - len(newest)
         accepted = 0
-        async with self._lock:  # one node's report at a time: the bounds hold under races
+        # one report per node at a time (the bounds hold under races); nodes do not wait on
+        # each other
+        lock = self._locks.setdefault(node_id, asyncio.Lock())
+        async with lock:
             known = await self.store.servers(node_id)
             for server, stats in sorted(newest.items()):
                 stamp = now if stats.timestamp > now + CLOCK_SKEW else stats.timestamp

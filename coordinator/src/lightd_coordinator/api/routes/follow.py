@@ -13,12 +13,26 @@ from starlette.background import BackgroundTask
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.logstream import FollowRefused
 
-__all__ = ["follow_response"]
+__all__ = ["MAX_TAIL", "follow_response"]
+
+MAX_TAIL = 10_000
+"""The agent's own bound on a follow's ``tail``."""
 
 
 async def follow_response(
     coordinator: Coordinator, node_id: str, server: str, tail: int | None
 ) -> EventSourceResponse:
+    if tail is not None and tail > MAX_TAIL:
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "loc": ["query", "tail"],
+                    "msg": f"a log follow starts with at most {MAX_TAIL} lines",
+                    "type": "value_error",
+                }
+            ],
+        )
     node = await coordinator.fleet.get(node_id)
     if node is None:
         raise HTTPException(status_code=404, detail=f"node {node_id!r} is not registered")
