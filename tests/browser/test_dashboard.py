@@ -176,6 +176,16 @@ def test_the_page_fits_a_phone_and_holds_no_secret(page: Page, fleet: Fleet) -> 
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is {width}px wide on a 390px screen"
     page.screenshot(path=str(SCREENSHOTS / "view-phone.png"), full_page=True)
+    for view, ready in (
+        (f"node/{fleet.agent.node_id}", "#create-form"),
+        ("events", "#feed"),
+        ("commands", "#cmd-send"),
+        ("services", "#services"),
+    ):
+        page.goto(f"{fleet.base}/ui/#/{view}")
+        expect(page.locator(ready)).to_be_attached()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"#/{view} is {width}px wide on a 390px screen"
     # the shell and assets need no token; the data does
     for path in ("/ui/", "/ui/app.js", "/ui/app.css"):
         response = httpx.get(f"{fleet.base}{path}")
