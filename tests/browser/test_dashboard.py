@@ -120,6 +120,19 @@ def test_a_server_from_the_form_runs_logs_charts_and_stops(page: Page, fleet: Fl
     expect(row.locator("td").nth(5)).to_contain_text("iB", timeout=20_000)
     page.screenshot(path=str(SCREENSHOTS / "view-node.png"), full_page=True)
 
+    # the agent's refusals show at their field too: the same id again, a host port in use
+    page.fill("#spec-id", server)
+    page.fill("#spec-image", "lightd-test-busybox")
+    page.click("#create-submit")
+    expect(page.locator("#error-id")).to_contain_text("already exists")
+    published = re.search(r"(\d+)→8080/tcp", row.locator("td").nth(3).inner_text())
+    assert published, row.inner_text()
+    page.fill("#spec-id", f"{server}-b")
+    page.fill("#spec-ports", f"8080:{published.group(1)}")
+    page.click("#create-submit")
+    expect(page.locator("#error-ports")).to_contain_text("already in use")
+    expect(page.locator("#error-id")).to_have_text("")
+
     page.click(f'tr[data-server="{server}"] a')
     expect(page.locator("#state")).to_have_text("running", timeout=15_000)
     expect(page.locator("#log")).to_contain_text("dashboard line 3", timeout=30_000)

@@ -536,8 +536,12 @@ function createForm(nodeId, reload) {
   }
   function showErrors(detail) {
     if (typeof detail === "string") {
-      const guess = Object.keys(fields).find((f) => new RegExp(`\\b${f.replace("_", "[ _]")}\\b`, "i").test(detail));
-      (guess ? errors[guess] : general).textContent = detail;
+      // the agent's refusals name their field first ("ports: host port 8080/tcp is ...")
+      const named = /^([a-z_]+)(?:\.([a-z_]+))?: /.exec(detail);
+      let field = named ? fieldOf([named[1], named[2]]) : null;
+      if (!field && /server with id/.test(detail)) field = "id";
+      if (!field && /\bimage\b/i.test(detail)) field = "image";
+      (field ? errors[field] : general).textContent = detail;
       return;
     }
     for (const e of detail || []) {
