@@ -127,7 +127,8 @@ class LogFollower:
             url,
             params=params,
             headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"},
-            timeout=httpx.Timeout(10.0, read=None),
+            # the agent pings every 15 s: a minute of silence is a dead agent, and frees the slot
+            timeout=httpx.Timeout(10.0, read=60.0),
         )
         try:
             response = await self._client.send(request, stream=True)
