@@ -161,8 +161,18 @@ def test_a_server_from_the_form_runs_logs_charts_and_stops(page: Page, fleet: Fl
     expect(feed).to_contain_text(f"{server}: stopped", timeout=15_000)
     page.screenshot(path=str(SCREENSHOTS / "view-events.png"))
 
+    # delete asks first; cancelled, nothing happens; confirmed, the server goes
+    page.goto(f"{fleet.base}/ui/#/node/{node}")
+    delete = row.locator('button[data-action="delete"]')
+    delete.click()
+    page.click("#confirm button[value=cancel]")
+    expect(row.locator("[data-state]")).to_have_text("stopped")
+    delete.click()
+    page.click("#confirm-ok")
+    expect(row).to_have_count(0, timeout=30_000)
     with operator(fleet.base) as client:
-        client.delete(f"/api/v1/nodes/{node}/containers/{server}", params={"volumes": True})
+        gone = client.get(f"/api/v1/nodes/{node}/containers/{server}").json()
+        assert gone["status"] == "failed" and "no server" in gone["output"]
 
 
 def test_a_commands_result_shows_as_it_comes(page: Page, fleet: Fleet) -> None:
