@@ -210,3 +210,7 @@ def test_sqlite_history_survives_a_coordinator_restart(tmp_path: Path) -> None:
     assert len(before) == 3
     with coordinator(settings) as (base, _), _client(base) as client:
         assert _history(client, "p1", "web")["samples"] == before
+        # unregistered, the node's history goes with it: the same id registered again has none
+        assert client.delete("/api/v1/nodes/p1").status_code == 200
+        _register(client, "p1")
+        assert _history(client, "p1", "web")["samples"] == []

@@ -96,5 +96,10 @@ class HistoryKeeper:
     ) -> list[StatsSample]:
         return await self.store.read(node_id, server, since=since, limit=limit)
 
+    async def forget(self, node_id: str) -> None:
+        """The node was unregistered: its servers' history goes with it."""
+        await self.store.forget(node_id)
+        self._locks.pop(node_id, None)
+
     async def expire(self) -> int:
         return await self.store.purge(self._clock() - self.retention)
