@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
-from lightd_agent.api.routes import commands, containers, events, health, schema
+from lightd_agent.api.routes import commands, containers, events, follow, health, schema
 from lightd_agent.backend.base import Backend
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent, Subsystem
@@ -35,6 +35,7 @@ from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
+from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
 from lightd_shared.ratelimit import FailedAuthLimit
 
@@ -215,6 +216,7 @@ def create_app(
             remotes_subsystem,
             *(subsystems or []),
             coordinator_subsystem,
+            stats_subsystem,
         ],
     )
     protected = config.authorization.enabled
@@ -242,6 +244,7 @@ def create_app(
     app.include_router(containers.router)
     app.include_router(events.router)
     app.include_router(commands.router)
+    app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     if protected:
         app.include_router(schema.router)

@@ -20,10 +20,12 @@ from lightd_coordinator.api.routes import (
     containers,
     docs,
     events,
+    history,
     monitoring,
     nodes,
     remote,
     services,
+    ui,
 )
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
@@ -112,6 +114,8 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(services.router)
     app.include_router(docs.router)
+    app.include_router(history.router)
+    app.include_router(ui.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 

@@ -9,7 +9,7 @@ agent's JSON answer, or its error message when ``status`` is ``failed``)::
     GET    /containers/{server}             status
     DELETE /containers/{server}             delete
     POST   /containers/{server}/{start|stop|restart|kill|reinstall}
-    GET    /containers/{server}/logs?tail=N logs
+    GET    /containers/{server}/logs?tail=N logs (?follow=true: SSE, see follow.py)
     POST   /containers/{server}/exec        {"command": "...", "timeout": "30s"}
 """
 
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.routes.follow import follow_response
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.containers import ContainerSpec, ExecRequest
 
@@ -87,7 +88,10 @@ async def container_logs(
     server: ServerId,
     coordinator: CoordinatorDep,
     tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-) -> CommandResult:
+    follow: Annotated[bool, Query(description="Stream the output as SSE, relayed")] = False,
+) -> Any:
+    if follow:
+        return await follow_response(coordinator, node_id, server, tail)
     params: dict[str, Any] = {"server": server}
     if tail is not None:
         params["tail"] = tail

@@ -149,6 +149,7 @@ async def update_node(
 async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
     if await coordinator.fleet.remove(node_id) is None:
         raise _not_found(node_id)
+    await coordinator.history.forget(node_id)
     return Message(message=f"node {node_id} unregistered", node_id=node_id)
 
 
