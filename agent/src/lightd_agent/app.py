@@ -45,6 +45,7 @@ from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
 from lightd_agent.security import load_dispatch_key
+from lightd_shared.wire import safe_text
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -144,7 +145,7 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _field_of(error: dict[str, Any]) -> str:
-    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    loc = [safe_text(str(part)) for part in error.get("loc", ()) if part != "body"]
     return ".".join(loc) or "body"
 
 
@@ -153,7 +154,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     parts = []
     for error in errors:
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        message = safe_text(str(error.get("msg", "invalid"))).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
             parts.append(f"malformed JSON body: {error.get('ctx', {}).get('error', message)}")
         elif (
@@ -170,7 +171,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         else:
             parts.append(f"{_field_of(error)}: {message}")
     clean = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        {
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in e.get("loc", ())],
+            "msg": safe_text(str(e.get("msg"))),
+            "type": str(e.get("type")),
+        }
         for e in errors
     ]
     return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": clean})

@@ -31,6 +31,7 @@ from lightd_coordinator.dispatch import IdempotencyKeyReused
 from lightd_coordinator.registry import Registry
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.wire import safe_text
 
 __all__ = ["create_app"]
 
@@ -60,12 +61,13 @@ def safe_errors(errors: Any) -> list[dict[str, Any]]:
     safe = []
     for error in errors:
         item: dict[str, Any] = {
-            "loc": [p if isinstance(p, int | str) else str(p) for p in error.get("loc", ())],
-            "msg": str(error.get("msg", "invalid")),
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in error.get("loc", ())],
+            "msg": safe_text(str(error.get("msg", "invalid"))),
             "type": str(error.get("type", "value_error")),
         }
-        if _scalar(error.get("input")):
-            item["input"] = error.get("input")
+        value = error.get("input")
+        if _scalar(value):
+            item["input"] = safe_text(value) if isinstance(value, str) else value
         safe.append(item)
     return safe
 
