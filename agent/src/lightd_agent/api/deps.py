@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lightd_agent.api.routing import guard
 from lightd_agent.config import AgentConfig
 from lightd_agent.errors import Unavailable
 from lightd_agent.events import EventBus
@@ -54,6 +55,7 @@ BusDep = Annotated[EventBus, Depends(get_bus)]
 ManagerDep = Annotated[ServerManager, Depends(get_manager)]
 
 
+@guard
 def require_token(
     config: ConfigDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

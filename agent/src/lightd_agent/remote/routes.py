@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from lightd_agent import __version__
+from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
@@ -53,7 +54,12 @@ def _config_view(sync: RemoteSync) -> RemoteConfigView:
 
 def create_router(*, dependencies: Sequence[Any]) -> APIRouter:
     """The ``/remote`` router, every route guarded by ``dependencies`` (the agent's auth)."""
-    router = APIRouter(prefix="/remote", tags=["remote"], dependencies=list(dependencies))
+    router = APIRouter(
+        prefix="/remote",
+        tags=["remote"],
+        dependencies=list(dependencies),
+        route_class=GuardFirstRoute,
+    )
 
     @router.get("/config", response_model=RemoteConfigView)
     async def get_config(sync: SyncDep) -> RemoteConfigView:

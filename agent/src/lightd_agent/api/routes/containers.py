@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import Authorized, LifecycleAllowed, ManagerDep
+from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.lifecycle import Server
 from lightd_shared.base import Payload
 from lightd_shared.containers import (
@@ -28,7 +29,12 @@ from lightd_shared.containers import (
     ExecResult,
 )
 
-router = APIRouter(prefix="/containers", tags=["containers"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/containers",
+    tags=["containers"],
+    dependencies=[Authorized],
+    route_class=GuardFirstRoute,
+)
 
 
 class Accepted(Payload):

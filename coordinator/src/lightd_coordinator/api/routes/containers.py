@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.containers import ContainerSpec, ExecRequest
 
@@ -27,6 +28,7 @@ router = APIRouter(
     prefix="/api/v1/nodes/{node_id}/containers",
     tags=["containers"],
     dependencies=[Depends(require_auth)],
+    route_class=GuardFirstRoute,
 )
 
 NodeId = Annotated[str, Path(description="The node's id")]

@@ -14,6 +14,7 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
@@ -28,7 +29,7 @@ from lightd_shared.nodes import (
     NodeUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], route_class=GuardFirstRoute)
 Operator = [Depends(require_auth)]
 """Agents (``auth.agent_token``) may register, heartbeat and relay (each route takes the
 principal, to check the node proof); the rest is operators'."""

@@ -32,6 +32,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 
 from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
+from lightd_coordinator.api.routing import GuardFirstRoute, guard
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
 from lightd_shared.timestamps import utcnow
@@ -45,6 +46,7 @@ NodeId = Annotated[
 ]
 
 
+@guard
 async def _speaks_for_node(
     coordinator: CoordinatorDep,
     principal: AgentAuthDep,
@@ -56,7 +58,10 @@ async def _speaks_for_node(
 
 
 router = APIRouter(
-    prefix="/api/v1/remote/{node_id}", tags=["remote"], dependencies=[Depends(_speaks_for_node)]
+    prefix="/api/v1/remote/{node_id}",
+    tags=["remote"],
+    dependencies=[Depends(_speaks_for_node)],
+    route_class=GuardFirstRoute,
 )
 _DEDUP_WINDOW = timedelta(hours=24)
 
