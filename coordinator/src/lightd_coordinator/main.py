@@ -28,6 +28,7 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
+from lightd_coordinator.limits import BodyLimitMiddleware
 from lightd_coordinator.registry import Registry
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
@@ -120,6 +121,7 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)
     origins = settings.websocket.origins
     app.add_middleware(
         CORSMiddleware,

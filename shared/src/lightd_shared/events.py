@@ -54,6 +54,6 @@ class Event(Payload):
     coordinator adds a type; producers use :data:`EventType`.
     """
 
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: Any = None
