@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.routes import commands, containers, events, health, schema
-from lightd_agent.commands import CommandLedger, CommandRunner
+from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
 from lightd_agent.enrolment import coordinator_subsystem
@@ -224,7 +224,8 @@ def create_app(
     app.state.manager = manager
     app.state.dispatch_key = load_dispatch_key(config.storage.state_dir)
     app.state.command_ledger = CommandLedger(
-        CommandRunner(config.commands, manager, bus, config.node.id)
+        CommandRunner(config.commands, manager, bus, config.node.id),
+        seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
     )
     app.state.subsystems = [
         remote_subsystem,

@@ -68,5 +68,5 @@ async def run_command(
             detail=f"command is for node {command.node_id!r}; this is node {config.node.id!r}",
         )
     ledger: CommandLedger = request.app.state.command_ledger
-    result, _ = await ledger.submit(command)
+    result, _ = await ledger.submit(command, token_expires=claims.exp)
     return result
