@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.routes import commands, containers, events, health, schema
+from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.docker_backend import DockerBackend
@@ -236,6 +237,7 @@ def create_app(
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
     app.include_router(health.router)

@@ -25,6 +25,7 @@ from lightd_coordinator.api.routes import (
     remote,
     services,
 )
+from lightd_coordinator.api.routing import method_not_allowed
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
@@ -134,6 +135,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
+
+    app.add_exception_handler(405, method_not_allowed)
 
     @app.exception_handler(IdempotencyKeyReused)
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:

@@ -5,20 +5,26 @@ caller without a token who sends malformed JSON got a 422 (what is wrong with th
 401 belongs. :class:`GuardFirstRoute` runs the route's *guards* (dependencies marked with
 :func:`guard`: the token and proof checks) first, on the headers alone, and reads the body only
 for a caller they let through. Every router of this program is built with it.
+
+:func:`method_not_allowed` answers a 405 with an ``Allow`` header that lists every method of the
+path: the router's own lists only the methods of the first route that matched the path (``GET``
+for ``POST /containers``'s path, say).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import solve_dependencies
-from fastapi.routing import APIRoute, _effective_route_context_var
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, _effective_route_context_var, _IncludedRouter
+from starlette.routing import BaseRoute
 
-__all__ = ["GuardFirstRoute", "guard"]
+__all__ = ["GuardFirstRoute", "allowed_methods", "guard", "method_not_allowed"]
 
 _GUARD = "__lightd_guard__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,3 +67,31 @@ class GuardFirstRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+
+def _routes(routes: list[BaseRoute]) -> Iterator[Any]:
+    for route in routes:
+        if isinstance(route, _IncludedRouter):
+            yield from route.effective_route_contexts()
+        else:
+            yield route
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` answers on ``path``."""
+    methods: set[str] = set()
+    for route in _routes(app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """The 405 handler: ``Allow`` lists every method the path answers."""
+    allow = ", ".join(allowed_methods(request.app, request.scope["path"]))
+    return JSONResponse(
+        {"detail": f"method {request.method} is not allowed here; use {allow}"},
+        status_code=405,
+        headers={"Allow": allow},
+    )
