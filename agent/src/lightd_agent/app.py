@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
+from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.routes import commands, containers, events, health, schema
 from lightd_agent.api.routing import method_not_allowed
@@ -219,6 +220,7 @@ def create_app(
         redoc_url=None if protected else "/redoc",
         openapi_url=None if protected else "/openapi.json",
     )
+    openapi.install(app)
     app.state.config = config
     app.state.config_path = config_path
     app.state.bus = bus

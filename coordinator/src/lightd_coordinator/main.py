@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.api import openapi
 from lightd_coordinator.api.routes import (
     auth,
     commands,
@@ -104,6 +105,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.coordinator = coordinator
+    openapi.install(app, events_path=settings.websocket.path)
 
     app.include_router(monitoring.router)
     app.include_router(auth.router)

@@ -14,9 +14,11 @@ from pydantic import Field
 from lightd_shared.base import Payload
 from lightd_shared.timestamps import Timestamp, utcnow
 
-__all__ = ["EVENT_TYPES", "Event", "EventType", "parse_event_id"]
+__all__ = ["EVENT_ID_PATTERN", "EVENT_TYPES", "Event", "EventType", "parse_event_id"]
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
+EVENT_ID_PATTERN = r"^([0-9]{1,19})?$"
+"""What :func:`parse_event_id` takes (or nothing), for API documents."""
 
 
 def parse_event_id(value: str) -> int:

@@ -15,6 +15,7 @@ agent's JSON answer, or its error message when ``status`` is ``failed``)::
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -104,8 +105,23 @@ async def container_exec(
     return await _run(coordinator, node_id, "exec", params)
 
 
-@router.post("/{server}/{action}", response_model=CommandResult, summary="A power action")
-async def container_action(
-    node_id: NodeId, server: ServerId, action: Power, coordinator: CoordinatorDep
-) -> CommandResult:
-    return await _run(coordinator, node_id, action, {"server": server})
+def _power_route(action: Power) -> None:
+    async def container_action(
+        node_id: NodeId, server: ServerId, coordinator: CoordinatorDep
+    ) -> CommandResult:
+        return await _run(coordinator, node_id, action, {"server": server})
+
+    # one route per action (not ``/{server}/{action}``): then ``POST .../logs`` is the 405 it
+    # should be, not a 422 about the action's name
+    router.add_api_route(
+        f"/{{server}}/{action}",
+        container_action,
+        methods=["POST"],
+        response_model=CommandResult,
+        summary=f"Power action: {action}",
+        name=f"container_{action}",
+    )
+
+
+for _action in typing.get_args(Power):
+    _power_route(_action)

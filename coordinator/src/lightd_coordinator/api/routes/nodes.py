@@ -117,7 +117,13 @@ async def list_nodes(
     coordinator: CoordinatorDep,
     status: NodeState | None = None,
     provider: str | None = None,
-    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    label: Annotated[
+        list[str],
+        Query(
+            description="key=value; repeat to require several",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+="}},
+        ),
+    ] = [],  # noqa: B006
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> NodeList:
