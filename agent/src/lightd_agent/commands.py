@@ -399,7 +399,13 @@ class CommandLedger:
         task = self._runs.get(command.id)
         fresh = task is None
         if task is None and self.seen is not None:
-            seen, earlier = self.seen.lookup(command.id)
+            try:
+                seen, earlier = self.seen.lookup(command.id)
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                raise Unavailable(
+                    f"cannot read the commands already run ({exc}); command {command.id} was "
+                    "not run, try again once the agent's state directory is readable"
+                ) from None
             if seen:
                 log.warning(
                     "command %s was received again after a restart; not run again",
