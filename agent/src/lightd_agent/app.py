@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -196,6 +197,19 @@ async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"detail": exc.message})
 
 
+async def _docker_refused(request: Request, exc: Exception) -> JSONResponse:
+    """A Docker API error no route turned into an :class:`AgentError`: never a 500.
+
+    Docker's own 404 (the container went away) and 409 (it is dead or being removed, e.g. a
+    delete or reinstall racing this call) keep their status; anything else is a 502.
+    """
+    assert isinstance(exc, docker.errors.APIError)
+    code = exc.status_code if exc.status_code in (404, 409) else 502
+    reason = safe_text(str(exc.explanation or exc))[:500]
+    log.warning("Docker refused %s %s: %s", request.method, request.url.path, reason)
+    return JSONResponse(status_code=code, content={"detail": f"Docker refused the call: {reason}"})
+
+
 def create_app(
     config: AgentConfig,
     *,
@@ -239,6 +253,7 @@ def create_app(
     app.state.health_sections = {}
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(docker.errors.APIError, _docker_refused)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)

@@ -45,7 +45,8 @@ VALIDATION_SCHEMA: dict[str, Any] = {
 _LIFECYCLE = [403, 409]  # a policy refusal; a state or port that does not allow it
 
 EXTRA: dict[str, list[int]] = {
-    "/containers": [503, 504],  # Docker unreachable, the gate closed (outbox full); too slow
+    # Docker refused (502), unreachable or the gate closed (503: outbox full), too slow (504)
+    "/containers": [502, 503, 504],
     "POST /containers": _LIFECYCLE,
     "POST /containers/{server_id}/start": _LIFECYCLE,
     "POST /containers/{server_id}/stop": _LIFECYCLE,
@@ -54,7 +55,8 @@ EXTRA: dict[str, list[int]] = {
     "POST /containers/{server_id}/reinstall": _LIFECYCLE,
     "DELETE /containers/{server_id}": [409],
     "POST /containers/{server_id}/exec": [409],
-    "GET /containers/{server_id}/logs": [409],  # no container yet (installing, failed)
+    # no container yet (installing, failed), or Docker's: dead or being removed
+    "GET /containers/{server_id}/logs": [409],
     "GET /containers/{server_id}/stats": [409],
     "/remote": [503],  # remote sync is not running
     "POST /remote/config/reload": [409, 422],
