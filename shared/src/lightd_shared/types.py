@@ -24,9 +24,9 @@ MAX_LABELS = 256
 """Most labels on one node, server or selector."""
 
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=253)]
-LabelValue = Annotated[str, StringConstraints(max_length=1024)]
+LabelValue = Annotated[str, StringConstraints(max_length=4096)]
 
 Labels = Annotated[
     dict[LabelKey, LabelValue],
-    Field(max_length=MAX_LABELS, description="At most 256 labels; keys 1-253, values 0-1024 chars"),
+    Field(max_length=MAX_LABELS, description="At most 256 labels; keys 1-253, values 0-4096 chars"),
 ]
