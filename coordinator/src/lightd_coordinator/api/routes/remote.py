@@ -9,7 +9,7 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
   ``Idempotency-Key`` (the agent's outbox retrying after a lost answer) is acknowledged again
   but published only once.
 - ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
-  before any), kept in memory.
+  before any), kept in this process (in Redis with the ``redis`` registry, for every replica).
 
 Only ``/health`` answers for any id (it keeps nothing). Updates and configurations are taken
 only for a registered node: anyone with the shared agent token could otherwise fill the
@@ -119,7 +119,7 @@ async def remote_update(
 @router.get("/config", response_model=ConfigDocument, dependencies=Registered)
 async def get_remote_config(node_id: NodeId, coordinator: CoordinatorDep) -> ConfigDocument:
     """What the node last pushed (an empty document before it pushed anything)."""
-    return coordinator.remote_configs.get(node_id) or ConfigDocument()
+    return await coordinator.registry.get_remote_config(node_id) or ConfigDocument()
 
 
 @router.post("/config", response_model=UpdateAck, dependencies=Registered)
@@ -127,5 +127,5 @@ async def post_remote_config(
     node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep
 ) -> UpdateAck:
     """Keep the node's pushed configuration (its servers and settings, token masked)."""
-    coordinator.remote_configs[node_id] = document
+    await coordinator.registry.put_remote_config(node_id, document)
     return UpdateAck(success=True)
