@@ -71,6 +71,9 @@ class ServerSettings(_Section):
     read_timeout: Duration = timedelta(seconds=30)
     write_timeout: Duration = timedelta(seconds=30)
     idle_timeout: Duration = timedelta(seconds=120)
+    max_body_size: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
     dev: bool = Field(
         default=False,
         description="A development run: allows auth with the seed's sample secrets",

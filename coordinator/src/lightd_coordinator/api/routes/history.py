@@ -20,12 +20,13 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_shared.stats import StatsHistory, StatsReport, StatsReportAnswer
 from lightd_shared.timestamps import parse_timestamp
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/nodes/{node_id}", tags=["history"])
+router = APIRouter(prefix="/api/v1/nodes/{node_id}", tags=["history"], route_class=GuardFirstRoute)
 
 NodeId = Annotated[str, Path(description="The node's id")]
 ServerId = Annotated[
