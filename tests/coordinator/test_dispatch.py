@@ -276,7 +276,8 @@ def test_a_late_report_after_timeout_is_409_and_changes_nothing() -> None:
         stored = httpx.get(f"{base}/api/v1/commands/{result['id']}").json()
         assert stored == result
         # one command_result only: replay the history up to a marker event published after
-        marker = {"type": "server_update", "data": {"server": "marker"}}
+        update = {"event": "update", "server": "marker", "status": "ready"}
+        marker = {"type": "server_update", "data": {"server": "marker", "update": update}}
         assert httpx.post(f"{base}/api/v1/nodes/node-1/events", json=marker).status_code == 202
         headers = {"Last-Event-ID": "0"}
         with sse(base, "/ws?types=command_result,server_update", headers=headers) as stream:

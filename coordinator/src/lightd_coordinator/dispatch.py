@@ -229,9 +229,7 @@ class Dispatcher:
     async def _finish(self, result: CommandResult) -> None:
         await self._store(result)
         self.finished[result.status] += 1
-        await self._hub.publish(
-            "command_result", result.model_dump(mode="json"), node_id=result.node_id
-        )
+        await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",
             result.id,

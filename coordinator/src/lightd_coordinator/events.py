@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
 from sse_starlette import ServerSentEvent
 
 from lightd_coordinator.registry.base import Registry, StoredEvent
-from lightd_shared.events import Event
+from lightd_shared.events import Event, EventType
 
 __all__ = ["SSE_SEPARATOR", "EventHub", "StateProvider", "Subscriber", "sse_frame"]
 
@@ -110,8 +111,16 @@ class EventHub:
     def connected(self) -> int:
         return len(self._subscribers)
 
-    async def publish(self, type: str, data: Any, *, node_id: str | None = None) -> int:
-        """Number, store and fan out one event; never waits for a subscriber."""
+    async def publish(
+        self, type: EventType, data: BaseModel | dict[str, Any], *, node_id: str | None = None
+    ) -> int:
+        """Number, store and fan out one event; never waits for a subscriber.
+
+        ``data`` is the event's shared model (:class:`~lightd_shared.events.ServerUpdate`,
+        :class:`~lightd_shared.commands.CommandResult`, a node record) or a JSON object.
+        """
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
         body = Event(type=type, data=data).model_dump_json()
         async with self._lock:
             event_id = await self._registry.append_event(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
@@ -17,7 +17,7 @@ from lightd_coordinator.api.deps import (
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
-from lightd_shared.events import Event
+from lightd_shared.events import RelayedEvent
 from lightd_shared.nodes import (
     Heartbeat,
     NodeList,
@@ -43,8 +43,6 @@ IdempotencyKey = Annotated[
         description="Repeat a request with the same key to get the first result back",
     ),
 ]
-RELAYED_EVENT_TYPES = frozenset({"server_update"})
-"""Types a node may relay; the coordinator's own types cannot be forged by a node."""
 
 
 class Message(BaseModel):
@@ -211,31 +209,20 @@ async def send_command(
 )
 async def relay_event(
     node_id: NodeId,
-    event: Event,
+    event: RelayedEvent,
     coordinator: CoordinatorDep,
     principal: AgentAuthDep,
     proof: NodeProofDep = None,
 ) -> Relayed:
-    """An agent relays one of its own events (``server_update``) to ``/ws`` subscribers."""
+    """A node relays one of its own events (``server_update``) to ``/ws`` subscribers.
+
+    The event names the node of the path, which the caller proved to be (``vouch_for``); a
+    ``node`` in the body is ignored, so no node can publish an event naming another.
+    """
     await vouch_for(coordinator, principal, node_id, proof)
-    if event.type not in RELAYED_EVENT_TYPES:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["body", "type"],
-                    "msg": f"nodes relay only {sorted(RELAYED_EVENT_TYPES)}, not {event.type!r}",
-                    "type": "value_error",
-                }
-            ],
-        )
     if await coordinator.fleet.get(node_id) is None:
         raise _not_found(node_id)
-    data: Any = event.data
-    data = (
-        {**data, "node_id": node_id}  # the path's id wins: a node cannot speak as another
-        if isinstance(data, dict)
-        else {"node_id": node_id, "data": data}
+    event_id = await coordinator.hub.publish(
+        event.type, event.data.stamped(node_id), node_id=node_id
     )
-    event_id = await coordinator.hub.publish(event.type, data, node_id=node_id)
     return Relayed(event_id=event_id)
