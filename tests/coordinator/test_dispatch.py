@@ -434,3 +434,26 @@ def test_commands_open_at_shutdown_end_failed(tmp_path: Path) -> None:
             stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
             assert stored["status"] == "failed"
             assert "stopped before the node answered" in stored["output"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "server"),
+        ({"server": "web", "stop_timout": "5s"}, "stop_timout"),
+        ({"server": "web", "stop_timeout": "soon"}, "stop_timeout"),
+    ],
+)
+def test_a_wrong_container_param_is_a_422_naming_it(params: dict[str, Any], field: str) -> None:
+    with agent() as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        body = {"type": "container", "action": "stop", "params": params}
+        for path, sent in (
+            ("/api/v1/nodes/node-1/commands", body),
+            ("/api/v1/commands", {"selector": {}, "command": body}),
+        ):
+            answer = httpx.post(f"{base}{path}", json=sent)
+            assert answer.status_code == 422, answer.text
+            (error,) = answer.json()["detail"]
+            assert error["loc"][-2:] == ["params", field], error
+        assert fake.count == 0  # nothing was dispatched
