@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.routes import (
     auth,
     commands,
@@ -133,8 +134,8 @@ def create_app(
 
     @app.exception_handler(IdempotencyKeyReused)
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
-        error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
-        return JSONResponse({"detail": [error]}, status_code=422)
+        body = validation_body(["header", "Idempotency-Key"], str(exc))
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.errors import invalid
 from lightd_coordinator.events import SSE_SEPARATOR, EventHub, Subscriber, sse_frame
 from lightd_shared.events import parse_event_id
 
@@ -30,9 +31,7 @@ _RETRY_MS = 2000
 
 
 def _invalid(where: str, message: str) -> HTTPException:
-    return HTTPException(
-        status_code=422, detail=[{"loc": where.split("."), "msg": message, "type": "value_error"}]
-    )
+    return invalid(where.split("."), message)
 
 
 def _last_id(header: str | None, query: str | None) -> int | None:

@@ -14,6 +14,7 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
+from lightd_coordinator.api.errors import invalid
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
@@ -63,16 +64,7 @@ def _parse_labels(values: list[str]) -> dict[str, str]:
     for value in values:
         key, sep, wanted = value.partition("=")
         if not sep or not key:
-            raise HTTPException(
-                status_code=422,
-                detail=[
-                    {
-                        "loc": ["query", "label"],
-                        "msg": f"label filter {value!r} must look like key=value",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise invalid(["query", "label"], f"label filter {value!r} must look like key=value")
         labels[key] = wanted
     return labels
 
