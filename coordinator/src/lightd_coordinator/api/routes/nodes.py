@@ -24,6 +24,7 @@ from lightd_shared.nodes import (
     NodeList,
     NodeRecord,
     NodeRegistration,
+    NodeRemoved,
     NodeState,
     NodeStatusView,
     NodeUpdate,
@@ -44,11 +45,6 @@ IdempotencyKey = Annotated[
         description="Repeat a request with the same key to get the first result back",
     ),
 ]
-
-
-class Message(BaseModel):
-    message: str
-    node_id: str
 
 
 class Relayed(BaseModel):
@@ -135,11 +131,11 @@ async def update_node(
     return record
 
 
-@router.delete("/{node_id}", response_model=Message, dependencies=Operator)
-async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
+@router.delete("/{node_id}", response_model=NodeRemoved, dependencies=Operator)
+async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> NodeRemoved:
     if await coordinator.fleet.remove(node_id) is None:
         raise _not_found(node_id)
-    return Message(message=f"node {node_id} unregistered", node_id=node_id)
+    return NodeRemoved(message=f"node {node_id} unregistered", node_id=node_id)
 
 
 @router.get("/{node_id}/status", response_model=NodeStatusView, dependencies=Operator)
