@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+__all__ = ["Payload", "Request"]
+
 
 class Payload(BaseModel):
     """A body sent by a peer program: unknown fields ignored, types strict."""
