@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from lightd_shared.commands import describe_command_errors
 from lightd_shared.events import Event
 
 __all__ = [
@@ -69,16 +70,13 @@ def describe_detail(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         return response.text.strip() or response.reason_phrase
     if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(p) for p in item.get("loc", ()) if p != "body"]
-                where = ".".join(loc)
-                message = str(item.get("msg", ""))
-                parts.append(f"{where}: {message}" if where else message)
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
+        errors = [
+            {**item, "loc": [p for p in item.get("loc", ()) if p != "body"]}
+            if isinstance(item, dict)
+            else {"loc": [], "msg": str(item)}
+            for item in detail
+        ]
+        return describe_command_errors(errors)  # names each field (a command's union tag left out)
     return detail if isinstance(detail, str) else json.dumps(detail)
 
 
