@@ -81,6 +81,7 @@ if _typing.TYPE_CHECKING:
         PortMapping,
         RestartPolicy,
         ServerEvent,
+        ServerFacts,
         parse_memory,
         parse_volume,
     )
@@ -240,6 +241,7 @@ _EXPORTS: dict[str, str] = {
     "PortMapping": "containers",
     "RestartPolicy": "containers",
     "ServerEvent": "containers",
+    "ServerFacts": "containers",
     "parse_memory": "containers",
     "parse_volume": "containers",
     "AGENT_COMMANDS_PATH": "dispatch",
@@ -421,6 +423,7 @@ __all__ = [
     "Request",
     "RestartPolicy",
     "ServerEvent",
+    "ServerFacts",
     "ServerParams",
     "ServerRemoved",
     "ServerUpdate",
