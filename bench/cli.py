@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [--json PATH] [--profile]``: run every figure, print the table.
 
 Order: the agent figures (1, 7a, 2, 6), the coordinator figures (3, 7b, 4), the joined ones
-(5). Each group runs inside the run's time budget (15 min full, 2 min ``--quick``); a group
-that fails is reported as failed in the table (and the exit status is 1), never left out.
+(5), the scale-out ones (8, 9: replicas on Redis). Each group runs inside the run's time
+budget (15 min full, 2 min ``--quick``); a group that fails is reported as failed in the table
+(and the exit status is 1), never left out.
 Outputs: the Markdown table on stdout and in ``bench/results/<stamp>.md``, the figures as a
 JSON list (``--json``, default ``bench/results/<stamp>.json``), and the full record with every
 distribution in ``bench/results/<stamp>.full.json``.
@@ -28,6 +29,7 @@ from bench.context import IMAGE, Run, Sizes
 from bench.figures.agent import agent_figures
 from bench.figures.cluster import cluster_figures
 from bench.figures.coordinator import coordinator_figures
+from bench.figures.scaling import scaling_figures
 from bench.report import Figure, full_record, machine_info, markdown, to_json, write
 
 __all__ = ["main"]
@@ -37,6 +39,7 @@ GROUPS: dict[str, tuple[str, Callable[[Run], Awaitable[list[Figure]]]]] = {
     "agent": ("1, 2a, 6, 7a", agent_figures),
     "coordinator": ("3, 4, 7b", coordinator_figures),
     "cluster": ("2b, 5", cluster_figures),
+    "scaling": ("8, 9", scaling_figures),
 }
 
 

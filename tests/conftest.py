@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
 from tests.harness import docker as docker_harness
 from tests.harness.docker import Cleanup
+from tests.harness.redis import RedisServer, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,10 @@ def test_image(docker_client: docker.DockerClient) -> str:
 def docker_cleanup(docker_client: docker.DockerClient) -> Iterator[Cleanup]:
     """Labels for this test's containers and volumes; all of them are removed on teardown."""
     yield from docker_harness.cleanup(docker_client)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh real Redis server for this test (fails, never skips, without redis-server)."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server

@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ("1.", "2a.", "2b.", "3a.", "3b.", "4.", "5.", "6.", "7a.", "7b.")
+FIGURES = ("1.", "2a.", "2b.", "3a.", "3b.", "4.", "5.", "6.", "7a.", "7b.", "8a.", "8b.", "9.")
 
 
 def test_bench_tiny_run_reports_every_figure(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,11 +24,28 @@ SECRET = "test-jwt-secret-0123456789abcdef"
 STATIC = "test-static-token-0123456789"
 
 
+REDIS_ENV = "LIGHTD_TEST_REDIS_URL"
+"""Set (to a Redis URL) to run the tests that use the default registry on ``redis`` instead of
+``memory``, each settings object with its own key prefix (an empty fleet)."""
+
+
+def _default_registry() -> dict[str, Any]:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        return {}
+    return {"provider": "redis", "redis_url": url, "redis_prefix": f"t{uuid.uuid4().hex}:"}
+
+
 def make_settings(**sections: dict[str, Any]) -> Settings:
     """Settings with fast timers for tests, plus any section overrides."""
     base: dict[str, dict[str, Any]] = {
         "server": {"auth_token": STATIC},
-        "registry": {"health_check_interval": "100ms", "node_timeout": "5s", "max_retries": 3},
+        "registry": {
+            "health_check_interval": "100ms",
+            "node_timeout": "5s",
+            "max_retries": 3,
+            **_default_registry(),
+        },
         "websocket": {"ping_period": "5s"},
         "auth": {"jwt_secret": SECRET},
         "logging": {"format": "text"},

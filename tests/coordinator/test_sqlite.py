@@ -12,11 +12,14 @@ import httpx
 import pytest
 
 from lightd_coordinator.registry import MemoryRegistry, Registry, SqliteRegistry, StoredNode
+from lightd_coordinator.registry.base import NodeChanged
+from lightd_coordinator.registry.redis import RedisRegistry
 from lightd_shared.commands import CommandResult
 from lightd_shared.nodes import NodeRecord
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
+from tests.harness.redis import RedisServer
 
 KEY = "sqlite-test-dispatch-key-0123456789abcdef"
 COMMAND = {"type": "exec", "action": "echo hi", "params": {"timeout": "5s"}}
@@ -63,8 +66,11 @@ def test_fleet_results_and_event_ids_survive_a_restart(tmp_path: Path) -> None:
             assert (tmp_path / "fleet.db").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis")
+        return RedisRegistry(server.url, prefix="contract:")
     return MemoryRegistry() if request.param == "memory" else SqliteRegistry(tmp_path / "r.db")
 
 
@@ -91,22 +97,72 @@ async def test_registry_contract(store: Registry) -> None:
         assert await store.delete_node("b") and not await store.delete_node("b")
         assert await store.get_node("b") is None
 
-        assert await store.claim_idempotency_key("k", "cmd_1", now) is None
-        assert await store.claim_idempotency_key("k", "cmd_2", now) == "cmd_1"
+        soon = now + timedelta(seconds=60)
+        assert await store.claim_idempotency_key("k", "cmd_1", soon) is None
+        assert await store.claim_idempotency_key("k", "cmd_2", soon) == "cmd_1"
 
         result = CommandResult(id="cmd_1", node_id="a", status="success")
-        from datetime import timedelta
-
-        await store.put_result(result, now + timedelta(seconds=60))
+        await store.put_result(result, soon)
         assert await store.get_result("cmd_1") == result
-        assert await store.purge_results(now) == 0
-        assert await store.purge_results(now + timedelta(seconds=61)) == 1
-        assert await store.get_result("cmd_1") is None
+        if isinstance(store, RedisRegistry):
+            # Redis expires results itself, on its own clock: the key carries the TTL
+            assert 0 < await store.redis.pttl("contract:result:cmd_1") <= 60_000
+            assert 0 < await store.redis.pttl("contract:idem:k") <= 60_000
+        else:
+            assert await store.purge_results(now) == 0
+            assert await store.purge_results(now + timedelta(seconds=61)) == 1
+            assert await store.get_result("cmd_1") is None
+
+        # the first final result wins; a pending one never replaces it
+        late = CommandResult(id="cmd_1", node_id="a", status="timeout")
+        await store.put_result(CommandResult(id="cmd_1", node_id="a", status="running"), soon)
+        assert await store.finish_result(result, soon) == result
+        assert await store.finish_result(late, soon) == result
+        assert await store.get_result("cmd_1") == result
 
         ids = [await store.append_event(None, "t", f"{{{i}}}", keep=3) for i in range(5)]
         assert ids == [1, 2, 3, 4, 5]
         assert [e.id for e in await store.recent_events(10)] == [3, 4, 5]
         assert await store.last_event_id() == 5
+        assert await store.oldest_event_id() == 3
+        assert [e.id for e in await store.events_after(3, 10)] == [4, 5]
+        assert [e.body for e in await store.events_after(2, 1)] == ["{2}"]
+
+        # filtered pages, by id, with the count before paging
+        for node_id, labels, provider in [
+            ("n3", {"env": "prod", "role": "web"}, "docker"),
+            ("n1", {"env": "prod"}, "lxc"),
+            ("n2", {"env": "dev"}, "docker"),
+        ]:
+            await store.put_node(
+                StoredNode(
+                    record=record.model_copy(
+                        update={"id": node_id, "labels": labels, "provider": provider}
+                    ),
+                    active_since=now,
+                )
+            )
+        page, total = await store.query_nodes(labels={"env": "prod"})
+        assert [n.record.id for n in page] == ["n1", "n3"] and total == 2
+        page, total = await store.query_nodes(provider="docker", limit=1, offset=1)
+        assert [n.record.id for n in page] == ["n2"] and total == 3  # a, n2, n3
+        page, total = await store.query_nodes(status="inactive")
+        assert page == [] and total == 0
+        page, total = await store.query_nodes(limit=2)
+        assert [n.record.id for n in page] == ["a", "n1"] and total == 4
+        # a changed record leaves its old index entries
+        moved = record.model_copy(update={"id": "n1", "labels": {"env": "dev"}})
+        await store.put_node(StoredNode(record=moved, active_since=now, revision=1))
+        page, total = await store.query_nodes(labels={"env": "prod"})
+        assert [n.record.id for n in page] == ["n3"] and total == 1
+        assert await store.count_nodes() == (4, 4)
+        assert await store.hold_lease("sweep", "me", 5.0)
+        if store.shared:  # a compare-and-set on revision: a stale write is refused
+            with pytest.raises(NodeChanged):
+                await store.put_node(StoredNode(record=moved, active_since=now, revision=1))
+            with pytest.raises(NodeChanged):
+                await store.put_node(StoredNode(record=moved, active_since=now))
+            assert not await store.hold_lease("sweep", "another", 5.0)
     finally:
         await store.close()
 

@@ -166,10 +166,18 @@ class CoordinatorSection(_Section):
     ``advertise_address:advertise_port`` (``POST /commands``). ``enabled`` left out means "a
     ``url`` is set": a config with ``coordinator{url, token}`` joins; ``enabled: false`` keeps
     such a config from joining.
+
+    ``urls`` lists more replicas of one coordinator (``registry.provider: redis``): the agent
+    uses ``url`` and then ``urls`` in order, staying with the first that answers and moving
+    to the next when it stops answering (as Nomad clients do with their ``servers`` list).
     """
 
     enabled: bool = False
     url: HttpUrl | None = Field(default=None, description="e.g. http://coordinator:3001")
+    urls: list[HttpUrl] = Field(
+        default_factory=list,
+        description="More coordinator replicas to fail over to, tried in order after url",
+    )
     token: RemoteToken | None = Field(
         default=None,
         repr=False,
@@ -192,21 +200,45 @@ class CoordinatorSection(_Section):
     @model_validator(mode="before")
     @classmethod
     def _enabled_when_a_url_is_given(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "enabled" not in data and data.get("url"):
+        if (
+            isinstance(data, dict)
+            and "enabled" not in data
+            and (data.get("url") or data.get("urls"))
+        ):
             return {**data, "enabled": True}
         return data
 
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls_from_text(cls, value: Any) -> Any:
+        """From the environment: a JSON list, or urls separated by commas."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _enabled_needs_url(self) -> Self:
-        if self.enabled and self.url is None:
+        if self.enabled and not self.bases():
             raise ValueError("coordinator is enabled but url is not set")
         return self
 
-    def endpoint(self, path: str) -> str:
-        """``{url}/{path}``."""
-        if self.url is None:
+    def bases(self) -> list[str]:
+        """Every coordinator replica's base url, ``url`` first, each once, without a final ``/``."""
+        found: list[str] = []
+        for url in [self.url, *self.urls]:
+            if url is not None and str(url).rstrip("/") not in found:
+                found.append(str(url).rstrip("/"))
+        return found
+
+    def endpoint(self, path: str, base: str | None = None) -> str:
+        """``{base}/{path}``; ``base`` defaults to the first of :meth:`bases`."""
+        bases = self.bases()
+        if base is None and not bases:
             raise ValueError("coordinator url is not set")
-        return str(self.url).rstrip("/") + "/" + path.lstrip("/")
+        return (base or bases[0]).rstrip("/") + "/" + path.lstrip("/")
 
 
 class CommandsSection(_Section):
@@ -259,7 +291,12 @@ class AgentConfig(_Section):
         tokens = [self.authorization.token, self.coordinator.token, self.remote.token]
         tokens += [remote.token for remote in self.remotes]
         # A user:password in a URL is a secret too (code masks it; the filter is the backstop).
-        urls = [self.coordinator.url, self.remote.url, *(remote.url for remote in self.remotes)]
+        urls = [
+            self.coordinator.url,
+            *self.coordinator.urls,
+            self.remote.url,
+            *(remote.url for remote in self.remotes),
+        ]
         userinfos = (url_userinfo(url) for url in urls if url is not None)
         tokens += [f"{userinfo}@" for userinfo in userinfos if userinfo]
         return [token for token in tokens if token]

@@ -12,8 +12,15 @@ With ``coordinator.enabled`` the agent, for as long as it runs:
 3. registers again when a heartbeat answers ``404`` (a coordinator restarted with a memory
    registry forgot us);
 4. never gives up: when the coordinator is down or refuses, it logs what to do and retries with
-   backoff (capped at the heartbeat interval);
-5. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
+   backoff (capped at the heartbeat interval). With several replicas (``coordinator.url`` and
+   ``coordinator.urls``) it stays with the one that answers and, when that one stops answering
+   (no answer, or a 5xx), moves at once to the next in the list; backoff starts only after
+   every replica failed in a row. Replicas share one fleet, so no new registration is needed
+   (a replica that does not know the node answers 404, and the agent registers there);
+5. waits longer between heartbeats when the coordinator's answer says so
+   (``X-Lightd-Next-Heartbeat``: a large fleet, see the coordinator's
+   ``registry.max_heartbeat_rate``), never shorter than its own interval;
+6. on a clean shutdown, sends a last heartbeat with ``status: inactive``.
 
 Every call carries ``Authorization: Bearer <coordinator.token>`` (the coordinator's
 ``auth.agent_token``, which lets a new node enrol) and ``X-Lightd-Node-Proof`` (a short-lived
@@ -42,8 +49,9 @@ from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
 from lightd_agent.wakeup import set_event_threadsafe
-from lightd_shared.dispatch import NODE_PROOF_HEADER
+from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
+from lightd_shared.remote import mask_url
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
 
@@ -117,6 +125,13 @@ class Enrolment:
         self._rng = random.Random()
         self._proofs = NodeProofSigner(dispatch_key, config.node.id)
         self.registered = False
+        self._current = 0
+        """Index into ``coordinator.bases()`` of the replica in use."""
+        self._missed = 0
+        """Replicas that failed in a row since the last answer (backoff once all did)."""
+        self._retry_now = False
+        self._told: float | None = None
+        """Seconds the coordinator asked us to wait between heartbeats (a large fleet)."""
         self.last_heartbeat: datetime | None = None
         self.last_error: str | None = None
 
@@ -126,8 +141,31 @@ class Enrolment:
         set_event_threadsafe(self._loop, self._wake)
 
     @property
+    def base(self) -> str:
+        """The coordinator replica in use (``url`` first, then ``urls`` in order)."""
+        bases = self.config.coordinator.bases()
+        return bases[self._current % len(bases)]
+
+    def _fail_over(self) -> bool:
+        """Move to the next replica; whether one not yet tried in this round is left."""
+        bases = self.config.coordinator.bases()
+        self._missed += 1
+        if len(bases) < 2:
+            return False
+        was = self.base
+        self._current = (self._current + 1) % len(bases)
+        log.warning(
+            "coordinator replica %s stopped answering; failing over to %s",
+            mask_url(was),
+            mask_url(self.base),
+        )
+        return self._missed < len(bases)
+
+    @property
     def interval(self) -> float:
-        return self.config.coordinator.heartbeat_interval.total_seconds()
+        """``coordinator.heartbeat_interval``, or longer when the coordinator asks for it."""
+        own = self.config.coordinator.heartbeat_interval.total_seconds()
+        return own if self._told is None else max(own, self._told)
 
     def _headers(self) -> dict[str, str]:
         headers = {NODE_PROOF_HEADER: self._node_proof()}
@@ -171,7 +209,7 @@ class Enrolment:
         )
         log.info(
             "enrolling with the coordinator at %s as node %s (reached at %s:%s)",
-            self.config.coordinator.url,
+            ", ".join(mask_url(base) for base in self.config.coordinator.bases()),
             self.config.node.id,
             advertise_address(self.config),
             advertise_port(self.config),
@@ -192,7 +230,7 @@ class Enrolment:
             if self.registered:
                 response = await client.post(
                     self.config.coordinator.endpoint(
-                        f"api/v1/nodes/{self.config.node.id}/heartbeat"
+                        f"api/v1/nodes/{self.config.node.id}/heartbeat", self.base
                     ),
                     json=Heartbeat(status="inactive", services=[]).model_dump(mode="json"),
                     headers=self._headers(),
@@ -212,7 +250,8 @@ class Enrolment:
     def snapshot(self) -> dict[str, Any]:
         return {
             "enabled": True,
-            "url": str(self.config.coordinator.url),
+            "url": mask_url(self.base),
+            "urls": [mask_url(base) for base in self.config.coordinator.bases()],
             "registered": self.registered,
             "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
             "last_error": self.last_error,
@@ -236,6 +275,8 @@ class Enrolment:
             if ok:
                 failures = 0
                 wait = max(0.0, self.interval - (loop.time() - began))
+            elif self._retry_now:
+                wait = 0.0  # the next replica, at once
             else:
                 failures += 1
                 step = min(self.interval, _BACKOFF_START * 2 ** min(failures - 1, 16))
@@ -246,13 +287,15 @@ class Enrolment:
     async def beat(self) -> bool:
         """Register if needed, then heartbeat once; whether both worked."""
         client = self._client
+        self._retry_now = False
         if client is None:
             return False
         coordinator = self.config.coordinator
+        base = self.base
         try:
             if not self.registered:
                 response = await client.post(
-                    coordinator.endpoint("api/v1/nodes"),
+                    coordinator.endpoint("api/v1/nodes", base),
                     json=self.registration().model_dump(mode="json") | {"dispatch_key": self._key},
                     headers=self._headers(),
                 )
@@ -261,7 +304,7 @@ class Enrolment:
                 self.registered = True
                 log.info(
                     "registered with the coordinator at %s as node %s",
-                    coordinator.url,
+                    mask_url(base),
                     self.config.node.id,
                 )
             beat = Heartbeat(
@@ -269,13 +312,14 @@ class Enrolment:
                 services=services_of(self.manager, services_address(self.config)),
             )
             response = await client.post(
-                coordinator.endpoint(f"api/v1/nodes/{self.config.node.id}/heartbeat"),
+                coordinator.endpoint(f"api/v1/nodes/{self.config.node.id}/heartbeat", base),
                 json=beat.model_dump(mode="json"),
                 headers=self._headers(),
             )
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._failed(f"coordinator at {coordinator.url} unreachable ({reason})")
+            self._failed(f"coordinator at {mask_url(base)} unreachable ({reason})")
+            self._retry_now = self._fail_over()
             return False
         if response.status_code == 404:
             log.warning(
@@ -288,7 +332,9 @@ class Enrolment:
         if not response.is_success:
             return self._refused("heartbeat", response)
         if self.last_error is not None:
-            log.info("coordinator at %s reachable again", coordinator.url)
+            log.info("coordinator at %s reachable again", mask_url(base))
+        self._missed = 0
+        self._told = _seconds(response.headers.get(NEXT_HEARTBEAT_HEADER))
         self.last_error = None
         self.last_heartbeat = utcnow()
         return True
@@ -306,12 +352,25 @@ class Enrolment:
                 f"the coordinator refused the {what} with HTTP {response.status_code}: {excerpt}"
             )
         self._failed(reason)
+        if response.status_code >= 500:  # this replica cannot serve (its Redis is down?)
+            self._retry_now = self._fail_over()
         return False
 
     def _failed(self, reason: str) -> None:
         if reason != self.last_error:
             log.warning("%s; retrying with backoff", reason)
         self.last_error = reason
+
+
+def _seconds(value: str | None) -> float | None:
+    """A positive, finite number of seconds (at most a day), else ``None``."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or not 0 < seconds <= 86400:
+        return None
+    return seconds
 
 
 def _detail(response: httpx.Response) -> str:

@@ -190,6 +190,8 @@ def _start(args: argparse.Namespace) -> int:
             settings.server.auth_token,
             settings.auth.jwt_secret,
             settings.auth.agent_token or "",
+            # a password in registry.redis_url: the code masks it; the filter is the backstop
+            _redis_password(settings.registry.redis_url),
         ],
     )
     app = create_app(settings)
@@ -205,6 +207,14 @@ def _start(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0 if server.started else 1
+
+
+def _redis_password(url: str) -> str:
+    """The password in a Redis URL (``redis://user:password@host``), if long enough to mask."""
+    from lightd_shared.remote import url_userinfo
+
+    password = (url_userinfo(url) or "").rpartition(":")[2]
+    return password if len(password) >= 8 else ""
 
 
 def _client_host(host: str) -> str:

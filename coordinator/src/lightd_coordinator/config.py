@@ -75,7 +75,7 @@ class ServerSettings(_Section):
 
 
 class RegistrySettings(_Section):
-    provider: Literal["memory", "sqlite"] = "memory"
+    provider: Literal["memory", "sqlite", "redis"] = "memory"
     sync_interval: Duration = timedelta(seconds=30)
     health_check_interval: Duration = timedelta(seconds=10)
     node_timeout: Duration = timedelta(seconds=60)
@@ -84,8 +84,43 @@ class RegistrySettings(_Section):
     command_timeout: Duration = timedelta(seconds=30)
     result_ttl: Duration = timedelta(hours=1)
     max_output: int = Field(default=65536, ge=256)
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=10),
+        description="How often agents heartbeat in a small fleet (the agents' own default); "
+        "the base of the stretch rule",
+    )
+    max_heartbeat_rate: float = Field(
+        default=500.0,
+        gt=0,
+        description="Heartbeats per second the whole fleet may send: above "
+        "max_heartbeat_rate * heartbeat_interval nodes, each heartbeat answer tells the agent "
+        "to wait longer and node_timeout stretches by the same factor",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        repr=False,
+        description="provider redis: the Redis server every replica shares (may hold a password)",
+    )
+    redis_prefix: str = Field(
+        default="lightd:",
+        pattern=r"^[A-Za-z0-9:_.-]{1,64}$",
+        description="provider redis: the start of every key (several fleets on one Redis)",
+    )
 
-    @field_validator("health_check_interval", "node_timeout", "command_timeout", "result_ttl")
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator(
+        "health_check_interval",
+        "node_timeout",
+        "command_timeout",
+        "result_ttl",
+        "heartbeat_interval",
+    )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -20,9 +22,8 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
-from lightd_coordinator.registry import Registry, create_registry
+from lightd_coordinator.registry import Registry, RegistryUnavailable, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
-from lightd_shared.remote import ConfigDocument
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Coordinator"]
@@ -77,9 +78,14 @@ class Coordinator:
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
         )
+        self.hub.add_listener(self.dispatcher.on_event)
         self._tasks: list[asyncio.Task[None]] = []
-        self.remote_configs: dict[str, ConfigDocument] = {}
-        """What each node last pushed to ``/api/v1/remote/{node_id}/config`` (memory only)."""
+        self.replica = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        """This process's name among the replicas sharing a registry (the sweep lease holder)."""
+        self.sweeping = False
+        """Whether this replica held the sweep lease at its last try."""
+        self.fleet_size = 0
+        """Nodes registered, as last counted (every ``health_check_interval``)."""
 
     async def _snapshot(self, node_id: str | None) -> dict[str, object]:
         return await self.fleet.snapshot(node_id)
@@ -93,6 +99,7 @@ class Coordinator:
             asyncio.create_task(self._every(interval, self._sweep, "liveness sweep")),
             asyncio.create_task(self._every(interval, self.probe_health, "health probe")),
             asyncio.create_task(self._every(expiry, self._expire, "result expiry")),
+            asyncio.create_task(self._every(interval, self._count, "fleet count")),
         ]
         log.info(
             "coordinator %s started: registry %s, node timeout %s, health checks every %s",
@@ -116,18 +123,77 @@ class Coordinator:
         self, period: timedelta, work: Callable[[], Awaitable[object]], name: str
     ) -> None:
         step = period.total_seconds()
+        unavailable = False
         while True:
             before = time.monotonic()
             try:
                 await work()
+                if unavailable:
+                    log.info("%s runs again: the registry is back", name)
+                unavailable = False
             except asyncio.CancelledError:
                 raise
+            except RegistryUnavailable as exc:
+                if not unavailable:  # one line per outage, not one per period
+                    log.warning("%s paused: %s", name, exc)
+                unavailable = True
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
             await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
 
+    @property
+    def stretch(self) -> float:
+        """How much longer than ``registry.heartbeat_interval`` each node waits between beats.
+
+        1 up to ``max_heartbeat_rate * heartbeat_interval`` nodes; above, the factor that keeps
+        the fleet's heartbeats at ``max_heartbeat_rate`` per second.
+        """
+        registry = self.settings.registry
+        allowed = registry.max_heartbeat_rate * registry.heartbeat_interval.total_seconds()
+        return max(1.0, self.fleet_size / allowed)
+
+    @property
+    def next_heartbeat(self) -> float | None:
+        """Seconds an agent should wait before its next heartbeat; ``None``: its own interval."""
+        stretch = self.stretch
+        if stretch <= 1.0:
+            return None
+        return self.settings.registry.heartbeat_interval.total_seconds() * stretch
+
+    async def _count(self) -> None:
+        self.fleet_size, _ = await self.registry.count_nodes()
+        timeout = self.settings.registry.node_timeout * self.stretch
+        if timeout != self.fleet.node_timeout:
+            log.info(
+                "fleet of %d nodes: heartbeats every %.1fs, node timeout %s "
+                "(registry.max_heartbeat_rate %g/s)",
+                self.fleet_size,
+                self.next_heartbeat or self.settings.registry.heartbeat_interval.total_seconds(),
+                timeout,
+                self.settings.registry.max_heartbeat_rate,
+            )
+            self.fleet.node_timeout = timeout
+
+    @property
+    def lease_ttl(self) -> float:
+        """How long the sweep lease lasts unrenewed: three health-check intervals."""
+        return 3 * self.settings.registry.health_check_interval.total_seconds()
+
+    async def _hold_sweep_lease(self) -> bool:
+        held = await self.registry.hold_lease("sweep", self.replica, self.lease_ttl)
+        if held != self.sweeping and self.registry.shared:
+            log.info(
+                "replica %s %s the liveness sweep",
+                self.replica,
+                "now runs" if held else "no longer runs",
+            )
+        self.sweeping = held
+        return held
+
     async def _sweep(self) -> None:
-        await self.fleet.sweep()
+        # with a shared registry one replica at a time sweeps and probes (the lease holder)
+        if await self._hold_sweep_lease():
+            await self.fleet.sweep()
 
     async def _expire(self) -> None:
         gone = await self.registry.purge_results(utcnow())
@@ -135,7 +201,12 @@ class Coordinator:
             log.debug("forgot %d expired command results", gone)
 
     async def probe_health(self) -> None:
-        """GET every node's ``health_url``; a 2xx answer counts as a heartbeat."""
+        """GET every node's ``health_url``; a 2xx answer counts as a heartbeat.
+
+        Shared: only the replica holding the sweep lease probes (one probe per node).
+        """
+        if self.registry.shared and not self.sweeping:
+            return
         targets = await self.registry.health_targets()
         if not targets:
             return

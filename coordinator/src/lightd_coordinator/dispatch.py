@@ -16,11 +16,17 @@ Never run a command twice:
 
 An agent may answer ``202`` and report later (``POST /api/v1/commands/{id}/result``); a synchronous
 caller then waits for that report until the command's timeout.
+
+With a shared registry the report may reach another replica: the waiting replica learns of it
+from the ``command_result`` event on the shared log (:meth:`Dispatcher.on_event`). Whichever
+final result is stored first wins (``Registry.finish_result``), so a late report and a timeout
+never both count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -34,7 +40,7 @@ import httpx
 from pydantic import ValidationError
 
 from lightd_coordinator.events import EventHub
-from lightd_coordinator.registry.base import Registry
+from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
 from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
@@ -99,6 +105,8 @@ class Dispatcher:
         self._max_output = max_output
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
+        self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
+        """Callers waiting here for a command another replica runs (an Idempotency-Key repeat)."""
         self._lock = asyncio.Lock()
         self.finished: Counter[str] = Counter()
         self.deliveries = 0
@@ -172,13 +180,40 @@ class Dispatcher:
             )
         final = self._complete(result, stored.command, stored.node_id, measured=None)
         if final.status in FINAL_STATUSES:
-            await self._finish(final)
-            future = self._reports.get(command_id)
-            if future is not None and not future.done():
-                future.set_result(final)
+            won = await self._finish(final)
+            if won is not final:  # another replica stored a final result first
+                raise ReportRejected(
+                    409, f"command {command_id!r} already ended with {won.status!r}"
+                )
+            self._resolve(final)
         else:
             await self._store(final)
         return final
+
+    def on_event(self, event: StoredEvent) -> None:
+        """Hub listener: a ``command_result`` (maybe from another replica) ends our waits."""
+        if event.type != "command_result":
+            return
+        try:
+            data = json.loads(event.body)["data"]
+            command_id = data["id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if command_id not in self._reports and command_id not in self._watchers:
+            return
+        try:
+            result = CommandResult.model_validate(data)
+        except ValidationError:
+            return
+        self._resolve(result)
+
+    def _resolve(self, result: CommandResult) -> None:
+        future = self._reports.get(result.id)
+        if future is not None and not future.done():
+            future.set_result(result)
+        for watcher in self._watchers.pop(result.id, []):
+            if not watcher.done():
+                watcher.set_result(result)
 
     async def close(self) -> None:
         """Stop waiting for nodes; commands still open end ``failed`` (not ``pending`` forever)."""
@@ -218,6 +253,27 @@ class Dispatcher:
         task = self._inflight.get(command_id)
         if task is not None and wait:
             return await asyncio.shield(task)
+        if task is None and wait:
+            # another replica runs it (shared registry): wait for its command_result event
+            watcher: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+            self._watchers.setdefault(command_id, []).append(watcher)
+            try:
+                stored = await self._registry.get_result(command_id)
+                if stored is not None and stored.status in FINAL_STATUSES:
+                    return stored
+                limit = self._default_timeout
+                if stored is not None and stored.command is not None:
+                    limit = stored.command.params.timeout or limit
+                try:
+                    return await asyncio.wait_for(watcher, timeout=limit.total_seconds() + 1)
+                except TimeoutError:
+                    pass
+            finally:
+                waiting = self._watchers.get(command_id, [])
+                if watcher in waiting:
+                    waiting.remove(watcher)
+                if not waiting:
+                    self._watchers.pop(command_id, None)
         stored = await self._registry.get_result(command_id)
         if stored is None:  # claimed by a replica that has not stored it yet, or expired
             return CommandResult(id=command_id, node_id=node_id, status="pending")
@@ -226,8 +282,18 @@ class Dispatcher:
     async def _store(self, result: CommandResult) -> None:
         await self._registry.put_result(result, utcnow() + self._result_ttl)
 
-    async def _finish(self, result: CommandResult) -> None:
-        await self._store(result)
+    async def _finish(self, result: CommandResult) -> CommandResult:
+        """Store a final result and announce it, unless one was stored first; the winner."""
+        won = await self._registry.finish_result(result, utcnow() + self._result_ttl)
+        if won is not result:
+            log.info(
+                "command %s already ended with %s; not replacing it with %s",
+                result.id,
+                won.status,
+                result.status,
+                extra={"command_id": result.id, "node_id": result.node_id},
+            )
+            return won
         self.finished[result.status] += 1
         await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
@@ -237,6 +303,7 @@ class Dispatcher:
             result.status,
             extra={"command_id": result.id, "node_id": result.node_id, "status": result.status},
         )
+        return result
 
     def _note_signing(self, node_id: str, *, signed: bool) -> None:
         """Say once per node (until it sends a key) that its commands go out unsigned."""
@@ -308,7 +375,7 @@ class Dispatcher:
                 f"coordinator error while dispatching: {type(exc).__name__}",
                 started,
             )
-            await self._finish(result)
+            result = await self._finish(result)
         return result
 
     async def _deliver(
@@ -331,8 +398,7 @@ class Dispatcher:
 
         async def end(status: str, output: str) -> CommandResult:
             result = self._ended(command_id, node.id, echo, status, output, started)
-            await self._finish(result)
-            return result
+            return await self._finish(result)
 
         key = await self._keys(node.id)
         self._note_signing(node.id, signed=key is not None)
@@ -432,8 +498,7 @@ class Dispatcher:
     ) -> CommandResult:
         async def end(status: str, output: str) -> CommandResult:
             result = self._ended(command_id, node.id, echo, status, output, started)
-            await self._finish(result)
-            return result
+            return await self._finish(result)
 
         if response.status_code not in (200, 201, 202):
             text = response.text[:500]
@@ -460,8 +525,7 @@ class Dispatcher:
             answer = answer.model_copy(update={"id": command_id})
         if answer.status in FINAL_STATUSES:
             final = self._complete(answer, echo, node.id, measured=time.monotonic() - started)
-            await self._finish(final)
-            return final
+            return await self._finish(final)
         # Accepted: the node reports the result later. Wait for it within the timeout.
         future = self._reports.get(command_id)
         if future is None:  # pragma: no cover - created in submit

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lightd_coordinator.events import EventHub
-from lightd_coordinator.registry.base import Registry, StoredNode
+from lightd_coordinator.registry.base import HeartbeatOutcome, NodeChanged, Registry, StoredNode
 from lightd_coordinator.security import InvalidToken, verify_node_proof
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import (
@@ -31,6 +31,9 @@ from lightd_shared.tokens import tokens_equal
 __all__ = ["Fleet", "NodeClaimed", "NodeFilter"]
 
 log = logging.getLogger(__name__)
+
+_RETRIES = 20
+"""Reads and writes again of a node a shared registry saw change in between (a heartbeat)."""
 
 
 class NodeFilter:
@@ -114,6 +117,16 @@ class Fleet:
         key is updated only with a ``proof`` made with that key (else :class:`NodeClaimed`).
         Checked under the fleet lock, so two hosts racing for one id cannot both win.
         """
+        for _ in range(_RETRIES):
+            try:
+                return await self._register(registration, proof=proof, vouch=vouch)
+            except NodeChanged:
+                continue  # another replica changed it meanwhile: read it again
+        raise NodeChanged(f"node {registration.id!r} kept changing; try again")
+
+    async def _register(
+        self, registration: NodeRegistration, *, proof: str | None, vouch: bool
+    ) -> tuple[NodeRecord, bool]:
         now = utcnow()
         async with self._lock:
             existing = await self.registry.get_node(registration.id)
@@ -165,6 +178,14 @@ class Fleet:
 
     async def update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
         """Apply a partial update; ``None`` if the node is unknown."""
+        for _ in range(_RETRIES):
+            try:
+                return await self._update(node_id, update)
+            except NodeChanged:
+                continue  # another replica changed it meanwhile: read it again
+        raise NodeChanged(f"node {node_id!r} kept changing; try again")
+
+    async def _update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
         changes = update.changes()
         async with self._lock:
             existing = await self.registry.get_node(node_id)
@@ -194,34 +215,64 @@ class Fleet:
         log.info("node %s unregistered", node_id, extra={"node_id": node_id})
         return existing.record
 
-    async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeRecord | None:
+    async def heartbeat(self, node_id: str, beat: Heartbeat | None) -> NodeStatusView | None:
         """The node is alive (and maybe reports its services); ``None`` if it is unknown.
 
-        One keyed registry update; ``node_updated`` only when the status or the services
-        changed (a plain "still alive" changes nothing a ``/ws`` client shows but
-        ``last_seen``).
+        One keyed registry update (one round trip to a shared store), answered from what it
+        returns; ``node_updated`` only when the status or the services changed (a plain
+        "still alive" changes nothing a ``/ws`` client shows but ``last_seen``). A registry
+        whose heartbeat is atomic on its own needs no fleet lock around it.
         """
         now = utcnow()
         status: NodeState = beat.status if beat and beat.status else "active"
         services = beat.services if beat is not None else None
-        async with self._lock:
-            outcome = await self.registry.heartbeat_node(node_id, now, status, services)
-            if outcome is None:
-                return None
-            record = outcome.record
-            if outcome.previous_status != status or outcome.services_changed:
-                await self.hub.publish("node_updated", _json(record), node_id=node_id)
+        if self.registry.atomic_heartbeat:
+            outcome = await self._beat(node_id, now, status, services)
+        else:
+            async with self._lock:
+                outcome = await self._beat(node_id, now, status, services)
+        if outcome is None:
+            return None
         if outcome.previous_status != status:
             log.info("node %s is %s again", node_id, status, extra={"node_id": node_id})
-        return record
+        uptime = (
+            max(timedelta(0), now - outcome.active_since) if status == "active" else timedelta(0)
+        )
+        return NodeStatusView.model_construct(
+            node_id=node_id,
+            status=status,
+            last_seen=outcome.last_seen,
+            uptime=timedelta(seconds=int(uptime.total_seconds())),
+        )
+
+    async def _beat(
+        self, node_id: str, now: datetime, status: NodeState, services: list[Service] | None
+    ) -> HeartbeatOutcome | None:
+        outcome = await self.registry.heartbeat_node(node_id, now, status, services)
+        if outcome is None:
+            return None
+        if outcome.record is not None and (
+            outcome.previous_status != status or outcome.services_changed
+        ):
+            await self.hub.publish("node_updated", _json(outcome.record), node_id=node_id)
+        return outcome
 
     async def sweep(self, now: datetime | None = None) -> list[str]:
         """Mark every active node not seen for ``node_timeout`` inactive; return their ids."""
         now = now or utcnow()
         async with self._lock:
-            went = await self.registry.mark_inactive(now - self.node_timeout)
-            for record in went:
-                await self.hub.publish("node_inactive", _json(record), node_id=record.id)
+            hub = self.hub
+            swept = await self.registry.sweep_inactive(
+                now - self.node_timeout,
+                lambda record: hub.envelope("node_inactive", _json(record)),
+                keep=hub.history_size,
+            )
+            if swept is not None:  # marked and announced in one step (a shared registry)
+                went = swept
+            else:
+                went = await self.registry.mark_inactive(now - self.node_timeout)
+                for record in went:
+                    await hub.publish("node_inactive", _json(record), node_id=record.id)
         for record in went:
             log.warning(
                 "node %s not seen for %s: marked inactive; it becomes active again with its next "
@@ -235,10 +286,14 @@ class Fleet:
     async def query(
         self, node_filter: NodeFilter, *, limit: int | None, offset: int
     ) -> tuple[list[NodeRecord], int]:
-        records = [s.record for s in await self.registry.list_nodes()]
-        matching = [r for r in records if node_filter.matches(r)]
-        end = None if limit is None else offset + limit
-        return matching[offset:end], len(matching)
+        page, total = await self.registry.query_nodes(
+            status=node_filter.status,
+            provider=node_filter.provider,
+            labels=node_filter.labels,
+            limit=limit,
+            offset=offset,
+        )
+        return [s.record for s in page], total
 
     async def all_records(self) -> list[NodeRecord]:
         return [s.record for s in await self.registry.list_nodes()]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
 from lightd_coordinator.api.errors import validation_body
+from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
     commands,
@@ -29,7 +30,8 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
-from lightd_coordinator.registry import Registry
+from lightd_coordinator.registry import Registry, RegistryUnavailable
+from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
 
@@ -113,6 +115,8 @@ def create_app(
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
+    # innermost of the middleware: the timeouts and CORS below apply to it as to every route
+    app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,
         read_timeout=settings.server.read_timeout.total_seconds(),
@@ -136,6 +140,21 @@ def create_app(
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
         body = validation_body(["header", "Idempotency-Key"], str(exc))
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(RegistryUnavailable)
+    async def registry_down(request: Request, exc: RegistryUnavailable) -> JSONResponse:
+        log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"service unavailable: {exc}; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(NodeChanged)
+    async def node_changed(request: Request, exc: NodeChanged) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"conflict: {exc}"}, status_code=409, headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

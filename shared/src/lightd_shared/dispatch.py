@@ -34,6 +34,7 @@ __all__ = [
     "DISPATCH_KEY_MIN_LENGTH",
     "DISPATCH_SUBJECT",
     "IDEMPOTENCY_HEADER",
+    "NEXT_HEARTBEAT_HEADER",
     "NODE_PROOF_AUDIENCE",
     "NODE_PROOF_HEADER",
     "NODE_PROOF_ISSUER",
@@ -53,6 +54,11 @@ DISPATCH_ISSUER = "lightd-coordinator"
 DISPATCH_SUBJECT = "coordinator"
 DISPATCH_KEY_MIN_LENGTH = 32
 """A node's dispatch key (sent at registration) has at least this many characters."""
+
+NEXT_HEARTBEAT_HEADER = "X-Lightd-Next-Heartbeat"
+"""In the coordinator's heartbeat answer when the fleet is large: seconds until this node's next
+heartbeat (``registry.max_heartbeat_rate``). An agent waits the longer of it and its own
+``coordinator.heartbeat_interval``; the coordinator stretches the node timeout to match."""
 
 NODE_PROOF_HEADER = "X-Lightd-Node-Proof"
 """Sent by an agent to the coordinator on registration and heartbeat: proof that it holds the

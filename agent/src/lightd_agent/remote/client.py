@@ -16,6 +16,11 @@ job. Only failures to get an answer are raised::
 
 The token is never logged or put in an exception message, and neither is a password in the
 URL (``https://user:pass@host/api`` appears as ``https://***@host/api``).
+
+``alternates`` (the coordinator's other replicas, same path): when the url in use gives no
+answer, or answers 502/503/504, the same request goes to the next one at once, and the client
+stays with the one that answered. Safe for updates: replicas share one fleet and drop a
+repeated ``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -61,13 +66,17 @@ class RemoteClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         node_proof: Callable[[], str] | None = None,
+        alternates: list[str] | None = None,
     ) -> None:
-        """``node_proof``: sign ``X-Lightd-Node-Proof`` for every request (coordinator only)."""
+        """``node_proof``: sign ``X-Lightd-Node-Proof`` for every request (coordinator only);
+        ``alternates``: more urls serving the same remote, to fail over to in order."""
         if settings.url is None or settings.token is None:
             raise ValueError("remote sync needs remote.url and remote.token")
         self.settings = settings
         self._node_proof = node_proof
         self._timeout = settings.timeout.total_seconds()
+        self._bases = [str(settings.url), *(alternates or [])]
+        self._current = 0
         # A user:password in the URL is sent as httpx always sent it (Basic auth), but taken
         # out of the request URL: httpx logs that URL on every request.
         base = httpx.URL(str(settings.url))
@@ -95,8 +104,34 @@ class RemoteClient:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer."""
-        url = strip_userinfo(self.settings.endpoint(path))
+        """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer.
+
+        With alternates, a url that gives no answer (or a 502/503/504) passes the request to
+        the next; the last one's answer or error is the caller's.
+        """
+        for tried in range(len(self._bases)):
+            last = tried == len(self._bases) - 1
+            try:
+                response = await self._send(method, path, body=body, headers=headers)
+            except RemoteError:
+                if last:
+                    raise
+            else:
+                if last or response.status_code not in (502, 503, 504):
+                    return response
+            self._current = (self._current + 1) % len(self._bases)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        base = self._bases[self._current]
+        url = strip_userinfo(base.rstrip("/") + "/" + path.lstrip("/"))
         send_headers = dict(headers or {})
         if self._node_proof is not None:
             send_headers[NODE_PROOF_HEADER] = self._node_proof()

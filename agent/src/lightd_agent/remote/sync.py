@@ -171,6 +171,7 @@ class RemoteSync:
             self.settings,
             transport=self._transport,
             node_proof=None if proof is None else proof.for_url(self.settings.url),
+            alternates=None if proof is None else proof.alternates(self.settings.url),
         )
         self._paused_until = 0.0
         self._pause_kind = None

@@ -5,12 +5,19 @@ lets several coordinator replicas share one fleet: etcd, Redis, PostgreSQL) is o
 
     Registry                 the interface (this module)
     ├── MemoryRegistry       registry/memory.py  the seed's default; gone on restart
-    └── SqliteRegistry       registry/sqlite.py  embedded file; survives a restart
+    ├── SqliteRegistry       registry/sqlite.py  embedded file; survives a restart
+    └── RedisRegistry        registry/redis.py   shared by several coordinator replicas
+
+    RegistryUnavailable      the store cannot be reached (answered 503, never 500)
+    NodeChanged              a shared store's node changed between read and write
 
 Rules every implementation follows:
 
 - nodes are stored whole (:class:`StoredNode`); the coordinator does read-modify-write under its
-  own lock, so a shared backend should make ``put_node`` a compare-and-set on ``revision``;
+  own lock, so a shared backend makes ``put_node`` a compare-and-set on ``revision`` (revision
+  0: only if the node is new; else only if the stored one is ``revision - 1``) and raises
+  :class:`NodeChanged` when another process changed the node in between (the fleet reads it
+  again and retries);
 - a node handed to ``put_node`` or returned by a read is never changed in place by anyone
   (changes are new objects made with ``model_copy(update=...)``), so the memory registry can
   hand out its own objects instead of copying them;
@@ -20,22 +27,41 @@ Rules every implementation follows:
   here are correct but plain (get, then put); backends override them with cheaper ones;
 - ``claim_idempotency_key`` is atomic: of two callers with one key, exactly one gets ``None``;
 - ``append_event`` hands out ids that increase by exactly one, never reused, and keeps at least
-  the newest ``keep`` events for ``recent_events`` (a client resuming with ``Last-Event-ID``).
+  the newest ``keep`` events for ``recent_events`` (a client resuming with ``Last-Event-ID``);
+- a ``shared`` registry is one fleet for several processes: its event log is read back by every
+  process (``tail_events``), the liveness sweep runs only where ``hold_lease`` says so, and
+  ``finish_result`` decides which final result of a command wins.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lightd_shared.commands import CommandResult
+from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.nodes import NodeRecord, NodeState
+from lightd_shared.remote import ConfigDocument
 from lightd_shared.services import Service
 from lightd_shared.timestamps import Timestamp
 
-__all__ = ["HeartbeatOutcome", "Registry", "StoredEvent", "StoredNode"]
+__all__ = [
+    "HeartbeatOutcome",
+    "NodeChanged",
+    "Registry",
+    "RegistryUnavailable",
+    "StoredEvent",
+    "StoredNode",
+]
+
+
+class RegistryUnavailable(Exception):
+    """The store cannot be reached right now (a shared store's server is down or restarting).
+
+    The API answers it with ``503`` and this message; the registry reconnects by itself.
+    """
 
 
 class StoredNode(BaseModel):
@@ -65,12 +91,24 @@ class StoredEvent(BaseModel):
     body: str
 
 
-class HeartbeatOutcome(BaseModel):
-    """What one heartbeat changed: the node's new record and what became different."""
+class NodeChanged(Exception):
+    """``put_node`` lost a race: another process changed (or created) the node since the read."""
 
-    record: NodeRecord
+
+class HeartbeatOutcome(BaseModel):
+    """What one heartbeat changed: the node's new state and what became different.
+
+    ``record`` may be ``None`` when neither the status nor the services changed (a shared
+    store then spares sending the whole record back); ``status``, ``last_seen`` and
+    ``active_since`` are always there, enough for the heartbeat's answer.
+    """
+
+    record: NodeRecord | None
     previous_status: NodeState
     services_changed: bool
+    status: NodeState
+    last_seen: datetime
+    active_since: datetime
 
 
 def apply_heartbeat(
@@ -84,15 +122,23 @@ def apply_heartbeat(
     was = node.record.status
     record = node.record.model_copy(update={"last_seen": seen, "status": status})
     changed = services is not None and services != node.services
+    since = seen if status == "active" and was != "active" else node.active_since
     updated = node.model_copy(
         update={
             "record": record,
             "services": node.services if services is None else services,
-            "active_since": seen if status == "active" and was != "active" else node.active_since,
+            "active_since": since,
             "revision": node.revision + 1,
         }
     )
-    return updated, HeartbeatOutcome(record=record, previous_status=was, services_changed=changed)
+    return updated, HeartbeatOutcome(
+        record=record,
+        previous_status=was,
+        services_changed=changed,
+        status=status,
+        last_seen=seen,
+        active_since=since,
+    )
 
 
 def mark_node_inactive(node: StoredNode) -> StoredNode:
@@ -106,6 +152,13 @@ class Registry(ABC):
 
     provider: str = "abstract"
     persistent: bool = False
+    shared: bool = False
+    """Several coordinator processes use this one store (see the module's rules)."""
+    atomic_heartbeat: bool = False
+    """``heartbeat_node`` is one atomic step of its own (the fleet takes no lock around it)."""
+
+    def __init__(self) -> None:
+        self._remote_configs: dict[str, ConfigDocument] = {}
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare the store (create tables, connect)."""
@@ -155,6 +208,39 @@ class Registry(ABC):
                 went.append(updated.record)
         return went
 
+    async def query_nodes(
+        self,
+        *,
+        status: NodeState | None = None,
+        provider: str | None = None,
+        labels: dict[str, str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[StoredNode], int]:
+        """One page of the nodes matching every filter (by id) and how many match in all."""
+        wanted = labels or {}
+        matching = [
+            node
+            for node in await self.list_nodes()
+            if (status is None or node.record.status == status)
+            and (provider is None or node.record.provider == provider)
+            and all(node.record.labels.get(k) == v for k, v in wanted.items())
+        ]
+        end = None if limit is None else offset + limit
+        return matching[offset:end], len(matching)
+
+    async def count_nodes(self) -> tuple[int, int]:
+        """``(all nodes, active nodes)``."""
+        nodes = await self.list_nodes()
+        return len(nodes), sum(1 for n in nodes if n.record.status == "active")
+
+    async def sweep_inactive(
+        self, cutoff: datetime, envelope: Callable[[NodeRecord], str], *, keep: int
+    ) -> list[NodeRecord] | None:
+        """Shared stores: :meth:`mark_inactive` and the ``node_inactive`` events (``envelope``
+        makes each body) in one atomic step; ``None``: not offered (mark, then publish)."""
+        return None
+
     async def health_targets(self) -> list[tuple[str, str]]:
         """``(node id, health_url)`` of every node that has a ``health_url``, by id."""
         return [
@@ -174,6 +260,14 @@ class Registry(ABC):
     async def purge_results(self, now: datetime) -> int:
         """Forget results (and idempotency keys) that expired before ``now``; how many went."""
 
+    async def finish_result(self, result: CommandResult, expires_at: datetime) -> CommandResult:
+        """Store a final result unless the command already has one; return the one that won."""
+        stored = await self.get_result(result.id)
+        if stored is not None and stored.status in FINAL_STATUSES:
+            return stored
+        await self.put_result(result, expires_at)
+        return result
+
     @abstractmethod
     async def claim_idempotency_key(
         self, key: str, command_id: str, expires_at: datetime
@@ -192,3 +286,35 @@ class Registry(ABC):
     @abstractmethod
     async def last_event_id(self) -> int:
         """The id of the newest event ever appended (0 if none)."""
+
+    async def oldest_event_id(self) -> int:
+        """The id of the oldest event still kept (``last_event_id() + 1`` when none is)."""
+        kept = await self.recent_events(1_000_000_000)
+        return kept[0].id if kept else await self.last_event_id() + 1
+
+    async def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        """The kept events with an id above ``after``, oldest first, at most ``limit``."""
+        return [e for e in await self.recent_events(1_000_000_000) if e.id > after][:limit]
+
+    async def tail_events(self, after: int, *, timeout: float) -> list[StoredEvent]:
+        """Events above ``after``, waiting up to ``timeout`` seconds for one (shared stores)."""
+        raise NotImplementedError(f"the {self.provider} registry is not shared")
+
+    # -- coordination between replicas ---------------------------------------------------
+    async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``ttl`` seconds; whether ``holder`` has it.
+
+        One process alone always holds it; a shared store gives it to one holder at a time.
+        """
+        return True
+
+    async def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`RegistryUnavailable` when the store cannot be reached."""
+
+    # -- what agents push to /api/v1/remote/{node_id}/config ----------------------------
+    async def get_remote_config(self, node_id: str) -> ConfigDocument | None:
+        """The document the node last pushed (kept in this process unless the store is shared)."""
+        return self._remote_configs.get(node_id)
+
+    async def put_remote_config(self, node_id: str, document: ConfigDocument) -> None:
+        self._remote_configs[node_id] = document

@@ -29,8 +29,10 @@ __all__ = ["MemoryRegistry"]
 class MemoryRegistry(Registry):
     provider = "memory"
     persistent = False
+    atomic_heartbeat = True  # heartbeat_node never awaits: no other task runs in between
 
     def __init__(self) -> None:
+        super().__init__()
         self._nodes: dict[str, StoredNode] = {}
         self._results: dict[str, tuple[CommandResult, datetime]] = {}
         self._keys: dict[str, tuple[str, datetime]] = {}

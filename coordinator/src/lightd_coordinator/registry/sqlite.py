@@ -50,6 +50,7 @@ class SqliteRegistry(Registry):
     persistent = True
 
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None

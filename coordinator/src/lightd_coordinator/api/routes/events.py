@@ -138,6 +138,8 @@ def build_router(path: str) -> APIRouter:
                     if item is None:
                         return
                     event, frame = item
+                    if event.id <= subscriber.last_sent:
+                        continue  # already sent from the backlog (a shared log's overlap)
                     subscriber.last_sent = event.id
                     # the hub encoded this frame once for every subscriber; only a stream's
                     # first message (which carries ``retry:``) is encoded here

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.core import Coordinator
+from lightd_coordinator.registry import RegistryUnavailable
 from lightd_shared.monitoring import (
     HealthReport,
     Metrics,
@@ -28,11 +29,16 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @router.get("/health", response_model=HealthReport, responses={503: {"model": HealthReport}})
 async def health(coordinator: CoordinatorDep) -> Response:
-    """Liveness of the coordinator itself, with node counts. Needs no token."""
+    """Liveness of the coordinator itself, with node counts. Needs no token.
+
+    ``503`` with ``status: "unhealthy"`` and a ``reason`` when the registry cannot be read
+    (a replica whose Redis is unreachable).
+    """
     try:
-        nodes = await coordinator.fleet.all_records()
+        total, active = await coordinator.registry.count_nodes()
     except Exception as exc:
-        log.error("health check cannot read the registry: %s", exc)
+        reason = str(exc) if isinstance(exc, RegistryUnavailable) else type(exc).__name__
+        log.error("health check cannot read the registry: %s", reason)
         report = HealthReport(
             status="unhealthy",
             timestamp=utcnow(),
@@ -40,12 +46,13 @@ async def health(coordinator: CoordinatorDep) -> Response:
             active_nodes=0,
             version=coordinator.version,
         )
-        return JSONResponse(report.model_dump(mode="json"), status_code=503)
+        body = {**report.model_dump(mode="json"), "reason": f"registry unavailable: {reason}"}
+        return JSONResponse(body, status_code=503)
     report = HealthReport(
         status="healthy",
         timestamp=utcnow(),
-        total_nodes=len(nodes),
-        active_nodes=sum(1 for n in nodes if n.status == "active"),
+        total_nodes=total,
+        active_nodes=active,
         version=coordinator.version,
     )
     return JSONResponse(report.model_dump(mode="json"))

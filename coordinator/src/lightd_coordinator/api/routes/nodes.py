@@ -17,7 +17,7 @@ from lightd_coordinator.api.deps import (
 from lightd_coordinator.api.errors import invalid
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
-from lightd_shared.dispatch import IDEMPOTENCY_HEADER
+from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
 from lightd_shared.events import RelayedEvent
 from lightd_shared.nodes import (
     Heartbeat,
@@ -153,15 +153,23 @@ async def heartbeat(
     principal: AgentAuthDep,
     beat: Annotated[Heartbeat | None, Body()] = None,
     proof: NodeProofDep = None,
-) -> NodeStatusView:
-    """The node is alive; it may report its services. An inactive node becomes active."""
+) -> Response:
+    """The node is alive; it may report its services. An inactive node becomes active.
+
+    In a fleet larger than ``registry.max_heartbeat_rate * registry.heartbeat_interval`` the
+    answer carries ``X-Lightd-Next-Heartbeat: <seconds>``: when to beat next.
+    """
     await vouch_for(coordinator, principal, node_id, proof)
-    if await coordinator.fleet.heartbeat(node_id, beat) is None:
+    view = await coordinator.fleet.heartbeat(node_id, beat)
+    if view is None:
         raise _not_found(node_id)
-    view = await coordinator.fleet.status(node_id)
-    if view is None:  # pragma: no cover - removed in between
-        raise _not_found(node_id)
-    return view
+    # Serialized here, not validated again against the response model: the hottest route,
+    # and the view was built from already valid values.
+    answer = Response(view.model_dump_json(), media_type="application/json")
+    wait = coordinator.next_heartbeat
+    if wait is not None:  # a large fleet: beat less often (see registry.max_heartbeat_rate)
+        answer.headers[NEXT_HEARTBEAT_HEADER] = f"{wait:.3f}"
+    return answer
 
 
 @router.post(

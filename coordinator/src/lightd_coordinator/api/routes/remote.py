@@ -10,7 +10,7 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
   ``Idempotency-Key`` (the agent's outbox retrying after a lost answer) is acknowledged again
   but published only once.
 - ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
-  before any), kept in memory.
+  before any), kept in this process (in Redis with the ``redis`` registry, for every replica).
 
 The node does not have to be registered for health and updates: remote sync starts before
 enrolment, and updates sent in that window must not be refused (the agent would keep retrying
@@ -93,7 +93,7 @@ async def remote_update(
 @router.get("/config", response_model=ConfigDocument)
 async def get_remote_config(node_id: NodeId, coordinator: CoordinatorDep) -> ConfigDocument:
     """What the node last pushed (an empty document before it pushed anything)."""
-    return coordinator.remote_configs.get(node_id) or ConfigDocument()
+    return await coordinator.registry.get_remote_config(node_id) or ConfigDocument()
 
 
 @router.post("/config", response_model=UpdateAck)
@@ -107,5 +107,5 @@ async def post_remote_config(
             detail=f"node {node_id!r} is not registered: a configuration is kept only for a "
             "registered node; enrol it (coordinator.enabled on the agent), then push again",
         )
-    coordinator.remote_configs[node_id] = document
+    await coordinator.registry.put_remote_config(node_id, document)
     return UpdateAck(success=True)
