@@ -76,12 +76,16 @@ def test_backend_stop_never_turns_a_short_grace_into_a_kill() -> None:
     class Recorder:
         timeout: Any = None
 
-        def stop(self, timeout: int) -> None:
+        def stop(self, container: str, timeout: int) -> None:
             self.timeout = timeout
 
+    class Client:
+        api = Recorder()
+
     backend = DockerBackend(DockerSection(), node_id="unit-node")
-    container: Any = Recorder()
-    backend.stop(container, 0.5)  # "500ms": Docker must still send SIGTERM and wait 1 s
-    assert container.timeout == 1
-    backend.stop(container, 0.0)
-    assert container.timeout == 0
+    backend._client = Client()  # type: ignore[assignment]
+    backend.available = True
+    backend.stop_sync("c1", 0.5)  # "500ms": Docker must still send SIGTERM and wait 1 s
+    assert Client.api.timeout == 1
+    backend.stop_sync("c1", 0.0)
+    assert Client.api.timeout == 0

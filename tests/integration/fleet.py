@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import httpx
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.harness.servers import free_port, serve
+from tests.harness.wait import wait_until as wait_until
 
 LIGHTD = str(Path(sys.executable).with_name("lightd"))
 STATIC = "fleet-static-token-0123456789"
@@ -143,17 +144,6 @@ def start_agent(
     )
     agent.start()
     return agent
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.harness.docker import Cleanup
+from tests.harness.wait import wait_until
 from tests.remote.agent import agent_client, agent_config, wait_state, write_config
 from tests.remote.processes import sigkill, wait_for
 from tests.remote.recorder import RemoteServer
@@ -30,17 +30,15 @@ def _run_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait_up(client: httpx.Client, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"agent exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if client.get("/health").status_code == 200:
-                return
+            return client.get("/health").status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"agent did not come up:\n{log.read_text()}")
+            return False
+
+    wait_until(up, 30, what="the agent answering /health")
 
 
 def _outbox_depth(client: httpx.Client) -> int:

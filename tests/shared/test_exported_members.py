@@ -23,6 +23,7 @@ MODULES = [
     "logformat",
     "monitoring",
     "nodes",
+    "pacing",
     "remote",
     "services",
     "tables",

@@ -28,6 +28,7 @@ from lightd_agent.config import (
     load_config,
 )
 from lightd_agent.remote.cli import add_remote_commands, run_remote_command
+from lightd_shared.pacing import listen_url
 from lightd_shared.tables import fields
 from lightd_shared.tokens import generate_token
 
@@ -99,7 +100,10 @@ def _run(path: str | None) -> int:
             "storage.base_path writable by the agent's user"
         )
         return EXIT_CONFIG
-    server = uvicorn.Server(
+    from lightd_agent.shutdown import DrainingServer
+
+    server = DrainingServer.for_app(
+        app,
         uvicorn.Config(
             app,
             host=config.server.host,
@@ -107,7 +111,7 @@ def _run(path: str | None) -> int:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
-        )
+        ),
     )
     server.run()
     return 0 if server.started else 1
@@ -129,12 +133,7 @@ def _print_config(output: str | None) -> int:
 
 
 def _agent_url(config: AgentConfig) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
+    return listen_url(config.server.host, config.server.port)
 
 
 def _shown(value: Any) -> str:

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lightd_shared.durations import PositiveDuration, parse_duration
+from lightd_shared.durations import Duration, PositiveDuration, parse_duration
 from lightd_shared.nodes import Address
 from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
@@ -75,6 +75,11 @@ class ServerSection(_Section):
     port: Port = Field(default=8070, description="Port the API listens on")
     max_body_size: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
+    shutdown_grace: Duration = Field(
+        default=parse_duration("30s"),
+        description="On SIGTERM, how long running installs and power actions may finish "
+        "before they are cancelled (new requests get 503 meanwhile)",
     )
 
 

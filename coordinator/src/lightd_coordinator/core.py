@@ -24,6 +24,7 @@ from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
 from lightd_coordinator.registry import Registry, RegistryUnavailable, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
+from lightd_shared.pacing import ticker_wait
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Coordinator"]
@@ -139,7 +140,7 @@ class Coordinator:
                 unavailable = True
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
-            await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
+            await asyncio.sleep(ticker_wait(step, before, time.monotonic()))
 
     @property
     def stretch(self) -> float:

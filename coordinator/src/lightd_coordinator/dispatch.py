@@ -46,6 +46,7 @@ from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, Command
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
+from lightd_shared.pacing import url_host
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
@@ -542,6 +543,5 @@ class Dispatcher:
             )
 
 
-def _host(address: str) -> str:
-    """Bracket a bare IPv6 address for use in a URL."""
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+_host = url_host
+"""Bracket a bare IPv6 address for use in a URL."""

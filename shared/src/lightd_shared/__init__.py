@@ -14,6 +14,7 @@ Both programs import from here and nowhere else:
 - ``base``        the two model bases: ``Payload`` (peer-sent, unknown fields ignored) and
                   ``Request`` (operator-sent, unknown fields rejected)
 - ``tables``      plain-text tables for both command lines
+- ``pacing``      backoff with jitter, drift-free tickers, listen host to URL
 - ``auth``, ``tokens``, ``types``, ``logformat``  small shared pieces
 
 Every name a module exports is also exported here (``from lightd_shared import CommandResult``),
@@ -140,6 +141,13 @@ if _typing.TYPE_CHECKING:
         NodeStatusView,
         NodeUpdate,
     )
+    from lightd_shared.pacing import (
+        backoff_delay,
+        every,
+        listen_url,
+        ticker_wait,
+        url_host,
+    )
     from lightd_shared.remote import (
         RUNTIME_STATUSES,
         SEED_STATUSES,
@@ -195,6 +203,11 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree w
     __version__ = "0.0.0"
 
 _EXPORTS: dict[str, str] = {
+    "backoff_delay": "pacing",
+    "every": "pacing",
+    "listen_url": "pacing",
+    "ticker_wait": "pacing",
+    "url_host": "pacing",
     "TokenResponse": "auth",
     "Payload": "base",
     "Request": "base",
@@ -441,11 +454,14 @@ __all__ = [
     "UpdateAck",
     "WebsocketMetrics",
     "__version__",
+    "backoff_delay",
     "describe_command_errors",
+    "every",
     "fields",
     "format_duration",
     "format_timestamp",
     "generate_token",
+    "listen_url",
     "mask_token",
     "mask_url",
     "parse_duration",
@@ -455,7 +471,9 @@ __all__ = [
     "parse_volume",
     "strip_userinfo",
     "table",
+    "ticker_wait",
     "tokens_equal",
+    "url_host",
     "url_userinfo",
     "utcnow",
 ]
