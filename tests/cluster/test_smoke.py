@@ -144,7 +144,7 @@ def test_a_command_reaches_the_named_node_and_exec_only_where_enabled(
     assert refused.status_code == 200, refused.text
     assert refused.json()["status"] == "failed"
     assert "allow_exec" in refused.json()["output"]
-    assert "containers" in json.loads(succeeded(listing)["output"])
+    assert "containers" in succeeded(listing)["data"]
 
 
 def test_the_documents_docker_ps_example_runs_on_the_exec_node(coordinator: httpx.Client) -> None:
@@ -173,12 +173,12 @@ def server_status(coordinator: httpx.Client, node: str, server: str) -> str | No
     response = coordinator.get(f"/api/v1/nodes/{node}/containers/{server}")
     if response.status_code != 200 or response.json()["status"] != "success":
         return None
-    return str(json.loads(response.json()["output"]).get("state"))
+    return str(response.json()["data"].get("state"))
 
 
 def listed_servers(coordinator: httpx.Client, node: str) -> set[str]:
-    output = json.loads(succeeded(coordinator.get(f"/api/v1/nodes/{node}/containers"))["output"])
-    return {str(entry["id"]) for entry in output["containers"]}
+    listing = succeeded(coordinator.get(f"/api/v1/nodes/{node}/containers"))["data"]
+    return {str(entry["id"]) for entry in listing["containers"]}
 
 
 def test_a_server_created_on_a_named_node_runs_there_only_and_its_lifecycle_reaches_ws(

@@ -17,7 +17,7 @@ from lightd_agent.security import load_dispatch_key, new_dispatch_key, node_proo
 from lightd_coordinator.config import Settings
 from lightd_coordinator.security import NODE_PROOF_LEEWAY
 from lightd_shared.dispatch import NODE_PROOF_AUDIENCE, NODE_PROOF_HEADER, NODE_PROOF_ISSUER
-from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
+from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body, sse
 
 AGENT_TOKEN = "lightd_5f0e1d2c3b4a59687766554433221100"
 AGENT = {"Authorization": f"Bearer {AGENT_TOKEN}"}
@@ -56,6 +56,41 @@ def _as_node(key: str, node_id: str, **claims: object) -> dict[str, str]:
 def _enrol(client: httpx.Client, node_id: str, key: str, **extra: object) -> httpx.Response:
     body = node_body(node_id, 9, dispatch_key=key, **extra)
     return client.post("/api/v1/nodes", json=body, headers=_as_node(key, node_id))
+
+
+def _update(server: str, **extra: object) -> dict[str, object]:
+    """A relayed ``server_update``'s data: the server and its seed-000 update body."""
+    update = {"event": "update", "server": server, "status": "ready"}
+    return {"server": server, "update": update, **extra}
+
+
+def test_a_node_cannot_relay_an_event_naming_another_node() -> None:
+    """``POST /nodes/A/events`` with A's proof and ``data.node = "B"`` is published for A."""
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        assert _enrol(client, "n1", KEY).status_code == 201
+        assert _enrol(client, "n2", OTHER).status_code == 201
+        with sse(base, "/ws?types=server_update", headers=OPERATOR) as stream:
+            stream.next_message()  # initial_state
+            forged = _update("web", node="n2", node_id="n2")
+            sent = client.post(
+                "/api/v1/nodes/n1/events",
+                json={"type": "server_update", "data": forged},
+                headers=_as_node(KEY, "n1"),
+            )
+            assert sent.status_code == 202, sent.text
+            event = stream.next_message().json()
+        assert event["data"] == {
+            "node": "n1",
+            "server": "web",
+            "update": {"event": "update", "server": "web", "status": "ready"},
+        }
+        # n1's proof cannot reach n2's relay route either
+        other = client.post(
+            "/api/v1/nodes/n2/events",
+            json={"type": "server_update", "data": _update("web")},
+            headers=_as_node(KEY, "n1"),
+        )
+        assert other.status_code == 403
 
 
 def test_an_enrolled_id_cannot_be_taken_over_with_the_agent_token() -> None:
@@ -99,7 +134,7 @@ def test_heartbeats_relays_and_reports_need_the_nodes_proof() -> None:
             "wrong audience": _as_node(KEY, "n1", aud="lightd-coordinator"),
             "not a JWT": {**AGENT, NODE_PROOF_HEADER: "garbage"},
         }
-        relay = {"type": "server_update", "data": {"server": "s1"}}
+        relay = {"type": "server_update", "data": _update("s1")}
         for what, headers in wrong.items():
             beat = client.post("/api/v1/nodes/n1/heartbeat", json={}, headers=headers)
             assert beat.status_code == 403, what

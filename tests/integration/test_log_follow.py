@@ -51,7 +51,7 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
 
 def _state(client: httpx.Client, node: str, server: str) -> str:
     result = client.get(f"/api/v1/nodes/{node}/containers/{server}").json()
-    return str(json.loads(result["output"])["state"]) if result["status"] == "success" else ""
+    return str(result["data"]["state"]) if result["status"] == "success" else ""
 
 
 def test_log_follow_is_relayed_throttled_and_bounded(

@@ -29,6 +29,7 @@ from lightd_agent.config import (
 )
 from lightd_agent.remote.cli import add_remote_commands, run_remote_command
 from lightd_shared.pacing import listen_url
+from lightd_shared.tables import fields
 from lightd_shared.tokens import generate_token
 
 EXIT_CONFIG = 2
@@ -177,8 +178,7 @@ def _format_health(health: dict[str, Any]) -> str:
                 rows.append((f"{name}.{key}", _shown(value)))
         else:
             rows.append((name, _shown(section)))
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+    return fields(rows)
 
 
 def _status(path: str | None, url: str | None, raw: bool) -> int:

@@ -11,9 +11,12 @@ Two types (seed 003, ``lightd_shared.commands``):
   ``env`` command's output is broadcast on the coordinator's event stream.
 - ``container``: ``action`` is one of :data:`CONTAINER_ACTIONS`, mapped onto the agent's own
   :class:`~lightd_agent.lifecycle.ServerManager` (the same code as the REST API, with the same
-  policy and gate checks); ``params.server`` names the server, ``params.spec`` is the spec for
-  ``create``. An agent error (unknown server, policy refusal, Docker down) ends ``failed`` with
-  its message. ``output`` is the agent API's JSON answer (``logs``: the text).
+  policy and gate checks). The command is read as the shared typed union
+  (:data:`lightd_shared.commands.Command`): ``params`` that do not fit the action (no
+  ``params.server``, a bad ``params.spec``) end ``failed`` naming the field. An agent error
+  (unknown server, policy refusal, Docker down) ends ``failed`` with its message. The answer is
+  typed in the result's ``data`` (the list, a server's status, a deletion) and ``output`` is one
+  line for people (``logs`` and ``exec``: the text).
 
 :class:`CommandLedger` makes a command id run at most once: a repeat (the coordinator retrying,
 or anyone replaying a captured request while its token is still valid) gets the first result.
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -38,7 +40,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -46,10 +47,25 @@ from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.lifecycle import Server, ServerManager
-from lightd_shared.commands import CommandResult, CommandStatus
-from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
+from lightd_shared.commands import (
+    COMMAND,
+    CONTAINER_ACTIONS,
+    CommandResult,
+    CommandStatus,
+    ContainerAnswer,
+    CreateCommand,
+    DeleteCommand,
+    ExecCommand,
+    ExecInsideCommand,
+    ListCommand,
+    LogsCommand,
+    PowerCommand,
+    ServerRemoved,
+    StopCommand,
+    describe_command_errors,
+)
+from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
-from lightd_shared.durations import DurationError, parse_duration
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -63,19 +79,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONTAINER_ACTIONS: tuple[str, ...] = (
-    "create",
-    "start",
-    "stop",
-    "restart",
-    "kill",
-    "reinstall",
-    "delete",
-    "list",
-    "status",
-    "logs",
-    "exec",
-)
 _LIFECYCLE = frozenset({"create", "start", "stop", "restart", "kill", "reinstall", "delete"})
 _DEFAULT_TIMEOUT = 30.0
 EXEC_ENVIRONMENT: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")
@@ -92,32 +95,18 @@ class _Failed(Exception):
     """The command cannot run as asked; the message is the result's output."""
 
 
-def _status_json(server: Server) -> str:
+def _status(server: Server) -> ContainerStatus:
     view = server.view()
-    return ContainerStatus.model_validate(
-        view.model_dump(exclude={"spec", "ports"})
-    ).model_dump_json()
+    return ContainerStatus.model_validate(view.model_dump(exclude={"spec", "ports"}))
 
 
-def _server_param(params: dict[str, Any], action: str) -> str:
-    server = params.get("server")
-    if not isinstance(server, str) or not server:
-        raise _Failed(f"container action {action!r} needs params.server (the server id)")
-    return server
-
-
-def _seconds(params: dict[str, Any], key: str, default: float) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return parse_duration(value).total_seconds()
-        except DurationError as exc:
-            raise _Failed(f"params.{key}: {exc}") from None
-    raise _Failed(f"params.{key} must be a duration such as '10s'")
+def _summary(answer: ContainerAnswer) -> str:
+    """The one line for people in ``output`` beside a typed answer."""
+    if isinstance(answer, ContainerList):
+        return f"{answer.count} server(s)"
+    if isinstance(answer, ServerRemoved):
+        return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
 def exec_environment(source: dict[str, str] | None = None) -> dict[str, str]:
@@ -152,11 +141,12 @@ class CommandRunner:
             else _DEFAULT_TIMEOUT
         )
         status: CommandStatus
+        data: ContainerAnswer | None = None
         try:
             if command.type == "exec":
                 status, output = await self._exec(command.action, timeout)
             else:
-                status, output = await self._container(command, timeout)
+                status, output, data = await self._container(command, timeout)
         except _Failed as exc:
             status, output = "failed", str(exc)
         except AgentError as exc:
@@ -172,6 +162,7 @@ class CommandRunner:
             node_id=self.node_id,
             status=status,
             output=self._cap(output),
+            data=data,
             duration=timedelta(milliseconds=round((time.monotonic() - began) * 1000)),
             finished=utcnow(),
         )
@@ -248,69 +239,58 @@ class CommandRunner:
         return "success", text
 
     # -- container -----------------------------------------------------------------------
-    async def _container(self, command: AgentCommand, timeout: float) -> tuple[CommandStatus, str]:
-        action = command.action
-        params: dict[str, Any] = dict(command.params.model_extra or {})
-        if action not in CONTAINER_ACTIONS:
-            raise _Failed(
-                f"unknown container action {action!r}; use one of {', '.join(CONTAINER_ACTIONS)}"
+    async def _container(
+        self, command: AgentCommand, timeout: float
+    ) -> tuple[CommandStatus, str, ContainerAnswer | None]:
+        try:
+            typed = COMMAND.validate_json(
+                command.model_dump_json(exclude_none=True, exclude={"node_id"})
             )
-        if action in _LIFECYCLE:
+        except ValidationError as exc:
+            problems = describe_command_errors(exc.errors())
+            raise BadRequest(f"invalid container command: {problems}") from None
+        if isinstance(typed, ExecCommand):  # pragma: no cover - command.type is "container"
+            raise _Failed("not a container command")
+        if typed.action in _LIFECYCLE:
             reason = self.bus.refusal()
             if reason:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
-        if action == "list":
+        answer: ContainerAnswer
+        if isinstance(typed, ListCommand):
             views = manager.views()
-            return "success", ContainerList(containers=views, count=len(views)).model_dump_json()
-        if action == "create":
-            raw = params.get("spec")
-            if not isinstance(raw, dict):
-                raise _Failed("container action 'create' needs params.spec (a container spec)")
-            try:
-                spec = ContainerSpec.model_validate(raw)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-                )
-                raise BadRequest(f"invalid container spec: {problems}") from None
-            server = await manager.create(spec)
-            return "success", json.dumps({"id": server.id, "state": "installing"})
-        server_id = _server_param(params, action)
-        if action == "status":
-            manager.view(server_id)
-            return "success", _status_json(manager.get(server_id))
-        if action in ("start", "kill"):
-            return "success", _status_json(await manager.power(server_id, action, 10.0))
-        if action in ("stop", "restart"):
-            grace = _seconds(params, "stop_timeout", 10.0)
-            return "success", _status_json(await manager.power(server_id, action, grace))
-        if action == "reinstall":
-            grace = _seconds(params, "stop_timeout", 10.0)
-            server = await manager.reinstall(server_id, stop_timeout=grace)
-            return "success", json.dumps({"id": server.id, "state": "installing"})
-        if action == "delete":
-            volumes = params.get("volumes", False) is True
-            await manager.delete(server_id, volumes=volumes)
-            return "success", json.dumps(
-                {"id": server_id, "state": "deleted", "volumes_removed": volumes}
-            )
-        if action == "logs":
-            tail = params.get("tail")
-            if tail is not None and (
-                not isinstance(tail, int) or isinstance(tail, bool) or tail < 0
-            ):
-                raise _Failed("params.tail must be a whole number of lines")
-            return "success", await manager.logs(server_id, tail)
-        # exec inside the container
-        inner = params.get("command")
-        if not (isinstance(inner, str) and inner.strip()) and not (
-            isinstance(inner, list) and inner and all(isinstance(p, str) for p in inner)
-        ):
-            raise _Failed("container action 'exec' needs params.command (a string or a list)")
-        budget = _seconds(params, "exec_timeout", timeout)
-        result = await manager.exec(server_id, inner, budget)
-        return result.status, result.output
+            answer = ContainerList(containers=views, count=len(views))
+        elif isinstance(typed, CreateCommand):
+            server = await manager.create(typed.params.spec)
+            answer = ContainerStatus(id=server.id, state="installing")
+        elif isinstance(typed, LogsCommand):
+            return "success", await manager.logs(typed.params.server, typed.params.tail), None
+        elif isinstance(typed, ExecInsideCommand):
+            budget = typed.params.exec_timeout
+            seconds = timeout if budget is None else budget.total_seconds()
+            result = await manager.exec(typed.params.server, typed.params.command, seconds)
+            return result.status, result.output, None
+        elif isinstance(typed, DeleteCommand):
+            volumes = typed.params.volumes
+            await manager.delete(typed.params.server, volumes=volumes)
+            answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
+        elif isinstance(typed, StopCommand):
+            grace = typed.params.stop_timeout
+            seconds = 10.0 if grace is None else grace.total_seconds()
+            if typed.action == "reinstall":
+                server = await manager.reinstall(typed.params.server, stop_timeout=seconds)
+                answer = ContainerStatus(id=server.id, state="installing")
+            else:
+                answer = _status(await manager.power(typed.params.server, typed.action, seconds))
+        else:
+            assert isinstance(typed, PowerCommand)
+            server_id = typed.params.server
+            if typed.action == "status":
+                manager.view(server_id)
+                answer = _status(manager.get(server_id))
+            else:
+                answer = _status(await manager.power(server_id, typed.action, 10.0))
+        return "success", _summary(answer), answer
 
 
 class SeenCommands:

@@ -298,9 +298,7 @@ class Dispatcher:
             )
             return won
         self.finished[result.status] += 1
-        await self._hub.publish(
-            "command_result", result.model_dump(mode="json"), node_id=result.node_id
-        )
+        await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",
             result.id,

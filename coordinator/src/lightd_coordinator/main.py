@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
 from lightd_coordinator.api import openapi
+from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
@@ -154,8 +155,8 @@ def create_app(
 
     @app.exception_handler(IdempotencyKeyReused)
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
-        error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
-        return JSONResponse({"detail": [error]}, status_code=422)
+        body = validation_body(["header", "Idempotency-Key"], str(exc))
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(RegistryUnavailable)
     async def registry_down(request: Request, exc: RegistryUnavailable) -> JSONResponse:

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from lightd_shared.wire import check_wire_value
 
+__all__ = ["Payload", "Request"]
+
 
 class _WireChecked(BaseModel):
     @model_validator(mode="before")

@@ -42,6 +42,7 @@ __all__ = [
     "PortMapping",
     "RestartPolicy",
     "ServerEvent",
+    "ServerFacts",
     "parse_memory",
     "parse_volume",
 ]
@@ -225,17 +226,27 @@ class ActionBody(Request):
     timeout: Duration = Field(default=parse_duration("10s"))
 
 
-class ContainerStatus(Payload):
-    """``GET /containers/{id}/status``."""
+class ServerFacts(Payload):
+    """What is known of a server's run: the fields its status view and its state file share.
 
-    id: str
+    ``id`` comes first on the wire; the state file (``lightd_agent.state.StoredServer``) has
+    none of its own (its ``spec`` holds it) and so leaves it ``None``.
+    """
+
+    id: str | None = None
     state: ContainerState
     error: str | None = None
     exit_code: int | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    restarts: int = Field(default=0, ge=0, description="Restarts by the crash policy in window")
     container_id: str | None = None
+
+
+class ContainerStatus(ServerFacts):
+    """``GET /containers/{id}/status``."""
+
+    id: str
+    restarts: int = Field(default=0, ge=0, description="Restarts by the crash policy in window")
 
 
 class ContainerView(ContainerStatus):
@@ -315,7 +326,12 @@ class ServerEvent(Payload):
     ``kind`` is the remote-sync seed's lifecycle name (``Started``, ``CreatingContainer``,
     ``Ready``, ``Error``, ``ReinstallStarted``) or a runtime one (``Running``, ``Stopped``,
     ``Crashed``, ``Deleted``); ``id`` repeats the SSE ``id:`` line.
+
+    Read from the agent's own event object by its attributes (``ServerEvent.model_validate(
+    event)``), so the field list is not copied out by hand once more.
     """
+
+    model_config = ConfigDict(**Payload.model_config, from_attributes=True)
 
     id: int = Field(ge=0)
     server: str

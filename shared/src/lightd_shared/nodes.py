@@ -24,6 +24,7 @@ __all__ = [
     "NodeList",
     "NodeRecord",
     "NodeRegistration",
+    "NodeRemoved",
     "NodeState",
     "NodeStatusView",
     "NodeUpdate",
@@ -182,6 +183,13 @@ class NodeUpdate(Request):
     def changes(self) -> dict[str, object]:
         """The fields the caller set, without explicit nulls."""
         return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+class NodeRemoved(Payload):
+    """``DELETE /api/v1/nodes/{id}``: ``{"message": "node X unregistered", "node_id": "X"}``."""
+
+    message: str
+    node_id: str
 
 
 class NodeList(Payload):

@@ -23,16 +23,7 @@ router = APIRouter(tags=["events"], dependencies=[Authorized])
 
 
 def to_wire(event: LifecycleEvent) -> ServerEvent:
-    return ServerEvent(
-        id=event.id,
-        server=event.server,
-        kind=event.kind,
-        state=event.state,
-        error=event.error,
-        data=event.data,
-        exit_code=event.exit_code,
-        timestamp=event.timestamp,
-    )
+    return ServerEvent.model_validate(event)
 
 
 @router.get(

@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.errors import invalid
 from lightd_coordinator.events import SSE_SEPARATOR, EventHub, Subscriber, sse_frame
 from lightd_shared.events import EVENT_ID_PATTERN, parse_event_id
 
@@ -31,9 +32,7 @@ _TYPES_PATTERN = r"^\s*([a-z][a-z0-9_]*)?\s*(,\s*([a-z][a-z0-9_]*)?\s*)*$"
 
 
 def _invalid(where: str, message: str) -> HTTPException:
-    return HTTPException(
-        status_code=422, detail=[{"loc": where.split("."), "msg": message, "type": "value_error"}]
-    )
+    return invalid(where.split("."), message)
 
 
 def _last_id(header: str | None, query: str | None) -> int | None:

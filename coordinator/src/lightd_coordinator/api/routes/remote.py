@@ -5,7 +5,8 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
 
 - ``GET  /health``  ``{"status": 200, "endpoint": "active"}``
 - ``POST /update``  the seed's body; answered ``{"success": true}`` and published on ``/ws`` as
-  a ``server_update`` event ``{"node", "server", "update": <the body>}``. A repeated
+  a ``server_update`` event (:class:`~lightd_shared.events.ServerUpdate`,
+  ``{"node", "server", "update": <the body>}``; ``node`` is the path's, proven, id). A repeated
   ``Idempotency-Key`` (the agent's outbox retrying after a lost answer) is acknowledged again
   but published only once.
 - ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
@@ -36,6 +37,7 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
 from lightd_coordinator.api.routing import GuardFirstRoute, guard
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
+from lightd_shared.events import ServerUpdate
 from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
 from lightd_shared.timestamps import utcnow
 
@@ -107,11 +109,7 @@ async def remote_update(
         )
         if earlier is not None:
             return UpdateAck(success=True)
-    data = {
-        "node": node_id,
-        "server": update.server,
-        "update": update.model_dump(mode="json"),
-    }
+    data = ServerUpdate(node=node_id, server=update.server, update=update)
     await coordinator.hub.publish("server_update", data, node_id=node_id)
     return UpdateAck(success=True)
 

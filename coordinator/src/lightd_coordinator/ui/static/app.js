@@ -107,12 +107,14 @@ function tokenProblem(body) {
   return `The coordinator refused this token (${detail || "unauthorized"}).`;
 }
 
-// The result of a container command: its output is the agent's JSON answer (or an error text).
+// The result of a container command: its typed answer travels in `data` (list, status,
+// deletion); `output` is one line for people (and the text itself for logs and exec).
 function commandOutput(result) {
   if (!result || result.status !== "success") {
     throw new ApiError(409, (result && result.output) || "the command failed");
   }
-  try { return JSON.parse(result.output); } catch { return result.output; }
+  if (result.data !== undefined && result.data !== null) return result.data;
+  return result.output;
 }
 
 // ---- sign in / out --------------------------------------------------------------------------
