@@ -8,18 +8,23 @@ bounded (samples dropped and counted), never trusted (its clock neither).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from lightd_coordinator.config import RegistrySettings
 from lightd_coordinator.history import HistoryKeeper, MemoryStatsHistory, SqliteStatsHistory
 from lightd_coordinator.history.base import StatsHistory
+from lightd_coordinator.history.redis import RedisStatsHistory
 from lightd_shared.containers import ContainerStats
 from lightd_shared.timestamps import format_timestamp, utcnow
 from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
+from tests.coordinator.replicas import replicas
+from tests.harness.redis import RedisServer
 
 AUTH = {"Authorization": f"Bearer {STATIC}"}
 T0 = datetime(2026, 1, 13, 18, 0, tzinfo=UTC)
@@ -103,18 +108,67 @@ async def _retention(store: StatsHistory) -> None:
         await store.close()
 
 
-def test_retention_bounds_each_server_memory() -> None:
-    asyncio.run(_retention(MemoryStatsHistory()))
+StoreFactory = Callable[[], StatsHistory]
 
 
-def test_retention_bounds_each_server_sqlite(tmp_path: Path) -> None:
-    asyncio.run(_retention(SqliteStatsHistory(tmp_path / "history.db")))
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A fresh store of each provider (redis: a real redis-server; missing, the test fails)."""
+    if request.param == "memory":
+        return MemoryStatsHistory
+    if request.param == "sqlite":
+        return lambda: SqliteStatsHistory(tmp_path / "history.db")
+    server: RedisServer = request.getfixturevalue("redis")
+    return lambda: RedisStatsHistory(server.url, prefix="test:")
 
 
-def test_a_node_that_reports_too_much_is_bounded_not_trusted() -> None:
+def test_retention_bounds_each_server(make_store: StoreFactory) -> None:
+    asyncio.run(_retention(make_store()))
+
+
+def test_store_pages_with_since_and_forgets_a_node(make_store: StoreFactory) -> None:
+    async def run() -> None:
+        store = make_store()
+        await store.open()
+        try:
+            clock = Clock(T0)
+            keeper = _keeper(store, clock)
+            for i in range(5):
+                clock.now = T0 + timedelta(seconds=i * 10, microseconds=123456)
+                await keeper.report("n1", [_stats("web", clock.now, cpu=i)])
+                await keeper.report("n2", [_stats("web", clock.now, cpu=10 + i)])
+            await keeper.report("n1", [_stats("db", clock.now, cpu=99)])
+            first = await keeper.read("n1", "web", since=None, limit=2)
+            assert [s.cpu_percent for s in first] == [0, 1]
+            rest = await keeper.read("n1", "web", since=first[-1].timestamp, limit=10)
+            assert [s.cpu_percent for s in rest] == [2, 3, 4]
+            assert await keeper.read("n1", "web", since=rest[-1].timestamp, limit=10) == []
+            assert await store.latest("n1", "web") == rest[-1].timestamp
+            assert await store.servers("n1") == {"web", "db"}
+
+            await keeper.forget("n1")
+            assert await store.servers("n1") == set()
+            assert await store.latest("n1", "web") is None
+            assert await keeper.read("n1", "db", since=None, limit=10) == []
+            # the other node keeps its history, and the purge still finds it
+            kept = await keeper.read("n2", "web", since=None, limit=10)
+            assert [s.cpu_percent for s in kept] == [10, 11, 12, 13, 14]
+            assert await store.purge(T0 + timedelta(seconds=25)) == 3
+            assert await store.servers("n2") == {"web"}
+            assert await store.purge(T0 + timedelta(hours=1)) == 2
+            assert await store.servers("n2") == set()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_node_that_reports_too_much_is_bounded_not_trusted(make_store: StoreFactory) -> None:
     async def run() -> None:
         clock = Clock(T0)
-        keeper = _keeper(MemoryStatsHistory(), clock, stats_min_interval="5s", stats_max_servers=3)
+        store = make_store()
+        await store.open()
+        keeper = _keeper(store, clock, stats_min_interval="5s", stats_max_servers=3)
         # many samples of one server in one report: one is kept (the newest)
         burst = [_stats("web", T0 - timedelta(seconds=i), cpu=i) for i in range(50)]
         answer = await keeper.report("n1", burst)
@@ -137,6 +191,7 @@ def test_a_node_that_reports_too_much_is_bounded_not_trusted() -> None:
         # and samples older than the retention are dropped
         answer = await keeper.report("n1", [_stats("web", T0 - timedelta(days=1))])
         assert (answer.accepted, answer.dropped) == (0, 1)
+        await store.close()
 
     asyncio.run(run())
 
@@ -214,3 +269,32 @@ def test_sqlite_history_survives_a_coordinator_restart(tmp_path: Path) -> None:
         assert client.delete("/api/v1/nodes/p1").status_code == 200
         _register(client, "p1")
         assert _history(client, "p1", "web")["samples"] == []
+
+
+def test_two_redis_coordinators_share_one_history(tmp_path: Path, redis: RedisServer) -> None:
+    """What a node reports through one replica is read through the other, and forgotten too."""
+    with replicas(tmp_path, redis.url, 2) as (a, b), httpx.Client(timeout=10) as client:
+        assert client.post(f"{a.url}/api/v1/nodes", json=node_body("r1", 9)).status_code == 201
+        now = utcnow()
+        for i, base in enumerate([a.url, b.url, a.url]):
+            at = now - timedelta(seconds=30 - i * 10)
+            response = client.post(
+                f"{base}/api/v1/nodes/r1/stats", json={"samples": [_sample("web", at, cpu=i)]}
+            )
+            assert response.status_code == 202 and response.json()["accepted"] == 1
+        on_a = client.get(f"{a.url}/api/v1/nodes/r1/containers/web/stats/history").json()
+        on_b = client.get(f"{b.url}/api/v1/nodes/r1/containers/web/stats/history").json()
+        assert [s["cpu_percent"] for s in on_b["samples"]] == [0, 1, 2]
+        assert on_a == on_b
+        # the min-interval bound holds across replicas: a sample too close, sent to B, is dropped
+        again = client.post(
+            f"{b.url}/api/v1/nodes/r1/stats",
+            json={"samples": [_sample("web", now - timedelta(seconds=9.5))]},
+        )
+        assert again.json() == {"accepted": 0, "dropped": 1}
+        assert "no stats history store" not in a.logs() + b.logs()
+        # unregistered through A, its history is gone for B as well
+        assert client.delete(f"{a.url}/api/v1/nodes/r1").status_code == 200
+        assert client.post(f"{b.url}/api/v1/nodes", json=node_body("r1", 9)).status_code == 201
+        gone = client.get(f"{b.url}/api/v1/nodes/r1/containers/web/stats/history").json()
+        assert gone["samples"] == []

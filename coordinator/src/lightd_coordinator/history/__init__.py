@@ -22,14 +22,19 @@ log = logging.getLogger(__name__)
 
 
 def create_history(settings: RegistrySettings) -> StatsHistory:
-    """The store beside the registry: the registry's sqlite file, else memory.
+    """The store beside the registry: the registry's sqlite file, its Redis, else memory.
 
-    A provider without a history store of its own (add one beside ``memory.py`` and
-    ``sqlite.py``, and a branch here) keeps the history in memory, and says so.
+    A provider without a history store of its own (add one beside ``memory.py``,
+    ``sqlite.py`` and ``redis.py``, and a branch here) keeps the history in memory, and says so.
     """
     provider: str = settings.provider
     if provider == "sqlite":
         return SqliteStatsHistory(settings.path)
+    if provider == "redis":
+        # imported only then, as the redis registry is
+        from lightd_coordinator.history.redis import RedisStatsHistory
+
+        return RedisStatsHistory(settings.redis_url, prefix=settings.redis_prefix)
     if provider != "memory":
         log.warning(
             "registry provider %r has no stats history store yet: the servers' resource "

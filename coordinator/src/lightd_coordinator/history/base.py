@@ -4,7 +4,8 @@ A small storage interface, so a provider is one class beside the others::
 
     StatsHistory             the interface (this module)
     ├── MemoryStatsHistory   history/memory.py  gone on restart
-    └── SqliteStatsHistory   history/sqlite.py  the registry's file; survives a restart
+    ├── SqliteStatsHistory   history/sqlite.py  the registry's file; survives a restart
+    └── RedisStatsHistory    history/redis.py   the replicas' shared Redis
 
 Stores keep what they are given; the bounds (what a node may add) are applied once, above
 them, by :class:`~lightd_coordinator.history.keeper.HistoryKeeper`. Rules every store follows:
