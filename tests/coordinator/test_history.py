@@ -1,4 +1,4 @@
-"""The resource history: bounded per server, persisted by sqlite, paged with ``?since=``.
+"""The resource history: bounded per server, persisted by sqlite and redis, paged with ``?since=``.
 
 Agents push with ``POST /api/v1/nodes/{id}/stats``; operators read
 ``GET /api/v1/nodes/{id}/containers/{server}/stats/history``. A node that reports too much is
