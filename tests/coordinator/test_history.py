@@ -20,11 +20,13 @@ from lightd_coordinator.config import RegistrySettings
 from lightd_coordinator.history import HistoryKeeper, MemoryStatsHistory, SqliteStatsHistory
 from lightd_coordinator.history.base import StatsHistory
 from lightd_coordinator.history.redis import RedisStatsHistory
+from lightd_coordinator.registry.base import RegistryUnavailable
 from lightd_shared.containers import ContainerStats
 from lightd_shared.timestamps import format_timestamp, utcnow
 from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
 from tests.coordinator.replicas import replicas
 from tests.harness.redis import RedisServer
+from tests.harness.servers import free_port
 
 AUTH = {"Authorization": f"Bearer {STATIC}"}
 T0 = datetime(2026, 1, 13, 18, 0, tzinfo=UTC)
@@ -298,3 +300,19 @@ def test_two_redis_coordinators_share_one_history(tmp_path: Path, redis: RedisSe
         assert client.post(f"{b.url}/api/v1/nodes", json=node_body("r1", 9)).status_code == 201
         gone = client.get(f"{b.url}/api/v1/nodes/r1/containers/web/stats/history").json()
         assert gone["samples"] == []
+
+
+def test_redis_history_unreachable_is_unavailable_and_hides_the_password() -> None:
+    async def run() -> None:
+        store = RedisStatsHistory(f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0", timeout=2)
+        await store.open()
+        try:
+            with pytest.raises(RegistryUnavailable) as raised:
+                await store.read("n1", "web", since=None, limit=10)
+            assert "cannot be reached" in str(raised.value)
+            assert "s3cret-pw" not in str(raised.value)
+            assert "s3cret-pw" not in store.display_url
+        finally:
+            await store.close()
+
+    asyncio.run(run())
