@@ -3,7 +3,9 @@
 Each server with something due gets its own worker task that sends its queue oldest first, one
 update in flight per server, so one server's update never waits behind another server's (a
 remote that hangs on one update only holds that server back). The loop only starts workers;
-a worker reads its next update by the server's own index, never the whole outbox.
+a worker reads its next update by the server's own index, never the whole outbox. The
+acknowledgements of all servers answered meanwhile are deleted in one commit (one fsync), and
+each worker sends its server's next update only once its own acknowledgement is committed.
 :func:`classify` is the whole policy, as a pure function:
 
 ============================  ===========  ========================================================
