@@ -76,8 +76,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     incomplete = 0
     n = len(subscribers)
     for k in range(spec["publishes"]):
+        server = f"BENCHMARK{k}E"  # the mark the subscribers look for
+        update = {"event": "update", "server": server, "status": "ready"}
         body = json.dumps(
-            {"type": "server_update", "data": {"server": "bench", "mark": f"BENCHMARK{k}E"}}
+            {"type": "server_update", "data": {"server": server, "update": update}}
         ).encode()
         request = (
             f"POST /api/v1/nodes/{spec['node']}/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"

@@ -87,6 +87,9 @@ async def test_container_actions_fail_with_the_reason(tmp_path: Any) -> None:
         "status": ({"server": "nope"}, "Docker engine"),  # not started: an AgentError
         "create": ({}, "params.spec"),
         "logs": ({"server": "s1", "tail": -1}, "params.tail"),
+        # each action's params are typed: a misspelt or unknown param is named
+        "stop": ({"sever": "s1"}, "params.sever: Extra inputs are not permitted"),
+        "delete": ({"server": "s1", "volumes": "yes"}, "params.volumes"),
     }
     for action, (params, reason) in cases.items():
         result = await runner.run(_command("container", action, **params))

@@ -126,7 +126,7 @@ def test_bad_config_is_one_message_and_a_failure(
     path = tmp_path / "bad.yaml"
     path.write_text(content)
     done = run([*command, str(path)], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a bad config: 2, as for the agent
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("lightd-coordinator: error: ")
@@ -137,7 +137,7 @@ def test_bad_config_is_one_message_and_a_failure(
 def test_auth_with_sample_secrets_refuses_to_start(tmp_path: Path) -> None:
     path = _write(tmp_path / "c.yaml", auth={"enabled": True})
     done = run([*COORD, "start", "-c", str(path)], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "sample" in done.stderr and "--dev" in done.stderr
     assert SAMPLE_JWT_SECRET not in done.stderr
 
@@ -218,6 +218,83 @@ def test_start_status_and_json_logs_without_secrets(tmp_path: Path) -> None:
         assert secret not in out and secret not in err
 
 
+def test_operator_verbs_say_why_they_fail(tmp_path: Path) -> None:
+    """A wrong token is 'refused' (with the coordinator's reason and where the token came from),
+    not 'wanted'; a selector that matches no node fails; a bad config is 2 for the verbs too."""
+    port = free_port()
+    _write(
+        tmp_path / "config.yaml",
+        server={"host": "127.0.0.1", "port": port},
+        auth={"enabled": True, "agent_token": AGENT_TOKEN},
+    )
+    base = f"http://127.0.0.1:{port}"
+    with started([*COORD, "start", "--dev"], tmp_path, port):
+        listing = [*COORD, "nodes", "list", "--url", base]
+        wrong = "wrong-operator-token-0123"
+        from_env = run(listing, tmp_path, LIGHTD_COORD_TOKEN=wrong)
+        assert from_env.returncode == 1
+        assert "refused the token from $LIGHTD_COORD_TOKEN" in from_env.stderr
+        assert "neither the server token nor a JWT" in from_env.stderr
+        assert "wants a token" not in from_env.stderr and wrong not in from_env.stderr
+        flag = run([*listing, "--token", wrong], tmp_path)
+        assert flag.returncode == 1 and "refused the token from --token" in flag.stderr
+        agent = run([*listing, "--token", AGENT_TOKEN], tmp_path)
+        assert agent.returncode == 1 and "refused the token from --token for GET" in agent.stderr
+        assert "agent token opens only" in agent.stderr
+        status = run([*COORD, "status"], tmp_path, LIGHTD_COORD_TOKEN=wrong)
+        assert status.returncode == 1 and "refused the token" in status.stderr
+
+        ok = {"LIGHTD_COORD_TOKEN": SAMPLE_AUTH_TOKEN}
+        nobody = run([*COORD, "dispatch", "--selector", "env=none", "echo hi"], tmp_path, **ok)
+        assert nobody.returncode == 1
+        assert "no active node matches the selector {'env': 'none'}" in nobody.stderr
+        unknown = run([*COORD, "containers", "status", "nope", "web"], tmp_path, **ok)
+        assert unknown.returncode == 1 and "node 'nope' is not registered" in unknown.stderr
+        bad_param = run(
+            [*COORD, "dispatch", "n", "stop", "--type", "container", "--param", "srv=web"],
+            tmp_path,
+            **ok,
+        )
+        assert bad_param.returncode == 1
+        assert "params.server: Field required" in bad_param.stderr, bad_param.stderr
+    (tmp_path / "broken.yaml").write_text("server:\n  port: nope\n")
+    broken = run([*COORD, "nodes", "list", "-c", str(tmp_path / "broken.yaml")], tmp_path)
+    assert broken.returncode == 2 and "server.port" in broken.stderr
+
+
+def test_token_show_prints_the_local_clusters_operator_token(tmp_path: Path) -> None:
+    token = "lightd_0123456789abcdef0123456789abcdef"
+    (tmp_path / ".env").write_text(
+        "# lightd local cluster\nLIGHTD_JWT_SECRET=abc\n"
+        f"LIGHTD_OPERATOR_TOKEN={token}\nLIGHTD_AGENT_TOKEN=lightd_ff\n"
+    )
+    below = tmp_path / "deploy" / "deeper"
+    below.mkdir(parents=True)
+    shown = run([*COORD, "token", "show"], below)  # found in a parent directory
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"{token}\n"
+    exported = run([*COORD, "token", "show", "--export"], tmp_path)
+    assert exported.stdout == f"export LIGHTD_COORD_TOKEN={token}\n"
+    other = tmp_path / "other.env"
+    other.write_text("LIGHTD_AGENT_TOKEN=lightd_ff\n")
+    empty = run([*COORD, "token", "show", "--env-file", str(other)], tmp_path)
+    assert empty.returncode == 1 and "has no LIGHTD_OPERATOR_TOKEN" in empty.stderr
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    missing = run([*COORD, "token", "show", "--env-file", str(lonely / ".env")], lonely)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_container_verbs_have_help_that_reads_right(tmp_path: Path) -> None:
+    helped = run([*COORD, "containers", "--help"], tmp_path)
+    assert helped.returncode == 0
+    assert "show a server's status" in helped.stdout and "show a server's output" in helped.stdout
+    assert "status a server" not in helped.stdout and "logs a server" not in helped.stdout
+    create = run([*COORD, "containers", "create", "--help"], tmp_path).stdout
+    for flag in ("--image", "--port", "--env", "--install-script", "--memory", "--wait"):
+        assert flag in create
+
+
 def test_status_without_a_server_fails_clearly(tmp_path: Path) -> None:
     port = free_port()
     done = run([*COORD, "status", "--url", f"http://127.0.0.1:{port}"], tmp_path)
@@ -244,7 +321,7 @@ def test_unusable_sqlite_path_is_one_message(tmp_path: Path) -> None:
         server={"port": free_port()},
     )
     done = run([*COORD, "start", "-c", str(path)], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "registry.path" in lines[0], done.stderr
 
@@ -255,7 +332,7 @@ def test_unopenable_log_output_is_one_message(tmp_path: Path, where: str) -> Non
     output = where.format(tmp=tmp_path)
     path = _write(tmp_path / "c.yaml", logging={"output": output}, server={"port": free_port()})
     done = run([*COORD, "start", "-c", str(path)], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

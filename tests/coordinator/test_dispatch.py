@@ -275,7 +275,8 @@ def test_a_late_report_after_timeout_is_409_and_changes_nothing() -> None:
         stored = httpx.get(f"{base}/api/v1/commands/{result['id']}").json()
         assert stored == result
         # one command_result only: replay the history up to a marker event published after
-        marker = {"type": "server_update", "data": {"server": "marker"}}
+        update = {"event": "update", "server": "marker", "status": "ready"}
+        marker = {"type": "server_update", "data": {"server": "marker", "update": update}}
         assert httpx.post(f"{base}/api/v1/nodes/node-1/events", json=marker).status_code == 202
         headers = {"Last-Event-ID": "0"}
         with sse(base, "/ws?types=command_result,server_update", headers=headers) as stream:
@@ -432,3 +433,26 @@ def test_commands_open_at_shutdown_end_failed(tmp_path: Path) -> None:
             stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
             assert stored["status"] == "failed"
             assert "stopped before the node answered" in stored["output"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "server"),
+        ({"server": "web", "stop_timout": "5s"}, "stop_timout"),
+        ({"server": "web", "stop_timeout": "soon"}, "stop_timeout"),
+    ],
+)
+def test_a_wrong_container_param_is_a_422_naming_it(params: dict[str, Any], field: str) -> None:
+    with agent() as (fake, port), coordinator() as (base, _):
+        _register(base, "node-1", port)
+        body = {"type": "container", "action": "stop", "params": params}
+        for path, sent in (
+            ("/api/v1/nodes/node-1/commands", body),
+            ("/api/v1/commands", {"selector": {}, "command": body}),
+        ):
+            answer = httpx.post(f"{base}{path}", json=sent)
+            assert answer.status_code == 422, answer.text
+            (error,) = answer.json()["detail"]
+            assert error["loc"][-2:] == ["params", field], error
+        assert fake.count == 0  # nothing was dispatched

@@ -133,7 +133,12 @@ def test_timestamps_out_of_range_in_utc_are_422(base: str, stamp: str) -> None:
     assert answer.json()["detail"][0]["loc"][-1] == "finished"
     assert "out of range" in answer.json()["detail"][0]["msg"]
 
-    relay = {"type": "server_update", "timestamp": stamp, "data": {}}
+    update = {"event": "update", "server": "web", "status": "ready"}
+    relay = {
+        "type": "server_update",
+        "timestamp": stamp,
+        "data": {"server": "web", "update": update},
+    }
     answer = httpx.post(f"{base}/api/v1/nodes/n/events", json=relay)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"][-1] == "timestamp"

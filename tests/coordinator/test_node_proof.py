@@ -17,7 +17,7 @@ from lightd_agent.security import load_dispatch_key, new_dispatch_key, node_proo
 from lightd_coordinator.config import Settings
 from lightd_coordinator.security import NODE_PROOF_LEEWAY
 from lightd_shared.dispatch import NODE_PROOF_AUDIENCE, NODE_PROOF_HEADER, NODE_PROOF_ISSUER
-from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
+from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body, sse
 
 AGENT_TOKEN = "lightd_5f0e1d2c3b4a59687766554433221100"
 AGENT = {"Authorization": f"Bearer {AGENT_TOKEN}"}
@@ -56,6 +56,41 @@ def _as_node(key: str, node_id: str, **claims: object) -> dict[str, str]:
 def _enrol(client: httpx.Client, node_id: str, key: str, **extra: object) -> httpx.Response:
     body = node_body(node_id, 9, dispatch_key=key, **extra)
     return client.post("/api/v1/nodes", json=body, headers=_as_node(key, node_id))
+
+
+def _update(server: str, **extra: object) -> dict[str, object]:
+    """A relayed ``server_update``'s data: the server and its seed-000 update body."""
+    update = {"event": "update", "server": server, "status": "ready"}
+    return {"server": server, "update": update, **extra}
+
+
+def test_a_node_cannot_relay_an_event_naming_another_node() -> None:
+    """``POST /nodes/A/events`` with A's proof and ``data.node = "B"`` is published for A."""
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        assert _enrol(client, "n1", KEY).status_code == 201
+        assert _enrol(client, "n2", OTHER).status_code == 201
+        with sse(base, "/ws?types=server_update", headers=OPERATOR) as stream:
+            stream.next_message()  # initial_state
+            forged = _update("web", node="n2", node_id="n2")
+            sent = client.post(
+                "/api/v1/nodes/n1/events",
+                json={"type": "server_update", "data": forged},
+                headers=_as_node(KEY, "n1"),
+            )
+            assert sent.status_code == 202, sent.text
+            event = stream.next_message().json()
+        assert event["data"] == {
+            "node": "n1",
+            "server": "web",
+            "update": {"event": "update", "server": "web", "status": "ready"},
+        }
+        # n1's proof cannot reach n2's relay route either
+        other = client.post(
+            "/api/v1/nodes/n2/events",
+            json={"type": "server_update", "data": _update("web")},
+            headers=_as_node(KEY, "n1"),
+        )
+        assert other.status_code == 403
 
 
 def test_an_enrolled_id_cannot_be_taken_over_with_the_agent_token() -> None:
@@ -99,7 +134,7 @@ def test_heartbeats_relays_and_reports_need_the_nodes_proof() -> None:
             "wrong audience": _as_node(KEY, "n1", aud="lightd-coordinator"),
             "not a JWT": {**AGENT, NODE_PROOF_HEADER: "garbage"},
         }
-        relay = {"type": "server_update", "data": {"server": "s1"}}
+        relay = {"type": "server_update", "data": _update("s1")}
         for what, headers in wrong.items():
             beat = client.post("/api/v1/nodes/n1/heartbeat", json={}, headers=headers)
             assert beat.status_code == 403, what
@@ -142,12 +177,32 @@ def test_a_deleted_node_enrols_again_and_unbound_ids_enrol_on_first_use() -> Non
         assert _enrol(client, "n1", OTHER).status_code == 201
         assert client.post("/api/v1/nodes/n1/heartbeat", headers=_as_node(OTHER, "n1")).is_success
 
-        # an operator registered n3 without a key: the first agent with a key enrols it
-        plain = node_body("n3", 9)
+        # an agent registered n4 without a key (a seed-style agent): it may register it again
+        keyless = node_body("n4", 9)
+        assert client.post("/api/v1/nodes", json=keyless, headers=AGENT).status_code == 201
+        assert client.post("/api/v1/nodes", json=keyless, headers=AGENT).status_code == 200
+        assert _enrol(client, "n4", KEY).status_code == 200  # first use with a key binds it
+        assert client.post("/api/v1/nodes/n4/heartbeat", headers=AGENT).status_code == 403
+
+
+def test_an_operator_registered_node_is_not_taken_over_by_the_agent_token() -> None:
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        plain = node_body("n3", 9000, address="10.0.0.5")
         assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 201
-        assert client.post("/api/v1/nodes/n3/heartbeat", headers=AGENT).is_success
-        assert _enrol(client, "n3", KEY).status_code == 200
-        assert client.post("/api/v1/nodes/n3/heartbeat", headers=AGENT).status_code == 403
+        for body in (
+            node_body("n3", 9, address="10.6.6.6"),
+            node_body("n3", 9, address="10.6.6.6", dispatch_key=KEY),
+        ):
+            taken = client.post("/api/v1/nodes", json=body, headers=_as_node(KEY, "n3"))
+            assert taken.status_code == 409, taken.text
+            assert "registered by an operator" in taken.json()["detail"]
+        record = client.get("/api/v1/nodes/n3", headers=OPERATOR).json()
+        assert (record["address"], record["port"]) == ("10.0.0.5", 9000)
+        # the operator lets an agent have the id by deleting the node; then it enrols
+        assert client.delete("/api/v1/nodes/n3", headers=OPERATOR).is_success
+        assert _enrol(client, "n3", KEY).status_code == 201
+        # the operator may still re-register it (operators speak for any node)
+        assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 200
 
 
 def test_the_binding_survives_a_coordinator_restart(tmp_path: Path) -> None:
@@ -213,13 +268,15 @@ def test_the_remote_routes_need_the_proof_of_an_enrolled_node() -> None:
         }
         assert client.post(f"{remote}/config", json=document, headers=good).status_code == 200
         assert client.get(f"{remote}/config", headers=good).json() == document
-        # operators need no proof; unknown and keyless nodes have nothing to prove yet
+        # operators need no proof; keyless nodes have nothing to prove yet; an id that is no
+        # registered node is refused (403 for the agent token: its outbox retries)
         assert client.post(f"{remote}/update", json=update, headers=OPERATOR).status_code == 200
         plain = node_body("n3", 9)
         assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 201
-        for node in ("n3", "not-registered"):
-            sent = client.post(f"/api/v1/remote/{node}/update", json=update, headers=AGENT)
-            assert sent.status_code == 200, node
+        sent = client.post("/api/v1/remote/n3/update", json=update, headers=AGENT)
+        assert sent.status_code == 200, sent.text
+        unknown = client.post("/api/v1/remote/not-registered/update", json=update, headers=AGENT)
+        assert unknown.status_code == 403 and "not registered" in unknown.json()["detail"]
         # a bad node id is still a 422, before any proof is looked at
         assert client.get("/api/v1/remote/-bad/health", headers=AGENT).status_code == 422
 

@@ -206,21 +206,31 @@ def test_relayed_container_events_reach_subscribers() -> None:
         _register(client, "n")
         with sse(base, "/ws?types=server_update") as stream:
             stream.next_message()
+            update = {"event": "update", "server": "web", "status": "running"}
             sent = client.post(
                 "/api/v1/nodes/n/events",
-                json={"type": "server_update", "data": {"server": "web", "state": "running"}},
+                json={"type": "server_update", "data": {"server": "web", "update": update}},
             )
             assert sent.status_code == 202
             event = stream.next_message().json()
             assert event["type"] == "server_update"
-            assert event["data"] == {"node_id": "n", "server": "web", "state": "running"}
-            # a node_id inside the data cannot make the event speak for another node
-            claimed = {"server": "web", "node_id": "other-node"}
+            # the one server_update shape, the same as remote sync's
+            assert event["data"] == {"node": "n", "server": "web", "update": update}
+            # a node inside the data cannot make the event speak for another node
+            claimed = {"server": "web", "update": update, "node": "other", "node_id": "other"}
             client.post("/api/v1/nodes/n/events", json={"type": "server_update", "data": claimed})
-            assert stream.next_message().json()["data"]["node_id"] == "n"
+            assert stream.next_message().json()["data"]["node"] == "n"
+        mismatched = {"server": "web", "update": {**update, "server": "db"}}
+        wrong = client.post(
+            "/api/v1/nodes/n/events", json={"type": "server_update", "data": mismatched}
+        )
+        assert wrong.status_code == 422
+        assert "update.server" in wrong.json()["detail"][0]["msg"]
         forged = client.post("/api/v1/nodes/n/events", json={"type": "node_unregistered"})
         assert forged.status_code == 422
-        unknown = client.post("/api/v1/nodes/x/events", json={"type": "server_update"})
+        assert forged.json()["detail"][0]["loc"] == ["body", "type"]
+        relay = {"type": "server_update", "data": {"server": "web", "update": update}}
+        unknown = client.post("/api/v1/nodes/x/events", json=relay)
         assert unknown.status_code == 404
 
 

@@ -9,7 +9,6 @@ exec is enabled and is refused where not; a stopped agent's node goes inactive w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ def _state(client: Any, node_id: str, server: str) -> str:
     result = response.json()
     if result["status"] != "success":
         return f"error: {result['output']}"
-    return str(json.loads(result["output"])["state"])
+    return str(result["data"]["state"])
 
 
 def test_fleet_end_to_end(
@@ -100,9 +99,9 @@ def test_fleet_end_to_end(
             container_id = owned[0].id
             on_beta = client.get(f"/api/v1/nodes/{beta.node_id}/containers").json()
             assert on_beta["status"] == "success"
-            assert json.loads(on_beta["output"])["count"] == 0
+            assert on_beta["data"]["count"] == 0
             on_alpha = client.get(f"/api/v1/nodes/{alpha.node_id}/containers").json()
-            assert [c["id"] for c in json.loads(on_alpha["output"])["containers"]] == [server]
+            assert [c["id"] for c in on_alpha["data"]["containers"]] == [server]
 
             # -- its lifecycle arrived on /ws through remote sync
             def updates() -> list[str]:

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lightd_coordinator.cli import main
@@ -37,6 +38,13 @@ def cli(base: str, *args: str) -> Ran:
     return Ran(code, out.getvalue(), err.getvalue())
 
 
+def client_json(base: str, path: str) -> dict[str, object]:
+    response = httpx.get(f"{base}{path}", headers={"Authorization": f"Bearer {STATIC}"}, timeout=60)
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
 def test_operator_verbs(
     tmp_path: Path, test_image: str, docker_cleanup: Cleanup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -52,7 +60,7 @@ def test_operator_verbs(
             listed = cli(base, "nodes", "list")
             assert listed.returncode == 0
             header, *rows = listed.stdout.splitlines()
-            assert header.split()[:3] == ["ID", "NAME", "STATUS"]
+            assert header.split()[:4] == ["ID", "NAME", "PROVIDER", "STATUS"]
             assert any(row.startswith(node) and " active " in row for row in rows)
             as_json = json.loads(cli(base, "nodes", "list", "--json").stdout)
             assert [n["id"] for n in as_json["nodes"]] == [node]
@@ -95,6 +103,71 @@ def test_operator_verbs(
                 return "running" in out
 
             wait_until(running, what="the server running")
+
+            # the common fields as flags over a spec (the flags win), waiting on /ws
+            waited = f"cli-w-{docker_cleanup.value}"
+            script = tmp_path / "install.sh"
+            script.write_text("echo installing from a file > /data/marker\n")
+            labels_only = tmp_path / "labels.json"
+            labels_only.write_text(
+                json.dumps({"id": "overridden", "image": "x", "labels": docker_cleanup.labels})
+            )
+            flagged = cli(
+                base,
+                "containers",
+                "create",
+                node,
+                "--spec",
+                str(labels_only),
+                "--id",
+                waited,
+                "--image",
+                test_image,
+                "--cmd",
+                "trap 'exit 0' TERM; echo \"greeting=$GREETING\"; sleep 600 & wait",
+                "--port",
+                "8080",
+                "--env",
+                "GREETING=hi",
+                "--memory",
+                "64m",
+                "--install-script",
+                f"@{script}",
+                "--wait",
+                "--timeout",
+                "2m",
+            )
+            assert flagged.returncode == 0, flagged.stderr
+            said = [line for line in flagged.stdout.splitlines() if line.startswith(f"{waited}:")]
+            assert said[-1] == f"{waited}: running", flagged.stdout
+            assert f"{waited}: ready" in said and said.index(f"{waited}: ready") < len(said) - 1
+            shown = client_json(base, f"/api/v1/nodes/{node}/containers/{waited}")
+            assert shown["data"]["state"] == "running"
+            logs = cli(base, "containers", "logs", node, waited)
+            wait_until(
+                lambda: "greeting=hi" in cli(base, "containers", "logs", node, waited).stdout,
+                what="the --env value in the server's output",
+            )
+            assert logs.returncode == 0
+            assert cli(base, "containers", "delete", node, waited).returncode == 0
+            broken = cli(
+                base,
+                "containers",
+                "create",
+                node,
+                "--spec",
+                str(labels_only),
+                "--id",
+                f"{waited}-x",
+                "--image",
+                test_image,
+                "--install-script",
+                "echo step one; echo something broke >&2; exit 3",
+                "--wait",
+            )
+            assert broken.returncode == 1
+            assert "something broke" in broken.stderr, broken.stderr
+            assert cli(base, "containers", "delete", node, f"{waited}-x").returncode == 0
             inside = cli(base, "containers", "exec", node, server, "echo in-$((40 + 2))")
             assert inside.returncode == 0 and inside.stdout.strip() == "in-42", inside.stderr
             argv = cli(base, "containers", "exec", node, server, "echo", "$((1))", "b")

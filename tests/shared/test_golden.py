@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from lightd_shared.commands import Command, CommandResult
+from lightd_shared.commands import COMMAND, CommandResult
 from lightd_shared.monitoring import HealthReport, Metrics
 from lightd_shared.nodes import NodeList, NodeRegistration, NodeStatusView, NodeUpdate
 from lightd_shared.remote import (
@@ -57,14 +57,14 @@ COORDINATION_MODELS: list[type[BaseModel] | TypeAdapter[Any]] = [
     NodeList,  # GET /api/v1/nodes
     NodeStatusView,  # GET /api/v1/nodes/{id}/status
     NodeUpdate,  # PUT /api/v1/nodes/{id}
-    Command,  # POST /api/v1/nodes/{id}/commands
+    COMMAND,  # POST /api/v1/nodes/{id}/commands
     CommandResult,  # its answer
     CommandResult,  # POST /api/v1/commands/{id}/result
     ServiceListing,  # GET /api/v1/services
     HealthReport,  # GET /health
     Metrics,  # GET /metrics
     NodeRegistration,  # curl: registering a Docker node
-    Command,  # curl: sending a command
+    COMMAND,  # curl: sending a command
 ]
 
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from lightd_shared.commands import Command, CommandResult
+from lightd_shared.commands import (
+    COMMAND,
+    CommandResult,
+    DeleteCommand,
+    ExecCommand,
+    PowerCommand,
+    ServerRemoved,
+    StopCommand,
+    describe_command_errors,
+)
+from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.events import Event
 from lightd_shared.nodes import Heartbeat, NodeRecord, NodeRegistration, NodeUpdate
 from lightd_shared.remote import RemoteSettings, StatusUpdate
@@ -19,12 +30,69 @@ REG = {"id": "node-1", "address": "localhost", "port": 8080}
 
 def test_operator_bodies_reject_unknown_fields_by_name() -> None:
     with pytest.raises(ValidationError) as info:
-        Command.model_validate({"type": "exec", "action": "ls", "tiemout": "3s"})
+        COMMAND.validate_python({"type": "exec", "action": "ls", "tiemout": "3s"})
     assert "tiemout" in str(info.value)
     with pytest.raises(ValidationError, match="prot"):
         NodeUpdate.model_validate({"prot": 1})
     with pytest.raises(ValidationError, match="urll"):
         RemoteSettings.model_validate({"urll": "http://x"})
+
+
+def test_a_command_is_one_typed_member_per_action() -> None:
+    def member(body: dict[str, object]) -> object:
+        return COMMAND.validate_json(json.dumps(body))
+
+    assert isinstance(member({"type": "exec", "action": "ls"}), ExecCommand)
+    start = member({"type": "container", "action": "start", "params": {"server": "web"}})
+    assert isinstance(start, PowerCommand) and start.params.server == "web"
+    stop = member(
+        {"type": "container", "action": "stop", "params": {"server": "web", "stop_timeout": "5s"}}
+    )
+    assert isinstance(stop, StopCommand) and stop.params.stop_timeout == timedelta(seconds=5)
+    gone = member({"type": "container", "action": "delete", "params": {"server": "w"}})
+    assert isinstance(gone, DeleteCommand) and gone.params.volumes is False
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"type": "container", "action": "start", "params": {}}, "params.server: Field required"),
+        (
+            {"type": "container", "action": "start", "params": {"server": "w", "srever": "w"}},
+            "params.srever: Extra inputs are not permitted",
+        ),
+        (
+            {"type": "container", "action": "logs", "params": {"server": "w", "tail": "ten"}},
+            "params.tail: Input should be a valid integer",
+        ),
+        (
+            {"type": "container", "action": "create", "params": {"spec": {"id": "w"}}},
+            "params.spec.image: Field required",
+        ),
+        ({"type": "container", "action": "frobnicate"}, "unknown container action"),
+        ({"type": "shell", "action": "ls"}, "'type' is 'exec' (a shell command) or 'container'"),
+    ],
+)
+def test_a_wrong_param_is_named(body: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        COMMAND.validate_json(json.dumps(body))
+    assert named in describe_command_errors(info.value.errors())
+
+
+def test_a_container_answer_is_typed_in_data() -> None:
+    listing = {
+        "id": "c",
+        "node_id": "n",
+        "status": "success",
+        "data": {"containers": [], "count": 0},
+    }
+    assert isinstance(CommandResult.model_validate(listing).data, ContainerList)
+    status = {**listing, "data": {"id": "web", "state": "running"}}
+    assert isinstance(CommandResult.model_validate(status).data, ContainerStatus)
+    removed = CommandResult.model_validate({**listing, "data": {"id": "w", "state": "deleted"}})
+    assert isinstance(removed.data, ServerRemoved) and removed.data.volumes_removed is False
+    plain = CommandResult.model_validate({"id": "c", "node_id": "n", "status": "success"})
+    assert "data" not in plain.model_dump(mode="json")  # an exec result: the seed's fields only
 
 
 def test_peer_bodies_ignore_unknown_fields() -> None:
@@ -200,3 +268,19 @@ def test_stored_records_load_whatever_an_older_registry_kept() -> None:
         }
     )
     assert record.health_url == "http://[::1"
+
+
+@pytest.mark.parametrize(
+    ("configured", "shown"),
+    [
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("https://panel.example.com/api/remote", "https://panel.example.com/api/remote"),
+        ("https://panel.example.com/api/", "https://panel.example.com/api/"),
+        ("https://user:secret@panel.example.com", "https://***@panel.example.com"),
+    ],
+)
+def test_the_remote_url_is_shown_as_configured(configured: str, shown: str) -> None:
+    settings = RemoteSettings(url=configured)
+    assert settings.shown_url() == shown
+    assert settings.endpoint("update").endswith("/update")
+    assert "//update" not in settings.endpoint("update").split("://", 1)[1]

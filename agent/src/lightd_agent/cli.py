@@ -29,6 +29,7 @@ from lightd_agent.config import (
 )
 from lightd_agent.remote.cli import add_remote_commands, run_remote_command
 from lightd_shared.pacing import listen_url
+from lightd_shared.tables import fields
 from lightd_shared.tokens import generate_token
 
 EXIT_CONFIG = 2
@@ -110,6 +111,7 @@ def _run(path: str | None) -> int:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **config.server.tls.uvicorn_options(),
         ),
     )
     server.run()
@@ -132,7 +134,8 @@ def _print_config(output: str | None) -> int:
 
 
 def _agent_url(config: AgentConfig) -> str:
-    return listen_url(config.server.host, config.server.port)
+    scheme = "https" if config.server.tls.https else "http"
+    return listen_url(config.server.host, config.server.port, scheme)
 
 
 def _shown(value: Any) -> str:
@@ -175,19 +178,21 @@ def _format_health(health: dict[str, Any]) -> str:
                 rows.append((f"{name}.{key}", _shown(value)))
         else:
             rows.append((name, _shown(section)))
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+    return fields(rows)
 
 
 def _status(path: str | None, url: str | None, raw: bool) -> int:
+    verify: Any = True
     if url is None:
         try:
-            url = _agent_url(load_config(path))
+            config = load_config(path)
         except ConfigError as exc:
             _error(f"{exc}\n(or pass --url)")
             return EXIT_CONFIG
+        url = _agent_url(config)
+        verify = config.server.tls.client_verify()
     try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        response = httpx.get(url.rstrip("/") + "/health", timeout=5, verify=verify)
         response.raise_for_status()
         health = response.json()
     except (httpx.HTTPError, ValueError) as exc:

@@ -11,26 +11,35 @@ Two types (seed 003, ``lightd_shared.commands``):
   ``env`` command's output is broadcast on the coordinator's event stream.
 - ``container``: ``action`` is one of :data:`CONTAINER_ACTIONS`, mapped onto the agent's own
   :class:`~lightd_agent.lifecycle.ServerManager` (the same code as the REST API, with the same
-  policy and gate checks); ``params.server`` names the server, ``params.spec`` is the spec for
-  ``create``. An agent error (unknown server, policy refusal, Docker down) ends ``failed`` with
-  its message. ``output`` is the agent API's JSON answer (``logs``: the text).
+  policy and gate checks). The command is read as the shared typed union
+  (:data:`lightd_shared.commands.Command`): ``params`` that do not fit the action (no
+  ``params.server``, a bad ``params.spec``) end ``failed`` naming the field. An agent error
+  (unknown server, policy refusal, Docker down) ends ``failed`` with its message. The answer is
+  typed in the result's ``data`` (the list, a server's status, a deletion) and ``output`` is one
+  line for people (``logs`` and ``exec``: the text).
 
 :class:`CommandLedger` makes a command id run at most once: a repeat (the coordinator retrying,
 or anyone replaying a captured request while its token is still valid) gets the first result.
+:class:`SeenCommands` keeps every command id it took, with its result, on disk
+(``<state_dir>/commands.db``) until its token can no longer pass (``exp`` plus
+:data:`TOKEN_SKEW`), so a request replayed after the agent restarted does not run again either:
+it gets the stored result, or, for a command that was still running when the agent stopped, a
+``failed`` result that says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -38,10 +47,25 @@ from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.lifecycle import Server, ServerManager
-from lightd_shared.commands import CommandResult, CommandStatus
-from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
+from lightd_shared.commands import (
+    COMMAND,
+    CONTAINER_ACTIONS,
+    CommandResult,
+    CommandStatus,
+    ContainerAnswer,
+    CreateCommand,
+    DeleteCommand,
+    ExecCommand,
+    ExecInsideCommand,
+    ListCommand,
+    LogsCommand,
+    PowerCommand,
+    ServerRemoved,
+    StopCommand,
+    describe_command_errors,
+)
+from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
-from lightd_shared.durations import DurationError, parse_duration
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -49,62 +73,40 @@ __all__ = [
     "EXEC_ENVIRONMENT",
     "CommandLedger",
     "CommandRunner",
+    "SeenCommands",
     "exec_environment",
 ]
 
 log = logging.getLogger(__name__)
 
-CONTAINER_ACTIONS: tuple[str, ...] = (
-    "create",
-    "start",
-    "stop",
-    "restart",
-    "kill",
-    "reinstall",
-    "delete",
-    "list",
-    "status",
-    "logs",
-    "exec",
-)
 _LIFECYCLE = frozenset({"create", "start", "stop", "restart", "kill", "reinstall", "delete"})
 _DEFAULT_TIMEOUT = 30.0
 EXEC_ENVIRONMENT: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")
 """The only variables of the agent's environment an exec command's shell inherits."""
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LEDGER_SIZE = 1000
+TOKEN_SKEW = 60.0
+"""Seconds a seen command id is kept past its token's ``exp``: more than the verifier's leeway
+and any clock step between the coordinator and this host."""
+SEEN_COMMANDS_FILE = "commands.db"
 
 
 class _Failed(Exception):
     """The command cannot run as asked; the message is the result's output."""
 
 
-def _status_json(server: Server) -> str:
+def _status(server: Server) -> ContainerStatus:
     view = server.view()
-    return ContainerStatus.model_validate(
-        view.model_dump(exclude={"spec", "ports"})
-    ).model_dump_json()
+    return ContainerStatus.model_validate(view.model_dump(exclude={"spec", "ports"}))
 
 
-def _server_param(params: dict[str, Any], action: str) -> str:
-    server = params.get("server")
-    if not isinstance(server, str) or not server:
-        raise _Failed(f"container action {action!r} needs params.server (the server id)")
-    return server
-
-
-def _seconds(params: dict[str, Any], key: str, default: float) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return parse_duration(value).total_seconds()
-        except DurationError as exc:
-            raise _Failed(f"params.{key}: {exc}") from None
-    raise _Failed(f"params.{key} must be a duration such as '10s'")
+def _summary(answer: ContainerAnswer) -> str:
+    """The one line for people in ``output`` beside a typed answer."""
+    if isinstance(answer, ContainerList):
+        return f"{answer.count} server(s)"
+    if isinstance(answer, ServerRemoved):
+        return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
 def exec_environment(source: dict[str, str] | None = None) -> dict[str, str]:
@@ -139,11 +141,12 @@ class CommandRunner:
             else _DEFAULT_TIMEOUT
         )
         status: CommandStatus
+        data: ContainerAnswer | None = None
         try:
             if command.type == "exec":
                 status, output = await self._exec(command.action, timeout)
             else:
-                status, output = await self._container(command, timeout)
+                status, output, data = await self._container(command, timeout)
         except _Failed as exc:
             status, output = "failed", str(exc)
         except AgentError as exc:
@@ -159,6 +162,7 @@ class CommandRunner:
             node_id=self.node_id,
             status=status,
             output=self._cap(output),
+            data=data,
             duration=timedelta(milliseconds=round((time.monotonic() - began) * 1000)),
             finished=utcnow(),
         )
@@ -235,85 +239,169 @@ class CommandRunner:
         return "success", text
 
     # -- container -----------------------------------------------------------------------
-    async def _container(self, command: AgentCommand, timeout: float) -> tuple[CommandStatus, str]:
-        action = command.action
-        params: dict[str, Any] = dict(command.params.model_extra or {})
-        if action not in CONTAINER_ACTIONS:
-            raise _Failed(
-                f"unknown container action {action!r}; use one of {', '.join(CONTAINER_ACTIONS)}"
+    async def _container(
+        self, command: AgentCommand, timeout: float
+    ) -> tuple[CommandStatus, str, ContainerAnswer | None]:
+        try:
+            typed = COMMAND.validate_json(
+                command.model_dump_json(exclude_none=True, exclude={"node_id"})
             )
-        if action in _LIFECYCLE:
+        except ValidationError as exc:
+            problems = describe_command_errors(exc.errors())
+            raise BadRequest(f"invalid container command: {problems}") from None
+        if isinstance(typed, ExecCommand):  # pragma: no cover - command.type is "container"
+            raise _Failed("not a container command")
+        if typed.action in _LIFECYCLE:
             reason = self.bus.refusal()
             if reason:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
-        if action == "list":
+        answer: ContainerAnswer
+        if isinstance(typed, ListCommand):
             views = manager.views()
-            return "success", ContainerList(containers=views, count=len(views)).model_dump_json()
-        if action == "create":
-            raw = params.get("spec")
-            if not isinstance(raw, dict):
-                raise _Failed("container action 'create' needs params.spec (a container spec)")
-            try:
-                spec = ContainerSpec.model_validate(raw)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-                )
-                raise BadRequest(f"invalid container spec: {problems}") from None
-            server = await manager.create(spec)
-            return "success", json.dumps({"id": server.id, "state": "installing"})
-        server_id = _server_param(params, action)
-        if action == "status":
-            manager.view(server_id)
-            return "success", _status_json(manager.get(server_id))
-        if action in ("start", "kill"):
-            return "success", _status_json(await manager.power(server_id, action, 10.0))
-        if action in ("stop", "restart"):
-            grace = _seconds(params, "stop_timeout", 10.0)
-            return "success", _status_json(await manager.power(server_id, action, grace))
-        if action == "reinstall":
-            grace = _seconds(params, "stop_timeout", 10.0)
-            server = await manager.reinstall(server_id, stop_timeout=grace)
-            return "success", json.dumps({"id": server.id, "state": "installing"})
-        if action == "delete":
-            volumes = params.get("volumes", False) is True
-            await manager.delete(server_id, volumes=volumes)
-            return "success", json.dumps(
-                {"id": server_id, "state": "deleted", "volumes_removed": volumes}
+            answer = ContainerList(containers=views, count=len(views))
+        elif isinstance(typed, CreateCommand):
+            server = await manager.create(typed.params.spec)
+            answer = ContainerStatus(id=server.id, state="installing")
+        elif isinstance(typed, LogsCommand):
+            return "success", await manager.logs(typed.params.server, typed.params.tail), None
+        elif isinstance(typed, ExecInsideCommand):
+            budget = typed.params.exec_timeout
+            seconds = timeout if budget is None else budget.total_seconds()
+            result = await manager.exec(typed.params.server, typed.params.command, seconds)
+            return result.status, result.output, None
+        elif isinstance(typed, DeleteCommand):
+            volumes = typed.params.volumes
+            await manager.delete(typed.params.server, volumes=volumes)
+            answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
+        elif isinstance(typed, StopCommand):
+            grace = typed.params.stop_timeout
+            seconds = 10.0 if grace is None else grace.total_seconds()
+            if typed.action == "reinstall":
+                server = await manager.reinstall(typed.params.server, stop_timeout=seconds)
+                answer = ContainerStatus(id=server.id, state="installing")
+            else:
+                answer = _status(await manager.power(typed.params.server, typed.action, seconds))
+        else:
+            assert isinstance(typed, PowerCommand)
+            server_id = typed.params.server
+            if typed.action == "status":
+                manager.view(server_id)
+                answer = _status(manager.get(server_id))
+            else:
+                answer = _status(await manager.power(server_id, typed.action, 10.0))
+        return "success", _summary(answer), answer
+
+
+class SeenCommands:
+    """The command ids this agent took, on disk, each until its token can no longer pass.
+
+    One SQLite table ``seen(id, expires, result)``: a row is written (and synced) *before* the
+    command runs, its result after; rows whose ``expires`` (wall clock) passed are dropped.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen "
+            "(id TEXT PRIMARY KEY, expires REAL NOT NULL, result TEXT)"
+        )
+
+    def lookup(self, command_id: str) -> tuple[bool, CommandResult | None]:
+        """``(seen, result)``: whether the id was taken before, and its result if it ended."""
+        row = self._db.execute(
+            "SELECT result FROM seen WHERE id = ? AND expires >= ?", (command_id, self._clock())
+        ).fetchone()
+        if row is None:
+            return False, None
+        return True, None if row[0] is None else CommandResult.model_validate_json(row[0])
+
+    def start(self, command_id: str, token_expires: float) -> None:
+        """Record the id before the command runs (raises :class:`OSError`-like errors)."""
+        now = self._clock()
+        with self._db:
+            self._db.execute("DELETE FROM seen WHERE expires < ?", (now,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO seen (id, expires, result) VALUES (?, ?, NULL)",
+                (command_id, max(token_expires, now) + TOKEN_SKEW),
             )
-        if action == "logs":
-            tail = params.get("tail")
-            if tail is not None and (
-                not isinstance(tail, int) or isinstance(tail, bool) or tail < 0
-            ):
-                raise _Failed("params.tail must be a whole number of lines")
-            return "success", await manager.logs(server_id, tail)
-        # exec inside the container
-        inner = params.get("command")
-        if not (isinstance(inner, str) and inner.strip()) and not (
-            isinstance(inner, list) and inner and all(isinstance(p, str) for p in inner)
-        ):
-            raise _Failed("container action 'exec' needs params.command (a string or a list)")
-        budget = _seconds(params, "exec_timeout", timeout)
-        result = await manager.exec(server_id, inner, budget)
-        return result.status, result.output
+
+    def finish(self, result: CommandResult) -> None:
+        self._db.execute(
+            "UPDATE seen SET result = ? WHERE id = ?", (result.model_dump_json(), result.id)
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _lost_result(command: AgentCommand, node_id: str) -> CommandResult:
+    return CommandResult(
+        id=command.id,
+        node_id=node_id,
+        status="failed",
+        output=(
+            f"command {command.id} was already received before this agent restarted and is "
+            "not run again; its result was lost with the restart"
+        ),
+        duration=timedelta(0),
+        finished=utcnow(),
+    )
 
 
 class CommandLedger:
-    """Command id -> its run; a repeated id waits for (or gets) the first run's result."""
+    """Command id -> its run; a repeated id waits for (or gets) the first run's result.
 
-    def __init__(self, runner: CommandRunner, size: int = _LEDGER_SIZE) -> None:
+    With ``seen`` (:class:`SeenCommands`), ids are also remembered across restarts.
+    """
+
+    def __init__(
+        self, runner: CommandRunner, size: int = _LEDGER_SIZE, *, seen: SeenCommands | None = None
+    ) -> None:
         self.runner = runner
         self.size = size
+        self.seen = seen
         self._runs: OrderedDict[str, asyncio.Task[CommandResult]] = OrderedDict()
 
-    async def submit(self, command: AgentCommand) -> tuple[CommandResult, bool]:
-        """The command's result, and whether this call ran it (``False``: a repeat)."""
+    async def submit(
+        self, command: AgentCommand, token_expires: float | None = None
+    ) -> tuple[CommandResult, bool]:
+        """The command's result, and whether this call ran it (``False``: a repeat).
+
+        ``token_expires`` (the token's ``exp``, epoch seconds) says how long the id must be
+        remembered on disk.
+        """
         task = self._runs.get(command.id)
         fresh = task is None
+        if task is None and self.seen is not None:
+            try:
+                seen, earlier = self.seen.lookup(command.id)
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                raise Unavailable(
+                    f"cannot read the commands already run ({exc}); command {command.id} was "
+                    "not run, try again once the agent's state directory is readable"
+                ) from None
+            if seen:
+                log.warning(
+                    "command %s was received again after a restart; not run again",
+                    command.id,
+                    extra={"command_id": command.id},
+                )
+                return earlier or _lost_result(command, self.runner.node_id), False
+            try:
+                self.seen.start(command.id, token_expires or time.time())
+            except (sqlite3.Error, OSError) as exc:
+                raise Unavailable(
+                    f"cannot record command {command.id} before running it ({exc}); it was not "
+                    "run, try again once the agent's state directory is writable"
+                ) from None
         if task is None:
-            task = asyncio.create_task(self.runner.run(command), name=f"command-{command.id}")
+            task = asyncio.create_task(self._run(command), name=f"command-{command.id}")
             self._runs[command.id] = task
             while len(self._runs) > self.size:
                 oldest_id, oldest = next(iter(self._runs.items()))
@@ -323,8 +411,19 @@ class CommandLedger:
         # shield: a caller that hangs up does not cut the command off half-way
         return await asyncio.shield(task), fresh
 
+    async def _run(self, command: AgentCommand) -> CommandResult:
+        result = await self.runner.run(command)
+        if self.seen is not None:
+            try:
+                self.seen.finish(result)
+            except (sqlite3.Error, OSError):
+                log.exception("could not keep the result of command %s", command.id)
+        return result
+
     async def close(self) -> None:
         running = [task for task in self._runs.values() if not task.done()]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        if self.seen is not None:
+            self.seen.close()

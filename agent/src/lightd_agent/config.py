@@ -33,8 +33,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lightd_agent.tls import TlsSection
 from lightd_shared.durations import Duration, PositiveDuration, parse_duration
 from lightd_shared.nodes import Address
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
@@ -53,6 +55,7 @@ __all__ = [
     "PolicySection",
     "ServerSection",
     "StorageSection",
+    "TlsSection",
     "default_config_document",
     "find_config_path",
     "load_config",
@@ -80,6 +83,10 @@ class ServerSection(_Section):
         default=parse_duration("30s"),
         description="On SIGTERM, how long running installs and power actions may finish "
         "before they are cancelled (new requests get 503 meanwhile)",
+    )
+    tls: TlsSection = Field(default_factory=TlsSection, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 
@@ -121,6 +128,14 @@ class DockerSection(_Section):
     )
     reconnect_interval: PositiveDuration = Field(
         default=parse_duration("2s"), description="How often an unreachable engine is retried"
+    )
+    scope: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,62})?$",
+        description=(
+            "Keeps agents with the same node id on one engine apart (two compose clusters): "
+            "a lightd.scope label on, and a part of the name of, all the agent creates"
+        ),
     )
 
 
@@ -201,6 +216,10 @@ class CoordinatorSection(_Section):
         ),
     )
     heartbeat_interval: PositiveDuration = Field(default=parse_duration("10s"))
+    stats_interval: PositiveDuration = Field(
+        default=parse_duration("10s"),
+        description="How often the running servers' stats samples go to the coordinator",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from lightd_agent.backend.base import (
     LABEL_NODE,
     LABEL_ROLE,
+    LABEL_SCOPE,
     LABEL_SERVER,
     LABEL_SPEC,
     VOLUME_PREFIX,
@@ -15,6 +16,7 @@ from lightd_agent.backend.docker_translate import stop_seconds
 __all__ = [
     "LABEL_NODE",
     "LABEL_ROLE",
+    "LABEL_SCOPE",
     "LABEL_SERVER",
     "LABEL_SPEC",
     "VOLUME_PREFIX",

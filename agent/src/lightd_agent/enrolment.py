@@ -47,6 +47,7 @@ from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
+from lightd_agent.tls import outbound_verify, tls_hint
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
@@ -183,6 +184,7 @@ class Enrolment:
         config = self.config
         address = advertise_address(config)
         port = advertise_port(config)
+        scheme = "https" if config.server.tls.https else "http"  # the coordinator follows it
         return NodeRegistration.model_validate(
             {
                 "id": config.node.id,
@@ -193,7 +195,7 @@ class Enrolment:
                 "port": port,
                 "labels": dict(config.node.labels),
                 "capabilities": {"docker": True, "exec": config.commands.allow_exec},
-                "health_url": f"http://{_url_host(address)}:{port}/health",
+                "health_url": f"{scheme}://{_url_host(address)}:{port}/health",
                 "version": __version__,
                 "dispatch_key": self._key,
             },
@@ -207,6 +209,7 @@ class Enrolment:
             transport=self._transport,
             timeout=timeout,
             trust_env=False,
+            verify=outbound_verify(),
             headers={"User-Agent": f"lightd/{__version__}"},
         )
         log.info(
@@ -321,7 +324,7 @@ class Enrolment:
             )
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._failed(f"coordinator at {mask_url(base)} unreachable ({reason})")
+            self._failed(f"coordinator at {mask_url(base)} unreachable ({reason}){tls_hint(exc)}")
             self._retry_now = self._fail_over()
             return False
         if response.status_code == 404:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -48,7 +49,8 @@ def build_health(app: FastAPI) -> AgentHealth:
         version=__version__,
         node={"id": config.node.id, "name": config.node.name or config.node.id},
         started_at=started,
-        uptime=utcnow() - started,
+        # whole seconds, as the documents write it (1h2m3s) and the coordinator reports it
+        uptime=timedelta(seconds=int((utcnow() - started).total_seconds())),
         docker=docker,
         containers=manager.counts(),
         **extra,

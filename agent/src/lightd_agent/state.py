@@ -15,27 +15,20 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from lightd_shared.base import Payload
-from lightd_shared.containers import ContainerSpec, ContainerState
-from lightd_shared.timestamps import Timestamp
+from lightd_shared.containers import ContainerSpec, ServerFacts
 
 __all__ = ["StateStore", "StoredServer"]
 
 log = logging.getLogger(__name__)
 
 
-class StoredServer(Payload):
-    """What the state file of one server holds."""
+class StoredServer(ServerFacts):
+    """What the state file of one server holds: its run facts and its spec (which holds its id)."""
 
+    id: None = Field(default=None, exclude=True)
     spec: ContainerSpec
-    state: ContainerState
-    error: str | None = None
-    exit_code: int | None = None
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
-    container_id: str | None = None
 
 
 class StateStore:

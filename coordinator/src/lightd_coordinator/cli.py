@@ -6,12 +6,15 @@
     lightd-coordinator start [-c PATH] [--dev]            serve (./config.yaml if present)
     lightd-coordinator status [-c PATH] [--url URL]       health and nodes of a running server
     lightd-coordinator token [-c PATH] [--expires 1h]     mint a JWT for the API
+    lightd-coordinator token show [--env-file .env] [--export]
+                                                          the local cluster's operator token
 
 and the operator verbs against a running coordinator (:mod:`lightd_coordinator.operator`):
-``nodes list|show``, ``dispatch``, ``containers ...``, ``services``, ``events``.
+``nodes list|show|delete``, ``dispatch``, ``containers ...``, ``services``, ``events``.
 
-Problems (a bad config file, an unreachable server) end with one message on stderr and a
-non-zero exit status: 1 for a failure, 2 for wrong usage.
+Problems end with one message on stderr and a non-zero exit status: 2 for wrong usage or a bad
+configuration (as for the agent's ``lightd``), 1 for any other failure (an unreachable server,
+a refused token, a command that did not succeed).
 """
 
 from __future__ import annotations
@@ -29,11 +32,24 @@ import httpx
 
 from lightd_coordinator import __version__
 from lightd_coordinator.config import ConfigError, Settings, default_yaml, load_settings
-from lightd_coordinator.operator import OperatorError, add_operator_commands, run_operator
+from lightd_coordinator.operator import (
+    TOKEN_ENV,
+    OperatorError,
+    add_operator_commands,
+    run_operator,
+)
+from lightd_coordinator.operator.client import refusal
+from lightd_coordinator.operator.parser import OPERATOR_COMMANDS
 from lightd_shared.durations import DurationError, format_duration, parse_duration
+from lightd_shared.tables import table
 
 DEFAULT_CONFIG = Path("config.yaml")
-TOKEN_ENV = "LIGHTD_COORD_TOKEN"
+CLUSTER_ENV = Path(".env")
+"""The local cluster's env file, written by ``scripts/up`` at the repository root."""
+OPERATOR_TOKEN_KEY = "LIGHTD_OPERATOR_TOKEN"
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+"""Wrong usage or a bad configuration: the same status as the agent's ``lightd``."""
 
 
 def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
@@ -77,11 +93,31 @@ def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
         "--json", action="store_true", help="print {url, health, nodes} as JSON for scripts"
     )
 
-    token = sub.add_parser("token", help="mint a JWT for the API (signed with auth.jwt_secret)")
+    token = sub.add_parser(
+        "token",
+        help="mint a JWT for the API, or show the local cluster's operator token",
+        description="Without a verb: mint a JWT signed with auth.jwt_secret. 'token show': "
+        f"print the operator token ({OPERATOR_TOKEN_KEY}) of the local cluster that "
+        "./scripts/up started, read from its .env.",
+    )
+    token.add_argument(
+        "token_verb", nargs="?", choices=["show"], metavar="show", help="show the cluster's token"
+    )
     config_option(token)
     token.add_argument("--subject", default="cli", help="the token's sub claim")
     token.add_argument(
         "--expires", default=None, help="lifetime such as '1h' (default auth.token_expiry)"
+    )
+    token.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="token show: the cluster's env file (default: .env here or in a parent directory)",
+    )
+    token.add_argument(
+        "--export",
+        action="store_true",
+        help=f"token show: print 'export {TOKEN_ENV}=...' (for eval) instead of the token alone",
     )
 
     def connection(command: argparse.ArgumentParser) -> None:
@@ -95,9 +131,9 @@ def build_parser(prog: str = "lightd-coordinator") -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"lightd-coordinator: error: {message}", file=sys.stderr)
-    return 1
+    return code
 
 
 def _settings(path: Path | None) -> Settings:
@@ -167,6 +203,7 @@ def _start(args: argparse.Namespace) -> int:
             log_config=None,
             timeout_keep_alive=max(1, int(settings.server.idle_timeout.total_seconds())),
             timeout_graceful_shutdown=5,
+            **settings.server.tls.uvicorn_options(),
         )
     )
     server.run()
@@ -185,15 +222,16 @@ def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return "\n".join(lines)
+def _token_of(args: argparse.Namespace, settings: Settings) -> tuple[str | None, str]:
+    """The token to send and where it came from (said when the coordinator refuses it)."""
+    if args.token:
+        return args.token, "--token"
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV], f"${TOKEN_ENV}"
+    origin = "the config's server.auth_token"
+    if args.config is None and not DEFAULT_CONFIG.is_file():
+        origin += " (the built-in default: no config file was read)"
+    return settings.server.auth_token, origin
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -201,8 +239,8 @@ def _status(args: argparse.Namespace) -> int:
     url = (
         args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
     ).rstrip("/")
-    token = args.token or os.environ.get(TOKEN_ENV) or settings.server.auth_token
-    headers = {"Authorization": f"Bearer {token}"}
+    token, source = _token_of(args, settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
             health = client.get("/health")
@@ -221,7 +259,7 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps({"url": url, "health": report, "nodes": nodes.json()}, indent=2))
         return 0
     print(
-        _table(
+        table(
             ["COORDINATOR", "STATUS", "VERSION", "NODES", "ACTIVE"],
             [
                 [
@@ -235,8 +273,8 @@ def _status(args: argparse.Namespace) -> int:
         )
     )
     print()
-    if nodes.status_code == 401:
-        return _fail(f"the node list needs a token: pass --token or set ${TOKEN_ENV}")
+    if nodes.status_code in (401, 403):
+        return _fail(str(refusal("GET", "/api/v1/nodes", nodes, token=token, token_source=source)))
     if nodes.status_code != 200:
         return _fail(f"{url}/api/v1/nodes answered HTTP {nodes.status_code}")
     listing = nodes.json()
@@ -253,13 +291,52 @@ def _status(args: argparse.Namespace) -> int:
         for n in listing.get("nodes", [])
     ]
     if rows:
-        print(_table(["ID", "NAME", "PROVIDER", "STATUS", "ADDRESS", "LAST SEEN", "LABELS"], rows))
+        print(table(["ID", "NAME", "PROVIDER", "STATUS", "ADDRESS", "LAST SEEN", "LABELS"], rows))
     else:
         print("no nodes registered")
     return 0
 
 
+def _find_env_file(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / CLUSTER_ENV).is_file():
+            return folder / CLUSTER_ENV
+    raise OperatorError(
+        f"no {CLUSTER_ENV} here or in a parent directory: start the local cluster with "
+        "./scripts/up (it writes .env at the repository root), or pass --env-file"
+    )
+
+
+def _token_show(args: argparse.Namespace) -> int:
+    """Print the operator token of the local cluster (``.env``'s ``LIGHTD_OPERATOR_TOKEN``)."""
+    path = _find_env_file(args.env_file)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise OperatorError(f"cannot read {path}: {exc.strerror or exc}") from None
+    values = dict(
+        line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#")
+    )
+    token = values.get(OPERATOR_TOKEN_KEY, "").strip()
+    if not token:
+        raise OperatorError(
+            f"{path} has no {OPERATOR_TOKEN_KEY}: is it the env file ./scripts/up writes?"
+        )
+    print(f"export {TOKEN_ENV}={token}" if args.export else token)
+    if sys.stderr.isatty():
+        print(
+            f"from {path}; set it for this shell with: "
+            f'eval "$(lightd-coordinator token show --export)"',
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
+    if args.token_verb == "show":
+        return _token_show(args)
     from lightd_coordinator.security import COORDINATOR_AUDIENCE, mint_token
 
     settings = _settings(args.config)
@@ -290,11 +367,8 @@ def _operator(args: argparse.Namespace) -> int:
     url = (
         args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
     ).rstrip("/")
-    token = args.token or os.environ.get(TOKEN_ENV) or settings.server.auth_token
-    try:
-        return run_operator(args, url, token)
-    except OperatorError as exc:
-        return _fail(str(exc))
+    token, source = _token_of(args, settings)
+    return run_operator(args, url, token, token_source=source)
 
 
 _COMMANDS = {
@@ -302,11 +376,7 @@ _COMMANDS = {
     "start": _start,
     "status": _status,
     "token": _token,
-    "nodes": _operator,
-    "dispatch": _operator,
-    "containers": _operator,
-    "services": _operator,
-    "events": _operator,
+    **dict.fromkeys(OPERATOR_COMMANDS, _operator),
 }
 
 
@@ -319,6 +389,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "lightd-coordinator")
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OperatorError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130

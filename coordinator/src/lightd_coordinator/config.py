@@ -30,7 +30,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from lightd_coordinator.origins import check_origin_pattern
+from lightd_coordinator.tls import TlsSettings
 from lightd_shared.durations import Duration, format_duration
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
 
@@ -68,9 +71,16 @@ class ServerSettings(_Section):
     read_timeout: Duration = timedelta(seconds=30)
     write_timeout: Duration = timedelta(seconds=30)
     idle_timeout: Duration = timedelta(seconds=120)
+    max_body_size: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
     dev: bool = Field(
         default=False,
         description="A development run: allows auth with the seed's sample secrets",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 
@@ -107,6 +117,20 @@ class RegistrySettings(_Section):
         description="provider redis: the start of every key (several fleets on one Redis)",
     )
 
+    # The resource history (GET .../stats/history): per server, the agents' stats samples of
+    # the last stats_retention, bounded whatever a node sends.
+    stats_retention: Duration = timedelta(hours=1)
+    stats_max_samples: int = Field(
+        default=1800, ge=1, le=100_000, description="Samples kept per server at most"
+    )
+    stats_min_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="A sample closer than this to the server's previous one is dropped",
+    )
+    stats_max_servers: int = Field(
+        default=256, ge=1, le=10_000, description="Servers with a history per node at most"
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -120,6 +144,7 @@ class RegistrySettings(_Section):
         "command_timeout",
         "result_ttl",
         "heartbeat_interval",
+        "stats_retention",
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
@@ -135,6 +160,11 @@ class WebsocketSettings(_Section):
     ping_period: Duration = timedelta(seconds=30)
     history_size: int = Field(default=1000, ge=1, le=1_000_000)
     queue_size: int = Field(default=256, ge=1, le=100_000)
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [check_origin_pattern(entry) for entry in value]
 
     @field_validator("ping_period")
     @classmethod

@@ -94,6 +94,7 @@ class Dispatcher:
         default_timeout: timedelta,
         result_ttl: timedelta,
         max_output: int,
+        agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -104,6 +105,7 @@ class Dispatcher:
         self._default_timeout = default_timeout
         self._result_ttl = result_ttl
         self._max_output = max_output
+        self._scheme = agent_scheme
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
         self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
@@ -296,9 +298,7 @@ class Dispatcher:
             )
             return won
         self.finished[result.status] += 1
-        await self._hub.publish(
-            "command_result", result.model_dump(mode="json"), node_id=result.node_id
-        )
+        await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",
             result.id,
@@ -390,7 +390,8 @@ class Dispatcher:
         timeout: timedelta,
     ) -> CommandResult:
         echo = _echo(command, command_id)
-        url = f"http://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
+        scheme = self._scheme(node.health_url)
+        url = f"{scheme}://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
         body = AgentCommand.model_validate(
             {**echo.model_dump(mode="json", exclude_none=True), "node_id": node.id}, strict=False
         ).model_dump(mode="json", exclude_none=True)

@@ -30,10 +30,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
 from sse_starlette import ServerSentEvent
 
 from lightd_coordinator.registry.base import Registry, StoredEvent
-from lightd_shared.events import Event
+from lightd_shared.events import Event, EventType
 
 __all__ = [
     "SSE_SEPARATOR",
@@ -212,8 +213,16 @@ class EventHub:
         """The JSON body of one event, as :meth:`publish` stores it."""
         return Event(type=type, data=data).model_dump_json()
 
-    async def publish(self, type: str, data: Any, *, node_id: str | None = None) -> int:
-        """Number, store and fan out one event; never waits for a subscriber."""
+    async def publish(
+        self, type: EventType, data: BaseModel | dict[str, Any], *, node_id: str | None = None
+    ) -> int:
+        """Number, store and fan out one event; never waits for a subscriber.
+
+        ``data`` is the event's shared model (:class:`~lightd_shared.events.ServerUpdate`,
+        :class:`~lightd_shared.commands.CommandResult`, a node record) or a JSON object.
+        """
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
         body = Event(type=type, data=data).model_dump_json()
         if self._shared:  # the log's reader fans it out, on every replica
             event_id = await self._registry.append_event(
@@ -279,7 +288,7 @@ class EventHub:
             else:
                 data = await self._state(node)
                 data["last_event_id"] = self._last_id
-                body = Event(type="initial_state", data=data).model_dump_json()
+                body = _initial_state(data)
                 backlog = [StoredEvent(id=self._last_id, type="initial_state", body=body)]
             self._subscribers.add(subscriber)
         return subscriber, backlog
@@ -301,7 +310,7 @@ class EventHub:
             newest = await registry.last_event_id()
             data = await self._state(node)
             data["last_event_id"] = newest
-            body = Event(type="initial_state", data=data).model_dump_json()
+            body = _initial_state(data)
             return [StoredEvent(id=newest, type="initial_state", body=body)]
         except BaseException:
             self._subscribers.discard(subscriber)
@@ -309,3 +318,10 @@ class EventHub:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+
+
+def _initial_state(data: Any) -> str:
+    """The ``initial_state`` event's JSON. Built by the coordinator from its own registry, not
+    read from a peer, so the bounds every *received* body passes (``lightd_shared.wire``: at
+    most 20,000 values) do not apply: a fleet of 10,000 nodes is one larger snapshot."""
+    return Event.model_construct(type="initial_state", data=data).model_dump_json()

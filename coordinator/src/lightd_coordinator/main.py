@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.api import openapi
+from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
@@ -21,18 +22,25 @@ from lightd_coordinator.api.routes import (
     containers,
     docs,
     events,
+    history,
     monitoring,
     nodes,
     remote,
     services,
+    ui,
 )
+from lightd_coordinator.api.routing import method_not_allowed
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
+from lightd_coordinator.limits import BodyLimitMiddleware
+from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.wire import safe_text
 
 __all__ = ["create_app"]
 
@@ -62,12 +70,13 @@ def safe_errors(errors: Any) -> list[dict[str, Any]]:
     safe = []
     for error in errors:
         item: dict[str, Any] = {
-            "loc": [p if isinstance(p, int | str) else str(p) for p in error.get("loc", ())],
-            "msg": str(error.get("msg", "invalid")),
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in error.get("loc", ())],
+            "msg": safe_text(str(error.get("msg", "invalid"))),
             "type": str(error.get("type", "value_error")),
         }
-        if _scalar(error.get("input")):
-            item["input"] = error.get("input")
+        value = error.get("input")
+        if _scalar(value):
+            item["input"] = safe_text(value) if isinstance(value, str) else value
         safe.append(item)
     return safe
 
@@ -102,6 +111,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.coordinator = coordinator
+    openapi.install(app, events_path=settings.websocket.path)
 
     app.include_router(monitoring.router)
     app.include_router(auth.router)
@@ -111,6 +121,8 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(services.router)
     app.include_router(docs.router)
+    app.include_router(history.router)
+    app.include_router(ui.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
@@ -122,23 +134,29 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)
+    # before anything but CORS (whose headers a browser needs to read even a 429)
+    app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
+        OriginCORSMiddleware,
+        origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        expose_headers=["Retry-After"],
     )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
+    app.add_exception_handler(405, method_not_allowed)
+
     @app.exception_handler(IdempotencyKeyReused)
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
-        error = {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
-        return JSONResponse({"detail": [error]}, status_code=422)
+        body = validation_body(["header", "Idempotency-Key"], str(exc))
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(RegistryUnavailable)
     async def registry_down(request: Request, exc: RegistryUnavailable) -> JSONResponse:

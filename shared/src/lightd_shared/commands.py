@@ -9,19 +9,48 @@ Result::
 
     {"id": "cmd_123456_node-1", "node_id": "node-1", "command": {...}, "status": "success",
      "output": "hello world", "duration": "100ms", "finished": "2026-01-13T18:17:00Z"}
+
+A command is one of a discriminated union (:data:`Command`), chosen by ``type`` and, for
+``container`` commands, by ``action``; each member has its own typed ``params``, so a wrong or
+missing param is refused (``422``) naming the field (``params.server``, ``params.spec.image``)::
+
+    exec                                 params: timeout
+    container list                       params: timeout
+    container create                     params: timeout, spec (a container spec)
+    container start | kill | status      params: timeout, server
+    container stop | restart | reinstall params: timeout, server, stop_timeout
+    container delete                     params: timeout, server, volumes
+    container logs                       params: timeout, server, tail
+    container exec                       params: timeout, server, command, exec_timeout
+
+A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
+server list, a server's status, or a deletion); ``output`` is then one line for people (for
+``logs`` and ``exec``: the text itself).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+)
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.timestamps import Timestamp
+from lightd_shared.types import Identifier
 
 __all__ = [
+    "COMMAND",
+    "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
     "Command",
     "CommandEcho",
@@ -29,6 +58,25 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ContainerAction",
+    "ContainerAnswer",
+    "CreateCommand",
+    "CreateParams",
+    "DeleteCommand",
+    "DeleteParams",
+    "ExecCommand",
+    "ExecInsideCommand",
+    "ExecInsideParams",
+    "ListCommand",
+    "LogsCommand",
+    "LogsParams",
+    "Params",
+    "PowerCommand",
+    "ServerParams",
+    "ServerRemoved",
+    "StopCommand",
+    "StoppingParams",
+    "describe_command_errors",
 ]
 
 CommandType = Literal["exec", "container"]
@@ -37,29 +85,243 @@ CommandType = Literal["exec", "container"]
 CommandStatus = Literal["pending", "running", "success", "failed", "timeout"]
 FINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "timeout"})
 
+ContainerAction = Literal[
+    "create",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "reinstall",
+    "delete",
+    "list",
+    "status",
+    "logs",
+    "exec",
+]
+CONTAINER_ACTIONS: tuple[str, ...] = (
+    "create",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "reinstall",
+    "delete",
+    "list",
+    "status",
+    "logs",
+    "exec",
+)
+
+
+# -- params, one model per kind of command -----------------------------------------------------
+class Params(Request):
+    """``params`` of every command: ``timeout`` bounds the wait. Unknown keys are refused."""
+
+    timeout: Duration | None = Field(default=None, description="How long to wait, e.g. '30s'")
+
+
+class CreateParams(Params):
+    spec: ContainerSpec = Field(description="The server to create (the agent's container spec)")
+
+
+class ServerParams(Params):
+    server: Identifier = Field(description="The server id")
+
+
+class StoppingParams(ServerParams):
+    stop_timeout: Duration | None = Field(
+        default=None, description="How long the server may take to stop before the kill (10s)"
+    )
+
+
+class DeleteParams(ServerParams):
+    volumes: bool = Field(default=False, description="Also remove the server's volumes")
+
+
+class LogsParams(ServerParams):
+    tail: int | None = Field(default=None, ge=0, le=100_000, description="The last N lines")
+
+
+class ExecInsideParams(ServerParams):
+    command: str | list[str] = Field(description="A string runs with /bin/sh -c, a list as is")
+    exec_timeout: Duration | None = Field(
+        default=None, description="How long it may run (default: params.timeout)"
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if not value or (isinstance(value, str) and not value.strip()):
+            raise ValueError("command must not be empty")
+        return value
+
 
 class CommandParams(BaseModel):
-    """``params``: ``timeout`` bounds the wait; other keys depend on the command type."""
+    """``params`` as echoed in a result from a peer: any keys, ``timeout`` read if present."""
 
     model_config = ConfigDict(extra="allow", strict=True, validate_assignment=True)
 
     timeout: Duration | None = Field(default=None, description="How long to wait, e.g. '30s'")
 
 
-class _CommandFields(BaseModel):
+# -- the commands ---------------------------------------------------------------------------
+class _Command(Request):
     id: str | None = Field(default=None, description="Set by the coordinator when it dispatches")
-    type: CommandType
-    action: str = Field(min_length=1)
-    params: CommandParams = Field(default_factory=CommandParams)
     user: str | None = None
 
 
-class Command(_CommandFields, Request):
-    """A command as an operator sends it (unknown fields rejected)."""
+class ExecCommand(_Command):
+    """A shell command on the node's host: ``{"type": "exec", "action": "echo hi"}``."""
+
+    type: Literal["exec"]
+    action: str = Field(min_length=1, description="The shell command (/bin/sh -c)")
+    params: Params = Field(default_factory=Params)
 
 
-class CommandEcho(_CommandFields, Payload):
-    """A command as echoed inside a result from a peer (unknown fields ignored)."""
+class ListCommand(_Command):
+    type: Literal["container"]
+    action: Literal["list"]
+    params: Params = Field(default_factory=Params)
+
+
+class CreateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["create"]
+    params: CreateParams
+
+
+class PowerCommand(_Command):
+    type: Literal["container"]
+    action: Literal["start", "kill", "status"]
+    params: ServerParams
+
+
+class StopCommand(_Command):
+    type: Literal["container"]
+    action: Literal["stop", "restart", "reinstall"]
+    params: StoppingParams
+
+
+class DeleteCommand(_Command):
+    type: Literal["container"]
+    action: Literal["delete"]
+    params: DeleteParams
+
+
+class LogsCommand(_Command):
+    type: Literal["container"]
+    action: Literal["logs"]
+    params: LogsParams
+
+
+class ExecInsideCommand(_Command):
+    type: Literal["container"]
+    action: Literal["exec"]
+    params: ExecInsideParams
+
+
+_MEMBER: dict[str, str] = {
+    "list": "list",
+    "create": "create",
+    "start": "power",
+    "kill": "power",
+    "status": "power",
+    "stop": "stopping",
+    "restart": "stopping",
+    "reinstall": "stopping",
+    "delete": "delete",
+    "logs": "logs",
+    "exec": "exec_inside",
+}
+
+
+def _command_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind, action = value.get("type"), value.get("action")
+    else:
+        kind, action = getattr(value, "type", None), getattr(value, "action", None)
+    if kind == "exec":
+        return "exec"
+    if kind == "container" and isinstance(action, str):
+        return _MEMBER.get(action)
+    return None
+
+
+_UNKNOWN = (
+    "unknown container action or command type: 'type' is 'exec' (a shell command) or "
+    f"'container' with an 'action' of {', '.join(CONTAINER_ACTIONS)}"
+)
+
+Command = Annotated[
+    Annotated[ExecCommand, Tag("exec")]
+    | Annotated[ListCommand, Tag("list")]
+    | Annotated[CreateCommand, Tag("create")]
+    | Annotated[PowerCommand, Tag("power")]
+    | Annotated[StopCommand, Tag("stopping")]
+    | Annotated[DeleteCommand, Tag("delete")]
+    | Annotated[LogsCommand, Tag("logs")]
+    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
+]
+"""A command as an operator sends it: one member per kind, unknown fields rejected."""
+
+COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
+"""Validates a :data:`Command` outside a model (``COMMAND.validate_python(body)``)."""
+
+
+def describe_command_errors(errors: list[Any]) -> str:
+    """A command's validation errors in one line, each naming its field (``params.server: …``).
+
+    The union member's tag, which pydantic puts first in each location, is left out.
+    """
+    tags = set(_MEMBER.values()) | {"exec"}
+    parts = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ())]
+        if loc and loc[0] in tags:
+            loc = loc[1:]
+        where = ".".join(loc)
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts)
+
+
+class CommandEcho(Payload):
+    """A command as echoed inside a result from a peer (unknown fields ignored, any params)."""
+
+    id: str | None = Field(default=None, description="Set by the coordinator when it dispatches")
+    type: CommandType
+    action: str = Field(min_length=1, max_length=65536)
+    params: CommandParams = Field(default_factory=CommandParams)
+    user: str | None = Field(default=None, max_length=255)
+
+
+# -- results -----------------------------------------------------------------------------------
+class ServerRemoved(Payload):
+    """A ``container delete`` answer: ``{"id", "state": "deleted", "volumes_removed"}``."""
+
+    id: str
+    state: Literal["deleted"] = "deleted"
+    volumes_removed: bool = False
+
+
+def _answer_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if "containers" in value:
+            return "list"
+        return "removed" if value.get("state") == "deleted" else "status"
+    if isinstance(value, ContainerList):
+        return "list"
+    return "removed" if isinstance(value, ServerRemoved) else "status"
+
+
+ContainerAnswer = Annotated[
+    Annotated[ContainerList, Tag("list")]
+    | Annotated[ServerRemoved, Tag("removed")]
+    | Annotated[ContainerStatus, Tag("status")],
+    Discriminator(_answer_kind),
+]
+"""A container command's typed answer: the list, a server's status (``create``/``reinstall``:
+``installing``), or a deletion."""
 
 
 class CommandResult(Payload):
@@ -70,5 +332,10 @@ class CommandResult(Payload):
     command: CommandEcho | None = None
     status: CommandStatus
     output: str = ""
+    data: ContainerAnswer | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # an exec result keeps the seed's fields
+        description="A container command's answer, typed (list, status, deletion); else absent",
+    )
     duration: Duration | None = None
     finished: Timestamp | None = None

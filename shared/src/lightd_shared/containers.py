@@ -42,6 +42,7 @@ __all__ = [
     "PortMapping",
     "RestartPolicy",
     "ServerEvent",
+    "ServerFacts",
     "parse_memory",
     "parse_volume",
 ]
@@ -57,7 +58,7 @@ MIN_MEMORY = 6 * 1024**2
 """Docker refuses memory limits below 6 MiB."""
 
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"lightd.node", "lightd.server", "lightd.role", "lightd.spec"}
+    {"lightd.node", "lightd.server", "lightd.role", "lightd.spec", "lightd.scope"}
 )
 """Ownership labels the agent puts on its containers; a spec may not set them."""
 
@@ -225,17 +226,27 @@ class ActionBody(Request):
     timeout: Duration = Field(default=parse_duration("10s"))
 
 
-class ContainerStatus(Payload):
-    """``GET /containers/{id}/status``."""
+class ServerFacts(Payload):
+    """What is known of a server's run: the fields its status view and its state file share.
 
-    id: str
+    ``id`` comes first on the wire; the state file (``lightd_agent.state.StoredServer``) has
+    none of its own (its ``spec`` holds it) and so leaves it ``None``.
+    """
+
+    id: str | None = None
     state: ContainerState
     error: str | None = None
     exit_code: int | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
-    restarts: int = Field(default=0, ge=0, description="Restarts by the crash policy in window")
     container_id: str | None = None
+
+
+class ContainerStatus(ServerFacts):
+    """``GET /containers/{id}/status``."""
+
+    id: str
+    restarts: int = Field(default=0, ge=0, description="Restarts by the crash policy in window")
 
 
 class ContainerView(ContainerStatus):
@@ -285,6 +296,8 @@ class ContainerStats(Payload):
     memory_limit: int = 0
     network_rx_bytes: int = 0
     network_tx_bytes: int = 0
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
     timestamp: Timestamp
 
 
@@ -313,7 +326,12 @@ class ServerEvent(Payload):
     ``kind`` is the remote-sync seed's lifecycle name (``Started``, ``CreatingContainer``,
     ``Ready``, ``Error``, ``ReinstallStarted``) or a runtime one (``Running``, ``Stopped``,
     ``Crashed``, ``Deleted``); ``id`` repeats the SSE ``id:`` line.
+
+    Read from the agent's own event object by its attributes (``ServerEvent.model_validate(
+    event)``), so the field list is not copied out by hand once more.
     """
+
+    model_config = ConfigDict(**Payload.model_config, from_attributes=True)
 
     id: int = Field(ge=0)
     server: str

@@ -33,6 +33,7 @@ from lightd_shared.containers import ContainerSpec, PortMapping
 __all__ = [
     "LABEL_NODE",
     "LABEL_ROLE",
+    "LABEL_SCOPE",
     "LABEL_SERVER",
     "LABEL_SPEC",
     "VOLUME_PREFIX",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 LABEL_NODE = "lightd.node"
+LABEL_SCOPE = "lightd.scope"
 LABEL_SERVER = "lightd.server"
 LABEL_ROLE = "lightd.role"
 LABEL_SPEC = "lightd.spec"
@@ -127,6 +129,8 @@ class Usage:
     memory_limit: int
     network_rx_bytes: int
     network_tx_bytes: int
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
 
 
 class InstallOutcome:

@@ -43,7 +43,6 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from lightd_agent.backend.base import (
-    LABEL_NODE,
     LABEL_SERVER,
     ContainerInfo,
     EngineError,
@@ -96,7 +95,7 @@ class DockerBackend(Naming):
     def __init__(
         self, config: DockerSection, node_id: str, volumes_dir: Path | None = None
     ) -> None:
-        super().__init__(node_id)
+        super().__init__(node_id, config.scope)
         self.config = config
         # Where servers' own volumes keep their files (storage.base_path/volumes/<id>); None
         # leaves them in Docker's own volume directory.
@@ -236,7 +235,7 @@ class DockerBackend(Naming):
     # -- names and labels -------------------------------------------------------------------
 
     def _owned(self, container: Container) -> bool:
-        return (container.labels or {}).get(LABEL_NODE) == self.node_id
+        return self.owns(container.labels)
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -313,7 +312,8 @@ class DockerBackend(Naming):
         # keeps its data); a 409 (same name, another driver) also means it exists. Asking
         # volumes.get first would cost a round trip on every install.
         labels = dict(spec.labels)
-        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id})
+        labels.update(self.owner_labels())
+        labels[LABEL_SERVER] = spec.id
         options: dict[str, Any] = {}
         if self.volumes_dir is not None:
             # A local volume bound to storage.base_path/volumes/<id>: the server's files live
@@ -339,7 +339,7 @@ class DockerBackend(Naming):
         except docker.errors.NotFound:
             volume = None
         if volume is not None:
-            if (volume.attrs.get("Labels") or {}).get(LABEL_NODE) != self.node_id:
+            if not self.owns(volume.attrs.get("Labels")):
                 return
             volume.remove(force=True)
         if self.volumes_dir is not None:

@@ -14,8 +14,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from lightd_agent.backend.base import LABEL_NODE
-
 __all__ = ["EventReader", "follow_lines"]
 
 log = logging.getLogger(__name__)
@@ -95,7 +93,7 @@ class EventReader:
             decode=True,
             filters={
                 "type": ["container"],
-                "label": [f"{LABEL_NODE}={self.backend.node_id}"],
+                "label": self.backend.owned_filter(),
                 "event": ["die", "oom", "start"],
             },
         )

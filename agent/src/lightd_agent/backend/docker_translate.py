@@ -14,6 +14,7 @@ from typing import Any
 from lightd_agent.backend.base import (
     LABEL_NODE,
     LABEL_ROLE,
+    LABEL_SCOPE,
     LABEL_SERVER,
     LABEL_SPEC,
     VOLUME_PREFIX,
@@ -22,6 +23,7 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
+from lightd_agent.resources import block_io
 from lightd_agent.state import parse_docker_time
 from lightd_shared.containers import ContainerSpec, PortMapping, parse_memory, parse_volume
 
@@ -99,37 +101,62 @@ def usage_from_stats(raw: dict[str, Any]) -> Usage:
     percent = (cpu_delta / system_delta) * cpus * 100.0 if system_delta > 0 else 0.0
     memory = raw.get("memory_stats") or {}
     networks = raw.get("networks") or {}
+    read, written = block_io(raw)
     return Usage(
         cpu_percent=round(max(percent, 0.0), 3),
         memory_usage=int(memory.get("usage", 0)),
         memory_limit=int(memory.get("limit", 0)),
         network_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
         network_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+        block_read_bytes=read,
+        block_write_bytes=written,
     )
 
 
 class Naming:
-    """Names, labels and create arguments of one node's containers and volumes."""
+    """Names, labels and create arguments of one node's containers and volumes.
 
-    def __init__(self, node_id: str) -> None:
+    With a ``scope`` (``docker.scope``; the compose cluster sets its project name) everything
+    also carries ``lightd.scope=<scope>`` and the scope is part of its name, so two clusters
+    whose agents share node ids on one engine stay apart.
+    """
+
+    def __init__(self, node_id: str, scope: str = "") -> None:
         self.node_id = node_id
+        self.scope = scope
+
+    @property
+    def _owner(self) -> str:
+        """The node id, after the scope when there is one: the middle of every name."""
+        return f"{self.scope}-{self.node_id}" if self.scope else self.node_id
+
+    def owner_labels(self) -> dict[str, str]:
+        labels = {LABEL_NODE: self.node_id}
+        if self.scope:
+            labels[LABEL_SCOPE] = self.scope
+        return labels
+
+    def owns(self, labels: dict[str, str] | None) -> bool:
+        labels = labels or {}
+        return labels.get(LABEL_NODE) == self.node_id and labels.get(LABEL_SCOPE, "") == self.scope
 
     def container_name(self, server: str, role: Role = "server") -> str:
-        name = f"lightd-{self.node_id}-{server}"
+        name = f"lightd-{self._owner}-{server}"
         return name if role == "server" else f"{name}-install"
 
     def volume_name(self, server: str) -> str:
-        return f"{VOLUME_PREFIX}{self.node_id}-{server}-data"
+        return f"{VOLUME_PREFIX}{self._owner}-{server}-data"
 
     def labels(self, spec: ContainerSpec, role: Role) -> dict[str, str]:
         labels = dict(spec.labels)
-        labels.update({LABEL_NODE: self.node_id, LABEL_SERVER: spec.id, LABEL_ROLE: role})
+        labels.update(self.owner_labels())
+        labels.update({LABEL_SERVER: spec.id, LABEL_ROLE: role})
         if role == "server":
             labels[LABEL_SPEC] = spec.model_dump_json()
         return labels
 
     def owned_filter(self, server: str | None = None, role: Role | None = None) -> list[str]:
-        selectors = [f"{LABEL_NODE}={self.node_id}"]
+        selectors = [f"{key}={value}" for key, value in self.owner_labels().items()]
         if server is not None:
             selectors.append(f"{LABEL_SERVER}={server}")
         if role is not None:

@@ -26,6 +26,7 @@ import httpx
 
 from lightd_agent.config import ConfigError, load_config
 from lightd_shared.pacing import listen_url
+from lightd_shared.tables import fields, table
 
 __all__ = ["add_remote_commands", "run_remote_command"]
 
@@ -35,12 +36,18 @@ EXIT_CONFIG = 2  # as ``lightd run``: the config is at fault
 
 def _agent(args: argparse.Namespace) -> httpx.Client:
     config = load_config(args.config)
-    base_url = listen_url(config.server.host, config.server.port)
+    scheme = "https" if config.server.tls.https else "http"
+    base_url = listen_url(config.server.host, config.server.port, scheme)
     headers = {}
     if config.authorization.enabled and config.authorization.token:
         headers["Authorization"] = f"Bearer {config.authorization.token}"
     timeout = float(getattr(args, "timeout", 30.0))
-    return httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout,
+        verify=config.server.tls.client_verify(),
+    )
 
 
 def _call(args: argparse.Namespace, method: str, path: str) -> Any:
@@ -61,18 +68,11 @@ class _Failed(Exception):
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return table(headers, rows)
 
 
 def _print_pairs(pairs: list[tuple[str, Any]]) -> None:
-    width = max(len(k) for k, _ in pairs)
-    for key, value in pairs:
-        print(f"{key.ljust(width)}  {'-' if value is None else value}")
+    print(fields([(key, "-" if value is None else str(value)) for key, value in pairs]))
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from lightd_agent import __version__
+from lightd_agent.tls import outbound_verify
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import (
@@ -88,7 +89,11 @@ class RemoteClient:
             "Accept": "application/json",
         }
         self._transport = transport
-        self._ssl: ssl.SSLContext | None = None if transport else httpx.create_ssl_context()
+        # One TLS context (server.tls.ca_bundle's, or the default) for all the clients below.
+        verify = outbound_verify()
+        self._ssl: ssl.SSLContext | None = None
+        if transport is None:
+            self._ssl = httpx.create_ssl_context(verify=verify)
         self._http = self._new_http()
         # One client per update in flight, each with its own kept-alive connection, idle ones
         # reused: httpx's pool looks at every pooled connection (a syscall for each idle one)

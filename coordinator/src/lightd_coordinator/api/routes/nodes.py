@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
@@ -14,21 +14,24 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
+from lightd_coordinator.api.errors import invalid
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
-from lightd_shared.events import Event
+from lightd_shared.events import RelayedEvent
 from lightd_shared.nodes import (
     Heartbeat,
     NodeList,
     NodeRecord,
     NodeRegistration,
+    NodeRemoved,
     NodeState,
     NodeStatusView,
     NodeUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], route_class=GuardFirstRoute)
 Operator = [Depends(require_auth)]
 """Agents (``auth.agent_token``) may register, heartbeat and relay (each route takes the
 principal, to check the node proof); the rest is operators'."""
@@ -43,13 +46,6 @@ IdempotencyKey = Annotated[
         description="Repeat a request with the same key to get the first result back",
     ),
 ]
-RELAYED_EVENT_TYPES = frozenset({"server_update"})
-"""Types a node may relay; the coordinator's own types cannot be forged by a node."""
-
-
-class Message(BaseModel):
-    message: str
-    node_id: str
 
 
 class Relayed(BaseModel):
@@ -65,16 +61,7 @@ def _parse_labels(values: list[str]) -> dict[str, str]:
     for value in values:
         key, sep, wanted = value.partition("=")
         if not sep or not key:
-            raise HTTPException(
-                status_code=422,
-                detail=[
-                    {
-                        "loc": ["query", "label"],
-                        "msg": f"label filter {value!r} must look like key=value",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise invalid(["query", "label"], f"label filter {value!r} must look like key=value")
         labels[key] = wanted
     return labels
 
@@ -116,7 +103,13 @@ async def list_nodes(
     coordinator: CoordinatorDep,
     status: NodeState | None = None,
     provider: str | None = None,
-    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    label: Annotated[
+        list[str],
+        Query(
+            description="key=value; repeat to require several",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+="}},
+        ),
+    ] = [],  # noqa: B006
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> NodeList:
@@ -145,11 +138,12 @@ async def update_node(
     return record
 
 
-@router.delete("/{node_id}", response_model=Message, dependencies=Operator)
-async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
+@router.delete("/{node_id}", response_model=NodeRemoved, dependencies=Operator)
+async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> NodeRemoved:
     if await coordinator.fleet.remove(node_id) is None:
         raise _not_found(node_id)
-    return Message(message=f"node {node_id} unregistered", node_id=node_id)
+    await coordinator.history.forget(node_id)
+    return NodeRemoved(message=f"node {node_id} unregistered", node_id=node_id)
 
 
 @router.get("/{node_id}/status", response_model=NodeStatusView, dependencies=Operator)
@@ -219,31 +213,20 @@ async def send_command(
 )
 async def relay_event(
     node_id: NodeId,
-    event: Event,
+    event: RelayedEvent,
     coordinator: CoordinatorDep,
     principal: AgentAuthDep,
     proof: NodeProofDep = None,
 ) -> Relayed:
-    """An agent relays one of its own events (``server_update``) to ``/ws`` subscribers."""
+    """A node relays one of its own events (``server_update``) to ``/ws`` subscribers.
+
+    The event names the node of the path, which the caller proved to be (``vouch_for``); a
+    ``node`` in the body is ignored, so no node can publish an event naming another.
+    """
     await vouch_for(coordinator, principal, node_id, proof)
-    if event.type not in RELAYED_EVENT_TYPES:
-        raise HTTPException(
-            status_code=422,
-            detail=[
-                {
-                    "loc": ["body", "type"],
-                    "msg": f"nodes relay only {sorted(RELAYED_EVENT_TYPES)}, not {event.type!r}",
-                    "type": "value_error",
-                }
-            ],
-        )
     if await coordinator.fleet.get(node_id) is None:
         raise _not_found(node_id)
-    data: Any = event.data
-    data = (
-        {**data, "node_id": node_id}  # the path's id wins: a node cannot speak as another
-        if isinstance(data, dict)
-        else {"node_id": node_id, "data": data}
+    event_id = await coordinator.hub.publish(
+        event.type, event.data.stamped(node_id), node_id=node_id
     )
-    event_id = await coordinator.hub.publish(event.type, data, node_id=node_id)
     return Relayed(event_id=event_id)
