@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
 from lightd_agent.events import LifecycleEvent
+from lightd_agent.remote.delivery import _GroupCommit
 from lightd_agent.remote.mapping import update_body
-from lightd_agent.remote.outbox import Outbox
+from lightd_agent.remote.outbox import Outbox, PendingUpdate
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
 
 
@@ -31,6 +34,57 @@ def test_sequences_are_per_server_and_survive_reopening(tmp_path: Path) -> None:
     assert reopened.depth() == 0
     assert reopened.enqueue("a", _body("a", "installing")) == 3
     reopened.close()
+
+
+def test_acknowledging_several_updates_deletes_them_and_names_each_servers_next(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox.enqueue("a", _body("a", "installing"))
+    outbox.enqueue("a", _body("a", "ready"))
+    outbox.enqueue("b", _body("b", "installing"))
+    heads = outbox.due(now=10.0)
+    following = outbox.acknowledge_and_next(heads)
+    assert {server: (u.seq, u.body["status"]) for server, u in following.items()} == {
+        "a": (2, "ready")
+    }
+    assert [(u.server, u.seq) for u in outbox.pending()] == [("a", 2)]
+    outbox.close()
+
+
+class _CountingOutbox(Outbox):
+    """The real outbox, noting how many acknowledgements each commit carried."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.commits: list[int] = []
+
+    def acknowledge_and_next(self, updates: Collection[PendingUpdate]) -> dict[str, PendingUpdate]:
+        self.commits.append(len(updates))
+        return super().acknowledge_and_next(updates)
+
+
+def test_acknowledgements_that_arrive_together_share_one_commit(tmp_path: Path) -> None:
+    """Twenty servers' workers acknowledging at once: one fsync, not twenty, and each worker
+    still gets its own server's next update (and only once its own deletion is committed)."""
+    outbox = _CountingOutbox(tmp_path / "o.sqlite3")
+    servers = [f"s{n:02d}" for n in range(20)]
+    for server in servers:
+        outbox.enqueue(server, _body(server, "installing"))
+        outbox.enqueue(server, _body(server, "ready"))
+
+    async def drain_heads() -> list[PendingUpdate | None]:
+        acks = _GroupCommit(outbox)
+        try:
+            return await asyncio.gather(*(acks.acknowledge(u) for u in outbox.due(now=10.0)))
+        finally:
+            await acks.close()
+
+    following = asyncio.run(drain_heads())
+    assert outbox.commits == [20]
+    assert [(u.server, u.seq) for u in following if u is not None] == [(s, 2) for s in servers]
+    assert [(u.server, u.seq) for u in outbox.pending()] == [(s, 2) for s in servers]
+    outbox.close()
 
 
 def test_only_the_head_of_each_server_is_due(tmp_path: Path) -> None:

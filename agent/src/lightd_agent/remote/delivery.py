@@ -3,7 +3,9 @@
 Each server with something due gets its own worker task that sends its queue oldest first, one
 update in flight per server, so one server's update never waits behind another server's (a
 remote that hangs on one update only holds that server back). The loop only starts workers;
-a worker reads its next update by the server's own index, never the whole outbox.
+a worker reads its next update by the server's own index, never the whole outbox. The
+acknowledgements of all servers answered meanwhile are deleted in one commit (one fsync), and
+each worker sends its server's next update only once its own acknowledgement is committed.
 :func:`classify` is the whole policy, as a pure function:
 
 ============================  ===========  ========================================================
@@ -99,6 +101,60 @@ def _success_field(response: httpx.Response) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+class _GroupCommit:
+    """Acknowledgements committed together: one commit (one fsync) for all that arrive
+    while the previous commit runs, off the loop.
+
+    Each worker still waits for its own update's commit before it reads and sends its server's
+    next one, so a crash can only lose acknowledgements whose next update was not sent yet (a
+    resend with the same key, in order). A commit of ``n`` acknowledgements costs about what
+    one did, so twenty servers draining at once no longer queue twenty fsyncs behind the
+    outbox's one lock for every round of answers.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._waiting: list[tuple[PendingUpdate, asyncio.Future[PendingUpdate | None]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def acknowledge(self, update: PendingUpdate) -> PendingUpdate | None:
+        """Delete ``update`` for good; its server's next update (due or not), or ``None``."""
+        answer: asyncio.Future[PendingUpdate | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((update, answer))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit(), name="remote-acknowledge")
+        return await answer
+
+    async def _commit(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                following = await asyncio.to_thread(
+                    self._outbox.acknowledge_and_next, [update for update, _ in batch]
+                )
+            except asyncio.CancelledError:
+                for _, answer in batch:
+                    answer.cancel()
+                raise
+            except Exception as exc:  # the senders fail as a lone commit would have made them
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for update, answer in batch:
+                if not answer.done():  # its worker may have been cancelled meanwhile
+                    answer.set_result(following.get(update.server))
+
+    async def close(self) -> None:
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+        for _, answer in self._waiting:
+            answer.cancel()
+        self._waiting.clear()
+
+
 class Delivery:
     """Sends the outbox to the remote; one task per server with something due."""
 
@@ -120,6 +176,7 @@ class Delivery:
         self.pause = Pause()
         self.wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._acks = _GroupCommit(outbox)
 
     def resume(self) -> None:
         """The remote answers again: end the pause, make every update due, send now."""
@@ -141,6 +198,7 @@ class Delivery:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._in_flight.clear()
+            await self._acks.close()
 
     async def _round(self) -> None:
         """Start the due head of every server not in flight; then wait for a reason to look."""
@@ -196,11 +254,6 @@ class Delivery:
         cap = max(self._settings().retry_max_delay.total_seconds(), self._retry_base)
         return backoff_delay(attempt, base=self._retry_base, cap=cap, rng=self._rng)
 
-    def _acknowledge(self, update: PendingUpdate) -> PendingUpdate | None:
-        """Delete an acknowledged update; its server's next one (in the caller's thread)."""
-        self.outbox.acknowledge(update.id)
-        return self.outbox.head(update.server)
-
     async def _deliver(self, update: PendingUpdate) -> tuple[bool, PendingUpdate | None]:
         """Send one update; whether the remote acknowledged it, and then the server's next."""
         client = self._client()
@@ -222,9 +275,10 @@ class Delivery:
         if decision.verdict is Verdict.DELIVER:
             # Off the loop: the acknowledgement's commit (an fsync) would hold up the next
             # event's enqueue and every request meanwhile, and so would waiting for the
-            # outbox's lock while another server's acknowledgement commits. A lost
+            # outbox's lock while another server's acknowledgement commits. Committed with
+            # the other servers' acknowledgements of the moment (see _GroupCommit). A lost
             # acknowledgement only means a resend (same key).
-            following = await asyncio.to_thread(self._acknowledge, update)
+            following = await self._acks.acknowledge(update)
             log.debug("remote acknowledged update #%d of server %s", update.seq, update.server)
             if self.journal.full:  # fewer updates can only end a full outbox, never start one
                 self.journal.check_bound()

@@ -149,6 +149,18 @@ class Outbox:
         with self._transaction() as db:
             db.execute("DELETE FROM updates WHERE id = ?", (update_id,))
 
+    def acknowledge_and_next(self, updates: Collection[PendingUpdate]) -> dict[str, PendingUpdate]:
+        """Delete every acknowledged update in one commit (one fsync for all of them); return
+        each of their servers' next update (due or not), by server, for those that have one."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM updates WHERE id = ?", [(u.id,) for u in updates])
+        following: dict[str, PendingUpdate] = {}
+        for server in {u.server for u in updates}:
+            head = self.head(server)
+            if head is not None:
+                following[server] = head
+        return following
+
     def retry_later(self, update_id: int, at: float, error: str) -> None:
         """Count a failed attempt and set when the update may be tried next."""
         with self._transaction() as db:
