@@ -6,7 +6,8 @@ once per ``interval``, the nodes' beats spread evenly over the interval (node ``
 target (raw asyncio streams, so the client stays cheap). A beat that cannot be sent on time is
 sent late, never dropped, so a server that falls behind shows as lateness and as a long gap
 between a node's answered beats. Prints one JSON line: beats sent, 2xx answers, errors, the
-lateness and request latency (p50/p99/max, ms), the longest gap between two answered beats of
+lateness and request latency (p50/p99/max, ms), the connections still behind 30 s after the
+end (``unfinished``), the longest gap between two answered beats of
 one node (s), and the client's own CPU seconds.
 
 The spec: ``{"targets": [{"port", "nodes": [...]}], "interval", "duration", "connections"}``.
@@ -143,8 +144,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "beats": tally.sent,
         "ok": tally.ok,
-        "errors": tally.errors + len(failures) + len(pending),
+        "errors": tally.errors + len(failures),
         "first_error": tally.first_error or (failures[0] if failures else None),
+        "unfinished": len(pending),  # connections whose queue did not drain in the 30 s
         "undrained": sum(t.queue.qsize() for t in targets),
         "seconds": end - began,
         "rate": tally.ok / (end - began) if end > began else 0.0,
