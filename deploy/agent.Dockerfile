@@ -1,7 +1,9 @@
 # lightd agent image: the `lightd` daemon, nothing of the coordinator.
 #
-# Build context: a directory holding wheels/{deps,lightd}/ and requirements/agent.txt (uv.lock pins)
-# plus the files of deploy/docker/; scripts/build-images assembles it and builds this file:
+# Build context: a directory holding wheels/{deps,lightd}/ and requirements/agent.txt (uv.lock pins),
+# the files of deploy/docker/ and docker-cli/docker (a docker CLI binary, the client only: the
+# engine stays the host's, through its socket); scripts/build-images assembles it and builds this
+# file:
 #
 #   scripts/build-images                          # local base image, no registry needed
 #   scripts/build-images --base python:3.11-slim  # the usual base, where a registry is reachable
@@ -51,7 +53,13 @@ RUN groupadd --system --gid 10001 lightd \
 COPY --from=build /opt/lightd /opt/lightd
 COPY healthcheck.py /usr/local/lib/lightd/healthcheck.py
 COPY agent-entrypoint.sh /usr/local/bin/lightd-entrypoint
-RUN chmod 0755 /usr/local/bin/lightd-entrypoint
+# The docker CLI, so host shell commands the agent runs (`exec`, where commands.allow_exec is on)
+# can say `docker ps`: it talks to the host's engine through the mounted socket, with the
+# socket's group the container is given. Run once here, so a binary that cannot run on this base
+# fails the build.
+COPY docker-cli/docker /usr/local/bin/docker
+RUN chmod 0755 /usr/local/bin/lightd-entrypoint /usr/local/bin/docker \
+    && /usr/local/bin/docker --version
 ENV PATH=/opt/lightd/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -1,4 +1,8 @@
-"""Fixtures every test may use: real Docker, the busybox image, real servers on loopback."""
+"""Fixtures every test may use: real Docker, the busybox image, real servers on loopback.
+
+And the session's leak check: every secret registered in :mod:`tests.harness.secrets` must be
+absent from every log and captured output when the session ends (:mod:`tests.harness.leakcheck`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,15 @@ import docker
 import pytest
 
 from tests.harness import docker as docker_harness
+from tests.harness import secrets
 from tests.harness.docker import Cleanup
 from tests.harness.redis import RedisServer, redis_server
+
+pytest_plugins = ["pytester", "tests.harness.leakcheck"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    secrets.register_known()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@
    ``start`` after ``POST /start``) to the recording remote receiving the ``/update``
    (``crashed``, ``running``);
 6. the remote stopped, lifecycle actions queue ``outbox_updates`` updates, the remote comes
-   back: time to drain, and updates lost (distinct ``Idempotency-Key`` received vs actions
-   answered 200).
+   back: time to drain, and updates lost (the state changes the answers reported and the
+   sequence numbers the agent gave, against the updates received: :mod:`bench.outage`),
+   and every refused action with its reason.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import docker
 
 from bench.agent_rig import AgentRig
 from bench.context import IMAGE, LABEL, Run
+from bench.outage import Answer, count_outage, unexplained
 from bench.procs import rss_mib
 from bench.profile import Profiler
 from bench.report import Figure
@@ -251,29 +253,61 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
     )
 
 
-async def _power(rig: AgentRig, server: str, actions: int, done: list[int]) -> None:
+async def _power(rig: AgentRig, server: str, actions: int, answers: list[Answer]) -> None:
     assert rig.client is not None
     for k in range(actions):
         action = "kill" if k % 2 == 0 else "start"
         response = await rig.client.post(f"/containers/{server}/{action}")
         if response.status_code == 200:
-            done[0] += 1
+            answers.append(Answer(server, action, 200, state=str(response.json()["state"])))
+        else:
+            try:
+                detail = str(response.json().get("detail"))
+            except ValueError:
+                detail = response.text[:200]
+            answers.append(Answer(server, action, response.status_code, detail=detail))
+
+
+async def _settled(rig: AgentRig, timeout: float = 30.0) -> None:
+    """Wait until the agent's outbox is empty: every earlier update reached the remote."""
+    deadline = time.monotonic() + timeout
+    while int((await rig.remote_status()).get("outbox_depth") or 0) > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the agent's outbox did not empty within {timeout:g}s")
+        await asyncio.sleep(0.05)
+
+
+def _last_sequences(records: list[dict[str, Any]]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for record in records:
+        if record.get("sequence") is not None:
+            server = str(record["server"])
+            last[server] = max(last.get(server, 0), int(record["sequence"]))
+    return last
 
 
 async def figure_6(rig: AgentRig, run: Run) -> Figure:
     target = run.sizes.outbox_updates
     servers = list(rig.servers)
     per_server = max(2, 2 * round(target / len(servers) / 2))  # even: every server ends running
+    assert rig.client is not None and rig.agent is not None
+    await _settled(rig)  # so the last sequence received is each server's last one
+    before = _last_sequences(await rig.records())
+    initial = {}
+    for server in servers:
+        response = await rig.client.get(f"/containers/{server}/status")
+        response.raise_for_status()
+        initial[server] = str(response.json()["state"])
+    log_from = rig.agent.log_path.stat().st_size
     rig.stop_recorder()
-    done = [0]
-    await asyncio.gather(*(_power(rig, s, per_server, done) for s in servers))
+    answers: list[Answer] = []
+    await asyncio.gather(*(_power(rig, s, per_server, answers) for s in servers))
     status = await rig.remote_status()
     queued = int(status.get("outbox_depth") or 0)
-    expected = done[0]
+    expected = count_outage(initial, answers, before, []).changes
     rig.start_recorder()
     back = await rig.started_ns()  # the remote's return: when its process began serving
     deadline = time.monotonic() + max(30.0, min(180.0, run.remaining()))
-    keys: set[str] = set()
     records: list[dict[str, Any]] = []
     with Profiler(
         rig.agent.pid if rig.agent else 0,
@@ -283,32 +317,56 @@ async def figure_6(rig: AgentRig, run: Run) -> Figure:
     ) as prof:
         while time.monotonic() < deadline:
             records = await rig.records()
-            keys = {str(r["key"]) for r in records}
-            if len(keys) >= expected:
-                break
+            if len({str(r["key"]) for r in records}) >= max(expected, queued):
+                # every update the answers or the outbox promise has arrived; nothing more?
+                if int((await rig.remote_status()).get("outbox_depth") or 0) == 0:
+                    break
             await asyncio.sleep(0.05)
-    lost = max(0, expected - len(keys))
+    count = count_outage(initial, answers, before, records)
+    with rig.agent.log_path.open("rb") as log:
+        log.seek(log_from)
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    unexplained_5xx = unexplained(answers, lines)
     drain = (max(r["t_ns"] for r in records) - back) / 1e9 if records else float("nan")
     first = (min(r["t_ns"] for r in records) - back) / 1e9 if records else float("nan")
     status = await rig.remote_status()
-    rate = len(keys) / (drain - first) if records and drain > first else float("nan")
+    rate = count.received / (drain - first) if records and drain > first else float("nan")
+    refusals = (
+        "; ".join(f"{n} x {reason}" for reason, n in count.refused.most_common())
+        if count.refusals
+        else "none"
+    )
     return Figure(
         figure="6. Outbox recovery: updates lost after a remote outage",
-        value=float(lost),
+        value=float(count.lost),
         unit="updates",
         target="= 0",
-        met=lost == 0,
-        size=f"{expected} updates queued ({len(servers)} servers)",
+        met=count.lost == 0,
+        size=f"{count.changes} updates queued ({len(servers)} servers)",
         detail=(
             f"drained {drain:.2f} s after the remote came back (first delivery at "
-            f"{first:.2f} s: health check every 1 s; then {rate:.0f} updates/s); outbox held "
-            f"{queued} before, {status.get('outbox_depth')} after; {len(records)} requests "
-            f"for {len(keys)} distinct updates"
+            f"{first:.2f} s: health check every 1 s; then {rate:.0f} updates/s); "
+            f"{len(answers)} actions: {count.answered} answered 200, {count.changes} changed "
+            f"a state; the agent numbered {count.produced} updates ({count.extra} beyond the "
+            f"state changes), the remote received {count.received} distinct "
+            f"({len(records)} requests); outbox held {queued} before, "
+            f"{status.get('outbox_depth')} after; refused {count.refusals} "
+            f"({unexplained_5xx} not explained by the agent's log): {refusals}"
         ),
         extra={
             "drain_seconds": drain,
             "first_delivery_seconds": first,
             "rate": rate,
+            "actions": len(answers),
+            "answered": count.answered,
+            "state_changes": count.changes,
+            "produced": count.produced,
+            "extra_updates": count.extra,
+            "received": count.received,
+            "lost_by_server": count.lost_by_server,
+            "refused": dict(count.refused),
+            "unexplained_refusals": unexplained_5xx,
+            "outbox_before": queued,
             "profile": prof.summary,
         },
     )

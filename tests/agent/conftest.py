@@ -8,7 +8,6 @@ tests running at the same time on the shared engine never see each other's conta
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from lightd_agent.config import AgentConfig, load_config
 from lightd_agent.events import EventBus, LifecycleEvent
 from tests.harness.docker import Cleanup
 from tests.harness.servers import serve
+from tests.harness.wait import wait_until
 
 TOKEN = "lightd_" + "0123456789abcdef" * 2
 
@@ -102,25 +102,22 @@ class Agent:
         return result
 
     def wait_state(self, server: str, *states: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        status = self.status(server)
-        while status["state"] not in states:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{server} stayed {status} instead of {states}")
-            time.sleep(0.05)
-            status = self.status(server)
-        return status
+        return wait_until(
+            lambda: (s := self.status(server))["state"] in states and s,
+            timeout,
+            what=f"{server} in {states}",
+        )
 
     def kinds(self, server: str) -> list[str]:
         return [e.kind for e in list(self.events) if e.server == server]
 
     def wait_kinds(self, server: str, expected: list[str], timeout: float = 30) -> list[str]:
         """Wait until the server's event kinds start with ``expected``; return them all."""
-        deadline = time.monotonic() + timeout
-        while self.kinds(server)[: len(expected)] != expected:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"events of {server}: {self.kinds(server)} != {expected}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.kinds(server)[: len(expected)] == expected,
+            timeout,
+            what=f"events of {server} starting with {expected}",
+        )
         return self.kinds(server)
 
     def install(self, server: str, image: str, **fields: Any) -> dict[str, Any]:

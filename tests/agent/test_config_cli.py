@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lightd_agent.cli import main
@@ -150,6 +151,9 @@ def test_status_prints_health_readably(
     assert re.search(r"^status\s+ok$", out, re.M)
     assert re.search(rf"^node\s+{agent.node}", out, re.M)
     assert re.search(r"^docker\s+reachable", out, re.M)
+    # whole seconds, as the documents write uptime (3m3s, never 3m3.07583s or 412.5ms)
+    assert re.search(r"^uptime\s+(\d+h)?(\d+m)?\d+s$", out, re.M), out
+    assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", httpx.get(agent.url + "/health").json()["uptime"])
     # no Python spellings: coordinator.enabled is "no", an empty value "-"
     assert not re.search(r"\s(None|True|False)$", out, re.M), out
     assert re.search(r"^coordinator\.enabled\s+no$", out, re.M), out

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import docker
 import pytest
 
 from tests.agent.conftest import SERVE, Agent
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
 
-def test_crash_is_restarted_until_the_policy_gives_up(agent: Agent, test_image: str) -> None:
+def test_crash_is_restarted_until_the_policy_gives_up(
+    agent: Agent, test_image: str, docker_client: docker.DockerClient
+) -> None:
     agent.install(
         "crashy",
         test_image,
@@ -37,7 +38,9 @@ def test_crash_is_restarted_until_the_policy_gives_up(agent: Agent, test_image: 
     assert status["exit_code"] == 3
     assert "exited unexpectedly with code 3" in status["error"]
     assert "restart policy allows 2" in status["error"]
-    time.sleep(1)  # no further restart happens
+    # the policy gave up: the container stays exited, and nothing more is published
+    container = docker_client.containers.get(status["container_id"])
+    wait_until(lambda: (container.reload(), container.status)[1] == "exited")
     assert agent.kinds("crashy") == kinds
     crashed = [e for e in agent.events if e.kind == "Crashed"]
     assert [e.exit_code for e in crashed] == [3, 3, 3]

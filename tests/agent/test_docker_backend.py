@@ -1,8 +1,10 @@
 """How the agent builds and stops containers: startup commands against an image's ENTRYPOINT,
-and the stop grace Docker gets (whole seconds, rounded up)."""
+the stop grace Docker gets (whole seconds, rounded up), and ``docker.scope`` keeping agents
+with one node id apart on one engine."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from lightd_agent.config import DockerSection
 from lightd_agent.docker_backend import DockerBackend, stop_seconds
-from tests.agent.conftest import SERVE, Agent
+from tests.agent.conftest import SERVE, Agent, AgentFactory
 from tests.harness.docker import Cleanup
 
 
@@ -76,12 +78,64 @@ def test_backend_stop_never_turns_a_short_grace_into_a_kill() -> None:
     class Recorder:
         timeout: Any = None
 
-        def stop(self, timeout: int) -> None:
+        def stop(self, container: str, timeout: int) -> None:
             self.timeout = timeout
 
+    class Client:
+        api = Recorder()
+
     backend = DockerBackend(DockerSection(), node_id="unit-node")
-    container: Any = Recorder()
-    backend.stop(container, 0.5)  # "500ms": Docker must still send SIGTERM and wait 1 s
-    assert container.timeout == 1
-    backend.stop(container, 0.0)
-    assert container.timeout == 0
+    backend._client = Client()  # type: ignore[assignment]
+    backend.available = True
+    backend.stop_sync("c1", 0.5)  # "500ms": Docker must still send SIGTERM and wait 1 s
+    assert Client.api.timeout == 1
+    backend.stop_sync("c1", 0.0)
+    assert Client.api.timeout == 0
+
+
+def test_a_scope_is_in_every_name_and_label_and_in_the_ownership_check() -> None:
+    plain = DockerBackend(DockerSection(), node_id="agent-1")
+    scoped = DockerBackend(DockerSection(scope="clone-b"), node_id="agent-1")
+    assert plain.container_name("web") == "lightd-agent-1-web"
+    assert scoped.container_name("web") == "lightd-clone-b-agent-1-web"
+    assert scoped.container_name("web", "install") == "lightd-clone-b-agent-1-web-install"
+    assert scoped.volume_name("web") == "lightd-clone-b-agent-1-web-data"
+    assert plain.owned_filter() == ["lightd.node=agent-1"]
+    assert scoped.owned_filter("web") == [
+        "lightd.node=agent-1",
+        "lightd.scope=clone-b",
+        "lightd.server=web",
+    ]
+    with pytest.raises(ValueError, match="scope"):
+        DockerSection(scope="Not A Name")
+
+
+@pytest.mark.docker
+def test_agents_with_one_node_id_in_two_scopes_share_an_engine_apart(
+    make_agent: AgentFactory, docker_client: docker.DockerClient, test_image: str, tmp_path: Path
+) -> None:
+    """Two compose clusters on one engine: same node id, same server id, nothing shared."""
+    node = f"test-{uuid.uuid4().hex[:10]}"
+
+    def start(scope: str) -> Agent:
+        storage = tmp_path / scope
+        storage.mkdir()
+        return make_agent(node, docker={"scope": scope}, storage={"base_path": str(storage)})
+
+    one = start("one")
+    assert one.install("web", test_image, startup_command=SERVE)["state"] == "running"
+    two = start("two")
+    assert two.client.get("/containers").json()["containers"] == []  # not one's server
+    assert two.install("web", test_image, startup_command=SERVE)["state"] == "running"
+
+    found = docker_client.containers.list(all=True, filters={"label": f"lightd.node={node}"})
+    by_scope = {c.labels["lightd.scope"]: c for c in found if c.labels["lightd.role"] == "server"}
+    assert sorted(by_scope) == ["one", "two"]
+    assert by_scope["one"].name == f"lightd-one-{node}-web"
+    assert by_scope["two"].name == f"lightd-two-{node}-web"
+
+    deleted = two.client.delete("/containers/web")
+    assert deleted.status_code in (200, 202, 204), deleted.text
+    assert one.status("web")["state"] == "running"
+    by_scope["one"].reload()
+    assert by_scope["one"].status == "running"

@@ -10,7 +10,7 @@ it leaves requests unanswered, like a hung engine.
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest
 
 from tests.agent.conftest import SERVE, STUBBORN, Agent
 from tests.agent.proxy import DockerProxy
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -36,19 +37,33 @@ def proxy(tmp_path: Path) -> Iterator[DockerProxy]:
 
 
 def _wait_reachable(agent: Agent, reachable: bool, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        health: dict[str, Any] = httpx.get(agent.url + "/health", timeout=5).json()
-        if health["docker"]["reachable"] is reachable:
-            return health
-        if time.monotonic() > deadline:
-            raise AssertionError(f"docker reachable stayed {not reachable}: {health}")
-        time.sleep(0.05)
+    def health() -> dict[str, Any] | None:
+        answer: dict[str, Any] = httpx.get(agent.url + "/health", timeout=5).json()
+        return answer if answer["docker"]["reachable"] is reachable else None
+
+    result: dict[str, Any] = wait_until(health, timeout, what=f"docker reachable {reachable}")
+    return result
+
+
+def _refusals(caplog: pytest.LogCaptureFixture, status: int) -> list[logging.LogRecord]:
+    """The API's warning lines for the ``status`` answers it gave (api/errors.py)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "lightd_agent.api"
+        and r.levelno == logging.WARNING
+        and getattr(r, "status_code", None) == status
+    ]
 
 
 def test_engine_lost_and_back(
-    make_agent: Any, proxy: DockerProxy, test_image: str, docker_client: docker.DockerClient
+    make_agent: Any,
+    proxy: DockerProxy,
+    test_image: str,
+    docker_client: docker.DockerClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="lightd_agent.api")
     agent: Agent = make_agent(docker={"socket_path": str(proxy.path), "call_timeout": "3s"})
     status = agent.install("steady", test_image, startup_command=SERVE)
     container_id = status["container_id"]
@@ -67,6 +82,21 @@ def test_engine_lost_and_back(
         assert "unreachable" in response.json()["detail"]
     response = agent.client.post("/containers", json=agent.spec("late", test_image))
     assert response.status_code == 503
+    # every 503 is in the agent's log at warning, with its reason and its server
+    logged = _refusals(caplog, 503)
+    fields = [
+        (getattr(r, "method", ""), getattr(r, "path", ""), getattr(r, "server", None))
+        for r in logged
+    ]
+    assert fields == [
+        ("GET", "/containers", None),
+        ("GET", "/containers/steady/status", "steady"),
+        ("POST", "/containers/steady/stop", "steady"),
+        ("POST", "/containers", "late"),
+    ]
+    for record, (method, path, _) in zip(logged, fields, strict=True):
+        assert "unreachable" in getattr(record, "reason", "")
+        assert record.getMessage().startswith(f"answered 503 to {method} {path} (server ")
     # while the agent cannot see it, the server's container dies
     docker_client.containers.get(container_id).kill()
 
@@ -87,15 +117,21 @@ def test_engine_lost_and_back(
 
 
 def test_hung_docker_call_times_out_instead_of_wedging(
-    make_agent: Any, proxy: DockerProxy, test_image: str
+    make_agent: Any, proxy: DockerProxy, test_image: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    agent: Agent = make_agent(docker={"socket_path": str(proxy.path), "call_timeout": "1s"})
+    caplog.set_level(logging.WARNING, logger="lightd_agent.api")
+    # 3s, not 1s: a container start alone can take over a second on a loaded 2-core machine
+    agent: Agent = make_agent(docker={"socket_path": str(proxy.path), "call_timeout": "3s"})
     agent.install("hung", test_image, startup_command=STUBBORN)
 
     proxy.stall()
     response = agent.client.post("/containers/hung/stop", json={"timeout": "0s"})
-    assert response.status_code == 504
+    assert response.status_code == 504, response.text
     assert "did not answer within" in response.json()["detail"]
+    [logged] = _refusals(caplog, 504)
+    assert logged.getMessage() == (
+        f"answered 504 to POST /containers/hung/stop (server hung): {response.json()['detail']}"
+    )
     assert agent.kinds("hung")[-1] == "Error"
     error = agent.events[-1]
     assert error.error == "timeout"

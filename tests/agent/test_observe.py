@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.agent.conftest import SERVE, Agent
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -73,10 +73,7 @@ def test_logs_tail_and_follow(agent: Agent, test_image: str) -> None:
         startup_command="for i in 1 2 3 4 5; do echo line $i; done; "
         "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done",
     )
-    deadline = time.monotonic() + 10
-    while "tick" not in agent.client.get("/containers/chatty/logs").text:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: "tick" in agent.client.get("/containers/chatty/logs").text, 10)
     full = agent.client.get("/containers/chatty/logs").text
     assert full.startswith("line 1\nline 2\nline 3\nline 4\nline 5\n")
     tail = agent.client.get("/containers/chatty/logs", params={"tail": 2}).text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ from lightd_shared.containers import ContainerSpec
 from tests.agent.conftest import SERVE, TOKEN, Agent, remove_node, write_config
 from tests.harness.docker import Cleanup
 from tests.harness.servers import serve
+from tests.harness.wait import wait_until
 
 
 def _spec(*volumes: str) -> ContainerSpec:
@@ -145,13 +145,12 @@ def _agent(config_path: Path) -> Iterator[tuple[httpx.Client, list[LifecycleEven
 
 
 def _wait_state(client: httpx.Client, server: str, state: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def reached() -> dict[str, Any] | None:
         status: dict[str, Any] = client.get(f"/containers/{server}/status").json()
-        if status.get("state") == state:
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
+        return status if status.get("state") == state else None
+
+    result: dict[str, Any] = wait_until(reached, 30, what=f"{server} {state}")
+    return result
 
 
 @pytest.mark.docker

@@ -26,6 +26,7 @@ import pytest
 from tests.agent.conftest import SERVE, TOKEN, remove_node, write_config
 from tests.harness.docker import Cleanup
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -80,11 +81,11 @@ class AgentProcess:
         return result
 
     def wait_state(self, server: str, *states: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (status := self.state(server))["state"] not in states:
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-        return status
+        return wait_until(
+            lambda: (s := self.state(server))["state"] in states and s,
+            timeout,
+            what=f"{server} in {states}",
+        )
 
 
 @pytest.fixture

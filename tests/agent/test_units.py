@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from lightd_agent.backend.base import from_nanoseconds as _from_nanoseconds
 from lightd_agent.config import AgentConfig, PolicySection, StorageSection
 from lightd_agent.enrolment import advertise_address, services_address
 from lightd_agent.errors import PolicyRefused
-from lightd_agent.lifecycle import _from_nanoseconds
 from lightd_agent.logs import configure_logging
 from lightd_agent.policy import check_spec
 from lightd_agent.state import parse_docker_time

@@ -2,9 +2,9 @@
 
 What CI proves after ``./scripts/up`` (``.ci/run``): the three agents enrolled with their labels
 and are active; commands reach a named node (``exec`` answers where the node enables it and is
-refused where it does not); a server created on one named node runs there and nowhere else; and
-its lifecycle, synced by that agent to the coordinator's remote endpoint, arrives on ``/ws`` as a
-``server_update`` event.
+refused where it does not; the document's ``docker ps`` runs there); a server created on one
+named node runs there and nowhere else; and its lifecycle, synced by that agent to the
+coordinator's remote endpoint, arrives on ``/ws`` as a ``server_update`` event.
 
 Deselected by default (marker ``cluster``); run with ``pytest -m cluster tests/cluster``.
 """
@@ -145,6 +145,18 @@ def test_a_command_reaches_the_named_node_and_exec_only_where_enabled(
     assert refused.json()["status"] == "failed"
     assert "allow_exec" in refused.json()["output"]
     assert "containers" in json.loads(succeeded(listing)["output"])
+
+
+def test_the_documents_docker_ps_example_runs_on_the_exec_node(coordinator: httpx.Client) -> None:
+    """The coordination document's ``"action": "docker ps"``: the agent image has the CLI."""
+    command = {"type": "exec", "action": "docker ps", "params": {"timeout": "20s"}}
+
+    result = succeeded(coordinator.post("/api/v1/nodes/agent-1/commands", json=command))
+
+    header, *rows = result["output"].splitlines()
+    assert header.split()[:2] == ["CONTAINER", "ID"], result["output"]
+    # the host's engine answers: the cluster's own containers are among those it lists
+    assert any(row.split()[-1].endswith("agent-1-1") for row in rows), result["output"]
 
 
 @pytest.fixture

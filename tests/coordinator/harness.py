@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
+from tests.harness.registration import node_body as node_body
 from tests.harness.servers import serve
 
 SECRET = "test-jwt-secret-0123456789abcdef"
@@ -133,18 +134,6 @@ def agent(
     fake = FakeAgent(behaviour or AgentBehaviour())
     with serve(fake.app(), port=port) as url:
         yield fake, int(url.rsplit(":", 1)[1])
-
-
-def node_body(node_id: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": node_id,
-        "name": f"Node {node_id}",
-        "provider": "docker",
-        "status": "active",
-        "address": "127.0.0.1",
-        "port": port,
-        **extra,
-    }
 
 
 # -- a raw SSE reader (what a browser's EventSource does) ------------------------------------

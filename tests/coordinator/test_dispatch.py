@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -21,19 +22,17 @@ from tests.coordinator.harness import (
     agent,
     coordinator,
     make_settings,
-    node_body,
     sse,
 )
+from tests.harness.registration import register
 from tests.harness.servers import free_port
 
 DISPATCH_KEY = "node-dispatch-key-0123456789abcdef0123456789"
 COMMAND = {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "5s"}}
 
 
-def _register(base: str, node_id: str, port: int, **extra: Any) -> None:
-    body = node_body(node_id, port, dispatch_key=DISPATCH_KEY, **extra)
-    response = httpx.post(f"{base}/api/v1/nodes", json=body)
-    assert response.status_code in (200, 201), response.text
+_register = functools.partial(register, dispatch_key=DISPATCH_KEY)
+"""Register a node with the dispatch key these tests sign with."""
 
 
 def _send(

@@ -9,12 +9,8 @@ import time
 import httpx
 import pytest
 
-from tests.coordinator.harness import coordinator, make_settings, node_body, sse
-
-
-def _register(base: str, node_id: str, **extra: object) -> None:
-    response = httpx.post(f"{base}/api/v1/nodes", json=node_body(node_id, 9, **extra))
-    assert response.status_code in (200, 201), response.text
+from tests.coordinator.harness import coordinator, make_settings, sse
+from tests.harness.registration import register
 
 
 def test_initial_state_then_numbered_events_without_event_names() -> None:
@@ -28,8 +24,8 @@ def test_initial_state_then_numbered_events_without_event_names() -> None:
         assert envelope["data"]["nodes"] == []
         assert envelope["data"]["last_event_id"] == 0
 
-        _register(base, "n1")
-        _register(base, "n1")  # again: an update
+        register(base, "n1")
+        register(base, "n1")  # again: an update
         httpx.delete(f"{base}/api/v1/nodes/n1")
         got = [stream.next_message() for _ in range(3)]
         assert [m.id for m in got] == ["1", "2", "3"]
@@ -45,15 +41,15 @@ def test_initial_state_then_numbered_events_without_event_names() -> None:
 
 def test_initial_state_carries_the_newest_event_it_contains() -> None:
     with coordinator() as (base, _):
-        _register(base, "a")
-        _register(base, "b")
+        register(base, "a")
+        register(base, "b")
         with sse(base) as stream:
             first = stream.next_message()
             assert first.id == "2"
             data = first.json()["data"]
             assert [n["id"] for n in data["nodes"]] == ["a", "b"]
             assert data["last_event_id"] == 2
-            _register(base, "c")
+            register(base, "c")
             assert stream.next_message().id == "3"
 
 
@@ -61,7 +57,7 @@ def test_keep_alive_comments_every_ping_period() -> None:
     settings = make_settings(websocket={"ping_period": "100ms"})
     with coordinator(settings) as (base, _), sse(base, read=2) as stream:
         stream.next_message()
-        _register(base, "x")  # the reader returns only with data; collect pings meanwhile
+        register(base, "x")  # the reader returns only with data; collect pings meanwhile
         deadline = time.monotonic() + 5
         while len(stream.comments) < 3 and time.monotonic() < deadline:
             try:
@@ -80,7 +76,7 @@ def test_stream_outlives_read_and_write_timeouts() -> None:
     with coordinator(settings) as (base, _), sse(base, read=2) as stream:
         stream.next_message()
         time.sleep(1.0)
-        _register(base, "late")
+        register(base, "late")
         message = stream.until("node_registered")
         assert message.json()["data"]["id"] == "late"
 
@@ -90,27 +86,27 @@ def test_resume_after_disconnect_gets_exactly_the_missed_events(how: str) -> Non
     with coordinator() as (base, _):
         with sse(base) as stream:
             stream.next_message()
-            _register(base, "a")
+            register(base, "a")
             seen = stream.next_message()
             assert seen.id == "1"
         # disconnected: these are missed
-        _register(base, "b")
-        _register(base, "c")
+        register(base, "b")
+        register(base, "c")
         headers = {"Last-Event-ID": "1"} if how == "header" else {}
         path = "/ws" if how == "header" else "/ws?last_event_id=1"
         with sse(base, path, headers=headers) as stream:
             got = [stream.next_message() for _ in range(2)]
             assert [m.id for m in got] == ["2", "3"]
             assert [m.json()["data"]["id"] for m in got] == ["b", "c"]
-            _register(base, "d")
+            register(base, "d")
             assert stream.next_message().id == "4"
 
 
 def test_resume_at_the_newest_id_sends_nothing_old() -> None:
     with coordinator() as (base, _):
-        _register(base, "a")
+        register(base, "a")
         with sse(base, headers={"Last-Event-ID": "1"}) as stream:
-            _register(base, "b")
+            register(base, "b")
             message = stream.next_message()
             assert message.id == "2"
             assert message.json()["type"] == "node_registered"
@@ -120,7 +116,7 @@ def test_resume_older_than_history_gets_a_fresh_initial_state() -> None:
     settings = make_settings(websocket={"history_size": 3})
     with coordinator(settings) as (base, _):
         for i in range(6):
-            _register(base, f"n{i}")
+            register(base, f"n{i}")
         with sse(base, headers={"Last-Event-ID": "1"}) as stream:
             first = stream.next_message()
             assert first.json()["type"] == "initial_state"
@@ -148,10 +144,10 @@ def test_filters_by_type_and_node() -> None:
             by_type.next_message()  # initial_state
             initial = by_node.next_message()
             assert initial.json()["data"]["nodes"] == []
-            _register(base, "a")
-            _register(base, "b")
-            _register(base, "a")
-            _register(base, "b")
+            register(base, "a")
+            register(base, "b")
+            register(base, "a")
+            register(base, "b")
             updated = [by_type.next_message() for _ in range(2)]
             assert [m.json()["type"] for m in updated] == ["node_updated", "node_updated"]
             assert [m.json()["data"]["id"] for m in updated] == ["a", "b"]
@@ -190,11 +186,11 @@ def test_eventsource_style_client_sees_every_type_via_onmessage() -> None:
             assert message.event is None  # would go to addEventListener, not onmessage
             assert message.retry is not None
             onmessage(message.data)
-            _register(base, "n1")
+            register(base, "n1")
             message = stream.next_message()
             onmessage(message.data)
             last_id = stream.last_id
-        _register(base, "n2")
+        register(base, "n2")
         with sse(base, headers={"Last-Event-ID": str(last_id)}) as stream:
             onmessage(stream.next_message().data)
         assert [t for t, _ in received] == ["initial_state", "node_registered", "node_registered"]
@@ -220,14 +216,14 @@ def test_slow_consumer_is_dropped_without_slowing_others(caplog: pytest.LogCaptu
                 registered = 0
                 deadline = time.monotonic() + 30
                 while hub.dropped == 0 and time.monotonic() < deadline:
-                    _register(base, f"big{registered}", labels=big)
+                    register(base, f"big{registered}", labels=big)
                     registered += 1
                     message = fast.next_message(timeout=10)  # the fast one keeps up
                     assert message.json()["data"]["id"] == f"big{registered - 1}"
                 assert hub.dropped == 1
                 assert hub.connected == 1  # only the fast client is left
                 # the fast client still gets new events
-                _register(base, "after")
+                register(base, "after")
                 assert fast.until("node_registered").json()["data"]["id"] == "after"
                 metrics = httpx.get(f"{base}/metrics").json()
                 assert metrics["websocket"]["connected_clients"] == 1

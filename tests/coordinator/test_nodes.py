@@ -19,12 +19,11 @@ from lightd_shared.nodes import NodeList, NodeRecord, NodeStatusView
 from lightd_shared.services import ServiceListing
 from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
+from tests.harness.registration import register as _register_node
 
 
-def _register(client: httpx.Client, node_id: str, port: int = 8080, **extra: Any) -> httpx.Response:
-    response = client.post("/api/v1/nodes", json=node_body(node_id, port, **extra))
-    assert response.status_code in (200, 201), response.text
-    return response
+def _register(client: httpx.Client, node_id: str, port: int = 8080, **extra: Any) -> Any:
+    return _register_node(client, node_id, port, **extra)
 
 
 def test_register_get_update_delete() -> None:

@@ -99,6 +99,7 @@ def test_agent_image_holds_the_agent_and_not_the_coordinator(
         run(docker_client, docker_cleanup, AGENT, "-c", PROBE, entrypoint="python3")
     )
     uid = run(docker_client, docker_cleanup, AGENT, "-u", entrypoint="id")
+    docker_cli = run(docker_client, docker_cleanup, AGENT, "--version", entrypoint="docker")
     config = docker_client.images.get(AGENT).attrs["Config"]
 
     assert version == f"lightd {agent_version}"
@@ -111,6 +112,7 @@ def test_agent_image_holds_the_agent_and_not_the_coordinator(
         "yaml": False,
     }
     assert uid == "10001"
+    assert docker_cli.startswith("Docker version ")  # the client only: no engine in the image
     assert config["User"] == "lightd"
     assert "8070/tcp" in config["ExposedPorts"]
     assert config["Cmd"] == ["run", "-c", "/etc/lightd/config.json"]
@@ -216,6 +218,11 @@ def test_agent_container_reaches_the_engine_through_the_socket_group(
                 "Docker's health status 'healthy'", lambda: health_status(container) == "healthy"
             )
             token = container.exec_run(["lightd", "token", "show"]).output.decode().strip()
+            # the docker CLI in the image, as the agent's own user: the seed's `docker ps`
+            # exec example, answered by the host's engine through the socket
+            docker_ps = container.exec_run(
+                ["docker", "ps", "--filter", f"id={container.id}", "--format", "{{.Names}}"]
+            )
             listed = httpx.get(
                 f"{url}/containers", headers={"Authorization": f"Bearer {token}"}, timeout=5
             )
@@ -227,6 +234,8 @@ def test_agent_container_reaches_the_engine_through_the_socket_group(
     assert health["node"]["id"] == f"deploy-test-{docker_cleanup.value}"
     assert token.startswith("lightd_")
     assert listed.status_code == 200
+    assert docker_ps.exit_code == 0, docker_ps.output
+    assert docker_ps.output.decode().strip() == container.name
     assert "wrote a default one with a fresh token" in logs
     assert token not in logs
 

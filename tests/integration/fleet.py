@@ -6,23 +6,26 @@ Short timers everywhere (heartbeats 200 ms, node timeout 2 s) so the flows finis
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.harness.servers import free_port, serve
+from tests.harness.wait import wait_until as wait_until
 
 LIGHTD = str(Path(sys.executable).with_name("lightd"))
 STATIC = "fleet-static-token-0123456789"
@@ -98,6 +101,12 @@ class AgentProcess:
     node_id: str
     port: int
     process: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
+    verify: Any = True  # an ssl.SSLContext for an agent serving HTTPS (mutual TLS: with a cert)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         with self.log.open("ab") as sink:
@@ -109,7 +118,8 @@ class AgentProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"agent {self.node_id} exited:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
+                if health.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -127,8 +137,105 @@ class AgentProcess:
             self.process.wait(timeout=10)
             raise AssertionError(f"agent {self.node_id} ignored SIGTERM") from None
 
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no flush, no goodbye to the coordinator."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+COORDINATOR = [sys.executable, "-m", "lightd_coordinator"]
+
+
+def coordinator_document(port: int, **sections: dict[str, Any]) -> dict[str, Any]:
+    """config.yaml of a coordinator process: the fleet's secrets and short timers."""
+    document: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": port, "auth_token": STATIC},
+        "registry": {
+            "health_check_interval": "200ms",
+            "node_timeout": f"{NODE_TIMEOUT}s",
+            "command_timeout": "30s",
+        },
+        "websocket": {"ping_period": "1s"},
+        "auth": {"enabled": True, "jwt_secret": JWT_SECRET, "agent_token": AGENT_TOKEN},
+        "logging": {"format": "text"},
+    }
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    return document
+
+
+@dataclass
+class CoordinatorProcess:
+    """One ``lightd-coordinator start`` child: ``stop`` is SIGTERM, ``kill`` SIGKILL."""
+
+    config: Path
+    log: Path
+    port: int
+    scheme: str = "http"
+    verify: Any = True
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTD_", "VENDETTA_"))}
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [*COORDINATOR, "start", "-c", str(self.config)], stdout=sink, stderr=sink, env=env
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"coordinator exited:\n{self.logs()}")
+            try:
+                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
+                if health.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"coordinator did not come up:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError("coordinator ignored SIGTERM") from None
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no flush."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_coordinator(
+    tmp: Path, name: str = "coordinator", *, verify: Any = None, **sections: dict[str, Any]
+) -> CoordinatorProcess:
+    """Write its config.yaml and start it; ``verify`` (an SSL context) means it serves HTTPS."""
+    port = free_port()
+    config = tmp / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(coordinator_document(port, **sections)), encoding="utf-8")
+    coordinator = CoordinatorProcess(config=config, log=tmp / f"{name}.log", port=port)
+    if verify is not None:
+        coordinator.scheme = "https"
+        coordinator.verify = verify
+    coordinator.start()
+    return coordinator
 
 
 def start_agent(
@@ -143,17 +250,6 @@ def start_agent(
     )
     agent.start()
     return agent
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 @dataclass

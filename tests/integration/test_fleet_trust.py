@@ -75,7 +75,7 @@ def test_agent_takes_only_the_coordinators_token_for_it(tmp_path: Path) -> None:
         agent_in_process(tmp_path, base, node) as (url, app),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
-        key: str = app.state.dispatch_key
+        key: str = app.state.agent.dispatch_key
         command_id = "cmd_1_trust-node"
         body = _command(node, command_id)
 
@@ -86,7 +86,7 @@ def test_agent_takes_only_the_coordinators_token_for_it(tmp_path: Path) -> None:
         good = NodeKeySigner(expires_in=30).authorization(node, command_id, key)
         refusals = {
             "no token": post(None),
-            "the agent's own API token": post(app.state.config.authorization.token),
+            "the agent's own API token": post(app.state.agent.config.authorization.token),
             "forged (another key)": post(
                 jwt.encode(_claims(node, command_id), "x" * 43, algorithm="HS256")
             ),
@@ -169,7 +169,10 @@ def test_agent_reregisters_after_a_coordinator_restart(tmp_path: Path) -> None:
 
     with agent_in_process(tmp_path, coordinator_url, "comeback") as (url, _):
         # the coordinator is down at first: the agent keeps trying and keeps serving
-        time.sleep(0.5)
+        wait_until(
+            lambda: httpx.get(f"{url}/health").json()["coordinator"]["last_error"],
+            what="a failed attempt to reach the coordinator",
+        )
         assert httpx.get(f"{url}/health").json()["coordinator"]["registered"] is False
         for _ in range(2):  # up, down (memory registry forgets), up again
             with serve(create_coordinator(coordinator_settings()), port=port):
@@ -187,21 +190,21 @@ def test_an_agent_keeps_its_node_id_and_no_other_host_can_take_it(tmp_path: Path
 
         with agent_in_process(tmp_path / "host-a", base, node) as (_, app):
             wait_until(lambda: node_status() == "active", what="first enrolment")
-            key = app.state.dispatch_key
+            key = app.state.agent.dispatch_key
         assert node_status() == "inactive"  # the clean shutdown's last heartbeat, with its proof
         with agent_in_process(tmp_path / "host-a", base, node) as (_, app):
-            assert app.state.dispatch_key == key  # kept in the state directory
+            assert app.state.agent.dispatch_key == key  # kept in the state directory
             wait_until(lambda: node_status() == "active", what="re-registration after a restart")
 
         # another host (its own state directory, so its own key) claims the same node id
         with agent_in_process(tmp_path / "host-b", base, node) as (url, app):
-            assert app.state.dispatch_key != key
+            assert app.state.agent.dispatch_key != key
             error = wait_until(
                 lambda: httpx.get(f"{url}/health").json()["coordinator"].get("last_error") or "",
                 what="the agent reporting the refusal",
             )
             assert "409" in error and f"nodes delete {node}" in error
-            assert key not in error and app.state.dispatch_key not in error
+            assert key not in error and app.state.agent.dispatch_key not in error
             assert node_status() == "inactive"  # host B's heartbeats changed nothing
             # the operator decides host B is the node now: delete, and it enrols at once
             assert client.delete(f"/api/v1/nodes/{node}").status_code == 200

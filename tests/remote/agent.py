@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 API_TOKEN = "lightd_0123456789abcdef0123456789abcdef"
 REMOTE_TOKEN = "lightd_ad2f7fc49ed640429c450e14ed07c8d5"
@@ -51,13 +51,11 @@ def agent_client(base_url: str) -> httpx.Client:
 
 def wait_state(client: httpx.Client, server: str, states: set[str], timeout: float = 60) -> str:
     """Poll ``GET /containers/{id}/status`` until the state is one of ``states``."""
-    deadline = time.monotonic() + timeout
-    state = "?"
-    while time.monotonic() < deadline:
+
+    def state() -> str | None:
         response = client.get(f"/containers/{server}/status")
-        if response.status_code == 200:
-            state = response.json()["state"]
-            if state in states:
-                return state
-        time.sleep(0.05)
-    raise AssertionError(f"server {server} stayed {state}, never reached {states}")
+        found = response.json()["state"] if response.status_code == 200 else None
+        return found if found in states else None
+
+    reached: str = wait_until(state, timeout, what=f"server {server} in {states}")
+    return reached

@@ -6,8 +6,10 @@ import os
 import selectors
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from typing import IO
+
+from tests.harness.wait import wait_until
 
 
 def read_line(stream: IO[str], timeout: float = 15.0) -> str:
@@ -25,13 +27,9 @@ def read_line(stream: IO[str], timeout: float = 15.0) -> str:
     return line.strip()
 
 
-def wait_for(check: object, timeout: float = 15.0) -> None:
-    """Poll a callable until it returns true."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
+def wait_for(check: Callable[[], object], timeout: float = 15.0) -> None:
+    """Poll a callable until it returns true (:func:`tests.harness.wait.wait_until`)."""
+    wait_until(check, timeout)
 
 
 def sigkill(process: subprocess.Popen[str]) -> None:

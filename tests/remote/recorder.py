@@ -43,6 +43,8 @@ class Behaviour:
     retry_after: str | None = None
     fail_health: bool = False
     delay: float = 0.0
+    hang_servers: set[str] = field(default_factory=set)
+    """``/update`` of these servers is recorded and never answered (until the remote stops)."""
     config: dict[str, Any] = field(
         default_factory=lambda: {
             "containers": [{"id": "from-remote", "image": "lightd-test-busybox:latest"}],
@@ -60,6 +62,7 @@ class RemoteServer:
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._stack: ExitStack | None = None
+        self._released = threading.Event()
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
 
     @property
@@ -67,11 +70,13 @@ class RemoteServer:
         return f"http://127.0.0.1:{self.port}{PREFIX}"
 
     def start(self) -> None:
+        self._released.clear()
         stack = ExitStack()
         stack.enter_context(serve(self.app, port=self.port))
         self._stack = stack
 
     def stop(self) -> None:
+        self._released.set()  # hung requests end, so the server can stop
         if self._stack is not None:
             self._stack.close()
             self._stack = None
@@ -116,6 +121,12 @@ class RemoteServer:
             )
         if b.delay:
             await asyncio.sleep(b.delay)
+        if (
+            path == f"{PREFIX}/update"
+            and isinstance(body, dict)
+            and body.get("server") in b.hang_servers
+        ):
+            await asyncio.to_thread(self._released.wait, 60)
         headers = {"Retry-After": b.retry_after} if b.retry_after and status != 200 else None
         if status != 200:
             return JSONResponse({"error": f"test remote answers {status}"}, status, headers)

@@ -150,7 +150,7 @@ def test_the_running_agent_proves_itself_to_its_coordinator_only(
     with serve(app, port=config.server.port) as url, agent_client(url):
         wait_for(lambda: any(r.path == f"{PREFIX}/health" for r in remote.requests))
         wait_for(lambda: any(r.path == f"{PREFIX}/health" for r in third_party.requests))
-        key = app.state.dispatch_key
+        key = app.state.agent.dispatch_key
     [health, *_] = [r for r in remote.requests if r.path == f"{PREFIX}/health"]
     claims = jwt.decode(
         health.headers[HEADER], key, algorithms=[ALGORITHM], audience=NODE_PROOF_AUDIENCE

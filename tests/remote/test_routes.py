@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 
 from lightd_agent.config import load_config
 from lightd_agent.events import LifecycleEvent
-from lightd_agent.remote.routes import create_router
+from lightd_agent.remote.routes import create_router, get_remote_sync
 from lightd_shared.remote import RemoteSettings
 from tests.remote.conftest import REMOTE_TOKEN, settings_for
 from tests.remote.recorder import PREFIX, RemoteServer
@@ -56,7 +56,7 @@ async def api(
         server_info=lambda: {"host": "127.0.0.1", "port": 8070},
     )
     app = FastAPI()
-    app.state.remote_sync = sync
+    app.dependency_overrides[get_remote_sync] = lambda: sync
     app.include_router(create_router(dependencies=[_auth_dep]))
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -191,7 +191,7 @@ async def test_pull_when_disabled_is_a_conflict(
     settings = settings_for(remote.url).model_copy(update={"enabled": False})
     sync, _ = await make_sync(settings, state_dir=tmp_path / "other")
     app = FastAPI()
-    app.state.remote_sync = sync
+    app.dependency_overrides[get_remote_sync] = lambda: sync
     app.include_router(create_router(dependencies=[_auth_dep]))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -221,7 +221,7 @@ async def test_reload_refuses_a_zero_interval_and_keeps_the_running_settings(
     document["remote"][field] = "0s"
     path.write_text(json.dumps(document))
     app = FastAPI()
-    app.state.remote_sync = sync
+    app.dependency_overrides[get_remote_sync] = lambda: sync
     app.include_router(create_router(dependencies=[_auth_dep]))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -254,7 +254,7 @@ async def test_a_password_in_the_remote_url_is_never_shown_or_logged(
         server_info=lambda: {"host": "127.0.0.1", "port": 8070},
     )
     app = FastAPI()
-    app.state.remote_sync = sync
+    app.dependency_overrides[get_remote_sync] = lambda: sync
     app.include_router(create_router(dependencies=[_auth_dep]))
     bus.publish(LifecycleEvent(server="s1", kind="Started", state="installing"))
     await eventually(lambda: len(remote.updates(503)) >= 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,19 +15,16 @@ import pytest
 
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.sync import TOKEN_HINT
+from tests.harness.wait import until
 from tests.remote.conftest import REMOTE_TOKEN, settings_for
 from tests.remote.recorder import PREFIX, RemoteServer
 
 pytestmark = pytest.mark.anyio
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``check()`` holds; fail with a clear message after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await anyio.sleep(0.02)
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll until ``check()`` holds (:func:`tests.harness.wait.until`)."""
+    await until(check, timeout, interval=0.02)
 
 
 def event(server: str, kind: Any, **fields: Any) -> LifecycleEvent:
@@ -454,3 +452,70 @@ async def test_a_newer_update_waits_behind_an_unwritten_one(
     await eventually(lambda: len(remote.updates()) == 2)
     assert [u.body["status"] for u in remote.updates()] == ["installing", "ready"]
     assert bus.refusal() is None
+
+
+def _bodies_of(remote: RemoteServer, server: str) -> list[dict[str, Any]]:
+    """Each distinct update of ``server`` the remote received, in the order first seen."""
+    seen: dict[str, dict[str, Any]] = {}
+    for update in remote.updates(None):
+        if update.body["server"] == server:
+            seen.setdefault(update.headers["idempotency-key"], update.body)
+    return list(seen.values())
+
+
+async def test_a_hanging_update_of_one_server_holds_back_no_other(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    """Order is per server: with the remote hanging past the timeout on one server's updates,
+    another server's updates still go out at once, each as soon as it is published."""
+    remote.behaviour.hang_servers = {"stuck"}
+    sync, bus = await make_sync(settings_for(remote.url, timeout="2s"))
+    bus.publish(event("stuck", "Started"))
+    await eventually(lambda: len(_bodies_of(remote, "stuck")) == 1)  # on the wire, unanswered
+    began = time.monotonic()
+    bus.publish(event("free", "Started"))
+    await eventually(lambda: len(_bodies_of(remote, "free")) == 1, timeout=1.5)
+    bus.publish(event("free", "Ready"))
+    await eventually(lambda: len(_bodies_of(remote, "free")) == 2, timeout=1.5)
+    assert time.monotonic() - began < 1.5, "waited behind the other server's timeout"
+    assert [b["status"] for b in _bodies_of(remote, "free")] == ["installing", "ready"]
+    await eventually(lambda: sync.snapshot().outbox_depth == 1, timeout=5)  # free: all acked
+    # the stuck server keeps its own order: its first update is retried before its next
+    bus.publish(event("stuck", "Ready"))
+    remote.behaviour.hang_servers = set()
+    await eventually(lambda: sync.snapshot().outbox_depth == 0, timeout=15)
+    assert [b["status"] for b in _bodies_of(remote, "stuck")] == ["installing", "ready"]
+
+
+async def test_the_gate_never_refuses_for_an_update_being_written(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    """Issue 18: while the outbox commits an update (the commit releases the GIL), another
+    thread asking the gate must not see that update as one that could not be written. FastAPI
+    ran the API's gate dependency in its thread pool, and during an outage one action in
+    about a thousand was refused with "the remote-sync outbox cannot be written (None)"."""
+    remote.stop()
+    sync, bus = await make_sync(settings_for(remote.url))
+    refusals: list[str] = []
+    asked = [0]
+    done = threading.Event()
+
+    def ask_the_gate() -> None:  # as a thread-pool dependency does, as often as it can
+        while not done.is_set():
+            reason = bus.refusal()
+            asked[0] += 1
+            if reason:
+                refusals.append(reason)
+
+    watcher = threading.Thread(target=ask_the_gate, name="gate-watcher")
+    watcher.start()
+    try:
+        for n in range(300):
+            bus.publish(event(f"s{n % 20}", "Started"))
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+    assert asked[0] > 300  # the gate was asked throughout the writes, not once at the end
+    assert refusals == [], refusals[:3]
+    assert sync.snapshot().outbox_depth == 300
+    assert sync.refusal() is None

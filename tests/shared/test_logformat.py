@@ -1,15 +1,22 @@
-"""The one log line format and the secret filter both programs install."""
+"""The one log line format, the secret filter and the quiet health checks of both programs."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Callable
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from lightd_agent.logs import configure_logging
 from lightd_shared.logformat import JsonFormatter, RedactingFilter
+from tests.harness.servers import serve
 
 SECRET = "lightd_0123456789abcdef0123456789abcdef"
 
@@ -74,3 +81,65 @@ def test_secrets_in_tracebacks_are_masked(formatter: logging.Formatter) -> None:
         entry = json.loads(line)
         assert "Traceback" in entry["exception"] and "***" in entry["exception"]
         assert SECRET not in entry["stack"]
+
+
+def _agent_logging(level: str) -> None:
+    configure_logging(level, json_format=True)
+
+
+def _coordinator_logging(level: str) -> None:
+    from lightd_coordinator.config import LoggingSettings
+    from lightd_coordinator.logs import configure_logging as configure_coordinator
+
+    configure_coordinator(LoggingSettings(level=level, format="json", output="stderr"))  # type: ignore[arg-type]
+
+
+def _health_app() -> Starlette:
+    async def health(request: Request) -> Response:
+        failing = request.query_params.get("fail") == "1"
+        return JSONResponse({"status": "degraded" if failing else "ok"}, 503 if failing else 200)
+
+    async def other(request: Request) -> Response:
+        return JSONResponse({})
+
+    return Starlette(routes=[Route("/health", health), Route("/containers", other)])
+
+
+@pytest.mark.parametrize("configure", [_agent_logging, _coordinator_logging])
+def test_health_checks_are_not_logged_at_info_but_failing_ones_are(
+    configure: Callable[[str], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both programs, behind a real uvicorn: a compose health check every 5 s floods no log."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    # as in the programs: uvicorn's access logger follows the root's level (other tests' servers
+    # set it to warning)
+    access = logging.getLogger("uvicorn.access")
+    saved_access = access.level
+    access.setLevel(logging.NOTSET)
+
+    def access_lines(level: str) -> list[str]:
+        configure(level)
+        with serve(_health_app(), log_config=None, log_level=None) as url:
+            for _ in range(3):
+                assert httpx.get(f"{url}/health").status_code == 200
+            assert httpx.get(f"{url}/health?fail=1").status_code == 503
+            assert httpx.get(f"{url}/containers").status_code == 200
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+        return [
+            f"{entry['level']} {entry['message']}"
+            for entry in lines
+            if entry["logger"] == "uvicorn.access"
+        ]
+
+    try:
+        at_info = access_lines("info")
+        at_debug = access_lines("debug")
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        access.setLevel(saved_access)
+    assert not [line for line in at_info if "/health HTTP" in line], at_info
+    assert any(line.startswith("info") and "/health?fail=1" in line for line in at_info)
+    assert any(line.startswith("info") and "/containers" in line for line in at_info)
+    assert len([line for line in at_debug if line.startswith("debug") and "/health " in line]) == 3

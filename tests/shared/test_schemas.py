@@ -200,3 +200,19 @@ def test_stored_records_load_whatever_an_older_registry_kept() -> None:
         }
     )
     assert record.health_url == "http://[::1"
+
+
+@pytest.mark.parametrize(
+    ("configured", "shown"),
+    [
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("https://panel.example.com/api/remote", "https://panel.example.com/api/remote"),
+        ("https://panel.example.com/api/", "https://panel.example.com/api/"),
+        ("https://user:secret@panel.example.com", "https://***@panel.example.com"),
+    ],
+)
+def test_the_remote_url_is_shown_as_configured(configured: str, shown: str) -> None:
+    settings = RemoteSettings(url=configured)
+    assert settings.shown_url() == shown
+    assert settings.endpoint("update").endswith("/update")
+    assert "//update" not in settings.endpoint("update").split("://", 1)[1]

@@ -1,27 +1,18 @@
 """``create_app(config)``: the agent's FastAPI application and its lifespan.
 
-What lives on ``app.state`` (stable; other subsystems build on it):
-
-- ``config``       the validated :class:`~lightd_agent.config.AgentConfig`
-- ``config_path``  the file it came from (``None`` when built in code), for reloads
-- ``bus``          the lifecycle :class:`~lightd_agent.events.EventBus`
-- ``manager``      the :class:`~lightd_agent.lifecycle.ServerManager` (servers, Docker)
-- ``subsystems``   factories ``(app) -> async context manager``, entered at startup *before*
-                   the manager starts (so a durable listener sees the events recovery
-                   publishes) and exited at shutdown *after* the manager stopped
-- ``health_sections``  ``name -> () -> dict``: extra sections of ``GET /health``
-                   (remote sync adds ``"remote"``, ``remotes``; enrolment ``"coordinator"``);
-                   see :func:`build_health`
-- ``dispatch_key`` this node's key for the coordinator's command JWTs and its node proofs
-- ``command_ledger``  runs ``POST /commands`` once per command id
+The app holds one object, ``app.state.agent`` (:class:`~lightd_agent.core.Agent`): config,
+bus, backend, server manager, command ledger, dispatch key, and the subsystems started with
+it. Subsystems (``(agent) -> async context manager``) are entered at startup *before* the
+manager starts (so a durable listener sees the events recovery publishes) and exited at
+shutdown *after* the manager stopped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,44 +24,65 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import Authorized
+from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, health, schema
-from lightd_agent.commands import CommandLedger, CommandRunner
+from lightd_agent.backend.base import Backend
 from lightd_agent.config import AgentConfig
-from lightd_agent.docker_backend import DockerBackend
+from lightd_agent.core import Agent, Subsystem
 from lightd_agent.enrolment import coordinator_subsystem
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
-from lightd_agent.lifecycle import ServerManager
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
-from lightd_agent.security import load_dispatch_key
+from lightd_agent.tls import configure_outbound
+from lightd_shared.ratelimit import FailedAuthLimit
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
 log = logging.getLogger(__name__)
 
-Subsystem = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
-"""A part started with the agent and stopped with it (remote sync's outbox and delivery)."""
-
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    manager: ServerManager = app.state.manager
-    bus: EventBus = app.state.bus
+    agent: Agent = app.state.agent
     async with AsyncExitStack() as stack:
-        for factory in list(app.state.subsystems):
-            await stack.enter_async_context(factory(app))
-        await manager.start()
-        stack.push_async_callback(manager.stop)
-        stack.push_async_callback(app.state.command_ledger.close)
+        for factory in list(agent.subsystems):
+            await stack.enter_async_context(factory(agent))
+        await agent.manager.start()
+        stack.push_async_callback(agent.manager.stop)
+        stack.push_async_callback(agent.commands.close)
+        stack.push_async_callback(agent.drain)
         log.info(
             "lightd agent started",
-            extra={"node": app.state.config.node.id, "version": __version__},
+            extra={"node": agent.config.node.id, "version": __version__},
         )
         yield
-    bus.close()
+    agent.bus.close()
     log.info("lightd agent stopped")
+
+
+class _Draining:
+    """While the agent shuts down, every request but ``/health`` gets 503 with the reason."""
+
+    def __init__(self, app: ASGIApp, agent: Agent) -> None:
+        self.app = app
+        self.agent = agent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reason = self.agent.draining
+        if reason is None or scope["type"] != "http" or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": reason}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class _BodyLimit:
@@ -184,24 +196,27 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AgentError)
-    return JSONResponse(status_code=exc.status, content={"detail": exc.message})
-
-
 def create_app(
     config: AgentConfig,
     *,
     config_path: Path | None = None,
     subsystems: list[Subsystem] | None = None,
     bus: EventBus | None = None,
+    backend: Backend | None = None,
 ) -> FastAPI:
     """Build the agent. Nothing touches Docker until the lifespan starts."""
-    bus = bus or EventBus()
-    backend = DockerBackend(
-        config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
+    agent = Agent(
+        config,
+        config_path=config_path,
+        bus=bus,
+        backend=backend,
+        subsystems=[
+            remote_subsystem,
+            remotes_subsystem,
+            *(subsystems or []),
+            coordinator_subsystem,
+        ],
     )
-    manager = ServerManager(config, backend, bus)
     protected = config.authorization.enabled
     app = FastAPI(
         title="lightd agent",
@@ -213,25 +228,16 @@ def create_app(
         redoc_url=None if protected else "/redoc",
         openapi_url=None if protected else "/openapi.json",
     )
-    app.state.config = config
-    app.state.config_path = config_path
-    app.state.bus = bus
-    app.state.manager = manager
-    app.state.dispatch_key = load_dispatch_key(config.storage.state_dir)
-    app.state.command_ledger = CommandLedger(
-        CommandRunner(config.commands, manager, bus, config.node.id)
-    )
-    app.state.subsystems = [
-        remote_subsystem,
-        remotes_subsystem,
-        *(subsystems or []),
-        coordinator_subsystem,
-    ]
-    app.state.health_sections = {}
+    app.state.agent = agent
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(AgentError, _agent_error)
+    app.add_exception_handler(AgentError, agent_error_handler)  # logs every 503/504
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
+    app.add_middleware(_Draining, agent=agent)
+    # outermost: a blocked client is answered before anything else runs
+    app.add_middleware(FailedAuthLimit, settings=config.server.rate_limit)
+    configure_outbound(config.server.tls)
     app.include_router(health.router)
     app.include_router(containers.router)
     app.include_router(events.router)

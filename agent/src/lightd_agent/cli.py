@@ -28,6 +28,7 @@ from lightd_agent.config import (
     load_config,
 )
 from lightd_agent.remote.cli import add_remote_commands, run_remote_command
+from lightd_shared.pacing import listen_url
 from lightd_shared.tokens import generate_token
 
 EXIT_CONFIG = 2
@@ -98,7 +99,10 @@ def _run(path: str | None) -> int:
             "storage.base_path writable by the agent's user"
         )
         return EXIT_CONFIG
-    server = uvicorn.Server(
+    from lightd_agent.shutdown import DrainingServer
+
+    server = DrainingServer.for_app(
+        app,
         uvicorn.Config(
             app,
             host=config.server.host,
@@ -106,7 +110,8 @@ def _run(path: str | None) -> int:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
-        )
+            **config.server.tls.uvicorn_options(),
+        ),
     )
     server.run()
     return 0 if server.started else 1
@@ -128,12 +133,8 @@ def _print_config(output: str | None) -> int:
 
 
 def _agent_url(config: AgentConfig) -> str:
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
+    scheme = "https" if config.server.tls.https else "http"
+    return listen_url(config.server.host, config.server.port, scheme)
 
 
 def _shown(value: Any) -> str:
@@ -181,14 +182,17 @@ def _format_health(health: dict[str, Any]) -> str:
 
 
 def _status(path: str | None, url: str | None, raw: bool) -> int:
+    verify: Any = True
     if url is None:
         try:
-            url = _agent_url(load_config(path))
+            config = load_config(path)
         except ConfigError as exc:
             _error(f"{exc}\n(or pass --url)")
             return EXIT_CONFIG
+        url = _agent_url(config)
+        verify = config.server.tls.client_verify()
     try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        response = httpx.get(url.rstrip("/") + "/health", timeout=5, verify=verify)
         response.raise_for_status()
         health = response.json()
     except (httpx.HTTPError, ValueError) as exc:

@@ -33,8 +33,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lightd_shared.durations import PositiveDuration, parse_duration
+from lightd_agent.tls import TlsSection
+from lightd_shared.durations import Duration, PositiveDuration, parse_duration
 from lightd_shared.nodes import Address
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.remote import RemoteSettings, RemoteToken, url_userinfo
 from lightd_shared.tokens import generate_token
 from lightd_shared.types import Identifier, Labels, Port
@@ -53,6 +55,7 @@ __all__ = [
     "PolicySection",
     "ServerSection",
     "StorageSection",
+    "TlsSection",
     "default_config_document",
     "find_config_path",
     "load_config",
@@ -75,6 +78,15 @@ class ServerSection(_Section):
     port: Port = Field(default=8070, description="Port the API listens on")
     max_body_size: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
+    shutdown_grace: Duration = Field(
+        default=parse_duration("30s"),
+        description="On SIGTERM, how long running installs and power actions may finish "
+        "before they are cancelled (new requests get 503 meanwhile)",
+    )
+    tls: TlsSection = Field(default_factory=TlsSection, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 
@@ -116,6 +128,14 @@ class DockerSection(_Section):
     )
     reconnect_interval: PositiveDuration = Field(
         default=parse_duration("2s"), description="How often an unreachable engine is retried"
+    )
+    scope: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,62})?$",
+        description=(
+            "Keeps agents with the same node id on one engine apart (two compose clusters): "
+            "a lightd.scope label on, and a part of the name of, all the agent creates"
+        ),
     )
 
 

@@ -38,22 +38,26 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi import FastAPI
 
 from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.lifecycle import ServerManager
 from lightd_agent.security import NodeProofSigner
+from lightd_agent.tls import outbound_verify, tls_hint
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat, NodeRegistration
+from lightd_shared.pacing import backoff_delay, ticker_wait, url_host
 from lightd_shared.remote import mask_url
 from lightd_shared.services import Service
 from lightd_shared.timestamps import utcnow
+
+if TYPE_CHECKING:
+    from lightd_agent.core import Agent
 
 __all__ = ["Enrolment", "coordinator_subsystem", "services_of"]
 
@@ -76,8 +80,7 @@ def advertise_port(config: AgentConfig) -> int:
     return config.coordinator.advertise_port or config.server.port
 
 
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+_url_host = url_host
 
 
 def services_of(manager: ServerManager, address: str) -> list[Service]:
@@ -181,6 +184,7 @@ class Enrolment:
         config = self.config
         address = advertise_address(config)
         port = advertise_port(config)
+        scheme = "https" if config.server.tls.https else "http"  # the coordinator follows it
         return NodeRegistration.model_validate(
             {
                 "id": config.node.id,
@@ -191,7 +195,7 @@ class Enrolment:
                 "port": port,
                 "labels": dict(config.node.labels),
                 "capabilities": {"docker": True, "exec": config.commands.allow_exec},
-                "health_url": f"http://{_url_host(address)}:{port}/health",
+                "health_url": f"{scheme}://{_url_host(address)}:{port}/health",
                 "version": __version__,
                 "dispatch_key": self._key,
             },
@@ -205,6 +209,7 @@ class Enrolment:
             transport=self._transport,
             timeout=timeout,
             trust_env=False,
+            verify=outbound_verify(),
             headers={"User-Agent": f"lightd/{__version__}"},
         )
         log.info(
@@ -274,13 +279,14 @@ class Enrolment:
                 ok = False
             if ok:
                 failures = 0
-                wait = max(0.0, self.interval - (loop.time() - began))
+                wait = ticker_wait(self.interval, began, loop.time())
             elif self._retry_now:
                 wait = 0.0  # the next replica, at once
             else:
                 failures += 1
-                step = min(self.interval, _BACKOFF_START * 2 ** min(failures - 1, 16))
-                wait = step * (0.5 + self._rng.random() / 2)
+                wait = backoff_delay(
+                    failures, base=_BACKOFF_START, cap=self.interval, rng=self._rng
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
@@ -318,7 +324,7 @@ class Enrolment:
             )
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._failed(f"coordinator at {mask_url(base)} unreachable ({reason})")
+            self._failed(f"coordinator at {mask_url(base)} unreachable ({reason}){tls_hint(exc)}")
             self._retry_now = self._fail_over()
             return False
         if response.status_code == 404:
@@ -386,22 +392,23 @@ def _detail(response: httpx.Response) -> str:
 
 
 @asynccontextmanager
-async def coordinator_subsystem(app: FastAPI) -> AsyncIterator[Enrolment | None]:
+async def coordinator_subsystem(agent: Agent) -> AsyncIterator[Enrolment | None]:
     """Enrol for the life of ``app`` when ``coordinator.enabled``; else do nothing."""
-    config: AgentConfig = app.state.config
+    config: AgentConfig = agent.config
     if not config.coordinator.enabled:
-        app.state.health_sections["coordinator"] = lambda: {"enabled": False}
+        agent.health_sections["coordinator"] = lambda: {"enabled": False}
         yield None
         return
-    bus: EventBus = app.state.bus
-    enrolment = Enrolment(config, app.state.manager, app.state.dispatch_key)
+    bus: EventBus = agent.bus
+    enrolment = Enrolment(config, agent.manager, agent.dispatch_key)
     detach = bus.add_listener(enrolment.on_event)
-    app.state.enrolment = enrolment
-    app.state.health_sections["coordinator"] = enrolment.snapshot
+    agent.enrolment = enrolment
+    agent.health_sections["coordinator"] = enrolment.snapshot
     await enrolment.start()
     try:
         yield enrolment
     finally:
         detach()
         await enrolment.stop()
-        app.state.health_sections.pop("coordinator", None)
+        agent.health_sections.pop("coordinator", None)
+        agent.enrolment = None

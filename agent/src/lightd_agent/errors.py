@@ -27,13 +27,18 @@ __all__ = [
 
 
 class AgentError(Exception):
-    """Base: ``status`` is the HTTP status, ``message`` says what happened and what to do."""
+    """Base: ``status`` is the HTTP status, ``message`` says what happened and what to do.
+
+    ``server`` names the server the refused request was for when the URL does not (a create
+    carries its id in the body); the API's log line of a 503/504 shows it.
+    """
 
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, server: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.server = server
 
 
 class BadRequest(AgentError):

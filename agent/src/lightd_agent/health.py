@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
 from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
-from lightd_agent.lifecycle import ServerManager
 from lightd_shared.containers import AgentHealth
 from lightd_shared.timestamps import utcnow
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def build_health(app: FastAPI) -> AgentHealth:
     """Version, uptime, Docker reachability, managed containers by state.
 
-    Every ``name -> () -> dict`` in ``app.state.health_sections`` adds a section under its name
+    Every ``name -> () -> dict`` in the agent's ``health_sections`` adds a section under its name
     (remote sync adds ``"remote"``); a section that raises shows its error instead.
 
     ``status`` is ``degraded`` when Docker is unreachable or a section reports a
@@ -29,12 +29,13 @@ def build_health(app: FastAPI) -> AgentHealth:
     an agent that refuses lifecycle actions because an outbox is full or cannot be written is
     not "ok", whatever Docker says.
     """
-    manager: ServerManager = app.state.manager
-    config: AgentConfig = app.state.config
+    agent = app.state.agent
+    manager = agent.manager
+    config: AgentConfig = agent.config
     started = manager.started_at
     docker = manager.backend.health()
     extra: dict[str, Any] = {}
-    for name, section in dict(app.state.health_sections).items():
+    for name, section in dict(agent.health_sections).items():
         try:
             extra[name] = section()
         except Exception as exc:  # a broken section must not take /health down
@@ -48,7 +49,8 @@ def build_health(app: FastAPI) -> AgentHealth:
         version=__version__,
         node={"id": config.node.id, "name": config.node.name or config.node.id},
         started_at=started,
-        uptime=utcnow() - started,
+        # whole seconds, as the documents write it (1h2m3s) and the coordinator reports it
+        uptime=timedelta(seconds=int((utcnow() - started).total_seconds())),
         docker=docker,
         containers=manager.counts(),
         **extra,

@@ -11,7 +11,12 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from lightd_shared.logformat import TEXT_FORMAT, JsonFormatter, RedactingFilter
+from lightd_shared.logformat import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    RedactingFilter,
+    quiet_health_checks,
+)
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -28,6 +33,7 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    quiet_health_checks()
     # httpx logs every request (each remote update, each heartbeat) at info: a formatted,
     # redacted line per delivery on the event loop. The agent logs failed deliveries itself;
     # the per-request lines are for debugging only.

@@ -66,6 +66,20 @@ class StateStore:
                 os.unlink(tmp)
             raise
 
+    def probe(self) -> None:
+        """Write, fsync and remove a small file: raise ``OSError`` if the directory cannot
+        take a write now (full, read-only)."""
+        self.prepare()
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".probe-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"lightd")
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
     def remove(self, server: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(server).unlink()

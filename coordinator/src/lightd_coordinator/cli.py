@@ -167,6 +167,7 @@ def _start(args: argparse.Namespace) -> int:
             log_config=None,
             timeout_keep_alive=max(1, int(settings.server.idle_timeout.total_seconds())),
             timeout_graceful_shutdown=5,
+            **settings.server.tls.uvicorn_options(),
         )
     )
     server.run()

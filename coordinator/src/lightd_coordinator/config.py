@@ -30,7 +30,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from lightd_coordinator.origins import check_origin_pattern
+from lightd_coordinator.tls import TlsSettings
 from lightd_shared.durations import Duration, format_duration
+from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
 
@@ -71,6 +74,10 @@ class ServerSettings(_Section):
     dev: bool = Field(
         default=False,
         description="A development run: allows auth with the seed's sample secrets",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="HTTPS and mutual TLS")
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="429 for clients failing auth often"
     )
 
 
@@ -135,6 +142,11 @@ class WebsocketSettings(_Section):
     ping_period: Duration = timedelta(seconds=30)
     history_size: int = Field(default=1000, ge=1, le=1_000_000)
     queue_size: int = Field(default=256, ge=1, le=100_000)
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [check_origin_pattern(entry) for entry in value]
 
     @field_validator("ping_period")
     @classmethod

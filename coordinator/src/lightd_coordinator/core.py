@@ -24,6 +24,7 @@ from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
 from lightd_coordinator.registry import Registry, RegistryUnavailable, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
+from lightd_shared.pacing import ticker_wait
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Coordinator"]
@@ -64,6 +65,7 @@ class Coordinator:
         self.client = httpx.AsyncClient(
             trust_env=False,
             follow_redirects=False,
+            verify=settings.server.tls.client_verify(),
             headers={"User-Agent": f"lightd-coordinator/{__version__}"},
         )
         self.dispatcher = Dispatcher(
@@ -77,6 +79,7 @@ class Coordinator:
             default_timeout=settings.registry.command_timeout,
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
+            agent_scheme=settings.server.tls.agent_scheme,
         )
         self.hub.add_listener(self.dispatcher.on_event)
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,7 +142,7 @@ class Coordinator:
                 unavailable = True
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, step)
-            await asyncio.sleep(max(0.0, step - (time.monotonic() - before)))
+            await asyncio.sleep(ticker_wait(step, before, time.monotonic()))
 
     @property
     def stretch(self) -> float:

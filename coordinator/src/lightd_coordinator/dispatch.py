@@ -46,6 +46,7 @@ from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, Command
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
+from lightd_shared.pacing import url_host
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
@@ -93,6 +94,7 @@ class Dispatcher:
         default_timeout: timedelta,
         result_ttl: timedelta,
         max_output: int,
+        agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -103,6 +105,7 @@ class Dispatcher:
         self._default_timeout = default_timeout
         self._result_ttl = result_ttl
         self._max_output = max_output
+        self._scheme = agent_scheme
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
         self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
@@ -389,7 +392,8 @@ class Dispatcher:
         timeout: timedelta,
     ) -> CommandResult:
         echo = _echo(command, command_id)
-        url = f"http://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
+        scheme = self._scheme(node.health_url)
+        url = f"{scheme}://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
         body = AgentCommand.model_validate(
             {**echo.model_dump(mode="json", exclude_none=True), "node_id": node.id}, strict=False
         ).model_dump(mode="json", exclude_none=True)
@@ -544,6 +548,5 @@ class Dispatcher:
             )
 
 
-def _host(address: str) -> str:
-    """Bracket a bare IPv6 address for use in a URL."""
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+_host = url_host
+"""Bracket a bare IPv6 address for use in a URL."""

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 from lightd_coordinator.config import ConfigError, LoggingSettings
-from lightd_shared.logformat import TEXT_FORMAT, JsonFormatter, RedactingFilter
+from lightd_shared.logformat import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    RedactingFilter,
+    quiet_health_checks,
+)
 
 __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
 
@@ -88,3 +93,4 @@ def configure_logging(settings: LoggingSettings, *, secrets: Iterable[str] = ())
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    quiet_health_checks()

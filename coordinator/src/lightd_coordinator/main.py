@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
@@ -29,10 +28,12 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
+from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.ratelimit import FailedAuthLimit
 
 __all__ = ["create_app"]
 
@@ -122,13 +123,16 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
+    # before anything but CORS (whose headers a browser needs to read even a 429)
+    app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
+        OriginCORSMiddleware,
+        origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        expose_headers=["Retry-After"],
     )
 
     @app.exception_handler(RequestValidationError)

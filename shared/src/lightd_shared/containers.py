@@ -57,7 +57,7 @@ MIN_MEMORY = 6 * 1024**2
 """Docker refuses memory limits below 6 MiB."""
 
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"lightd.node", "lightd.server", "lightd.role", "lightd.spec"}
+    {"lightd.node", "lightd.server", "lightd.role", "lightd.spec", "lightd.scope"}
 )
 """Ownership labels the agent puts on its containers; a spec may not set them."""
 

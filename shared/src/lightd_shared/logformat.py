@@ -7,7 +7,9 @@ Logs are an interface too (operators feed them to collectors), so there is one c
   plus ``exception`` (the traceback) when there is one;
 - :class:`RedactingFilter`: masks the configured secrets, any ``Bearer ...`` value and any
   ``token=`` query value in every record (message, extra fields, traceback and stack), before a
-  line is written.
+  line is written;
+- :func:`quiet_health_checks`: answered ``GET /health`` requests (a compose or Docker health
+  check every few seconds) are access lines at ``debug``, not ``info``; a failing one stays.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TEXT_FORMAT", "JsonFormatter", "RedactingFilter"]
+__all__ = [
+    "TEXT_FORMAT",
+    "HealthCheckFilter",
+    "JsonFormatter",
+    "RedactingFilter",
+    "quiet_health_checks",
+]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 """The readable (non-JSON) line format."""
@@ -84,3 +92,32 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self._clean(record.stack_info)
         return True
+
+
+class HealthCheckFilter(logging.Filter):
+    """On ``uvicorn.access``: a ``GET /health`` answered 2xx becomes a ``debug`` line.
+
+    uvicorn logs every request at ``info`` with the args ``(client, method, path, http version,
+    status)``; health checks every few seconds would be most of the log. Dropped unless the
+    root logger is at ``debug``; a health check that fails (``503``) keeps its ``info`` line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return True
+        _, method, path, _, status = args
+        if method != "GET" or str(path).split("?", 1)[0] != "/health":
+            return True
+        if not isinstance(status, int) or not 200 <= status < 300:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_health_checks() -> None:
+    """Install :class:`HealthCheckFilter` on ``uvicorn.access`` (once, however often called)."""
+    access = logging.getLogger("uvicorn.access")
+    for old in [f for f in access.filters if isinstance(f, HealthCheckFilter)]:
+        access.removeFilter(old)
+    access.addFilter(HealthCheckFilter())

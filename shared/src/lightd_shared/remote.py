@@ -195,8 +195,16 @@ class RemoteSettings(Request):
         return self
 
     def shown_url(self) -> str | None:
-        """``url`` for logs and views: any ``user:password@`` in it masked (:func:`mask_url`)."""
-        return None if self.url is None else mask_url(self.url)
+        """``url`` for logs and views, as configured: any ``user:password@`` in it masked
+        (:func:`mask_url`), and without the ``/`` URL parsing adds to a bare host
+        (``http://panel:3000`` stays ``http://panel:3000``)."""
+        if self.url is None:
+            return None
+        shown = mask_url(self.url)
+        parts = urlsplit(shown)
+        if parts.path == "/" and not parts.query and not parts.fragment:
+            shown = shown.removesuffix("/")
+        return shown
 
     def endpoint(self, path: str) -> str:
         """``{url}/{path}`` with the url's own path kept (``https://x/api`` -> ``https://x/api/update``)."""

@@ -13,17 +13,22 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lightd_agent.commands import CommandLedger
 from lightd_agent.config import AgentConfig
+from lightd_agent.core import Agent
 from lightd_agent.errors import Unavailable
 from lightd_agent.events import EventBus
-from lightd_agent.lifecycle import ServerManager
+from lightd_agent.servers import ServerManager
 from lightd_shared.tokens import tokens_equal
 
 __all__ = [
+    "AgentDep",
     "Authorized",
     "BusDep",
+    "CommandsDep",
     "ConfigDep",
     "ManagerDep",
+    "get_agent",
     "get_bus",
     "get_config",
     "get_manager",
@@ -34,24 +39,35 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <authorization.token>")
 
 
-def get_config(request: Request) -> AgentConfig:
-    config: AgentConfig = request.app.state.config
-    return config
+def get_agent(request: Request) -> Agent:
+    """The one object on ``app.state`` (:class:`~lightd_agent.core.Agent`)."""
+    agent: Agent = request.app.state.agent
+    return agent
 
 
-def get_bus(request: Request) -> EventBus:
-    bus: EventBus = request.app.state.bus
-    return bus
+AgentDep = Annotated[Agent, Depends(get_agent)]
 
 
-def get_manager(request: Request) -> ServerManager:
-    manager: ServerManager = request.app.state.manager
-    return manager
+def get_config(agent: AgentDep) -> AgentConfig:
+    return agent.config
+
+
+def get_bus(agent: AgentDep) -> EventBus:
+    return agent.bus
+
+
+def get_manager(agent: AgentDep) -> ServerManager:
+    return agent.manager
+
+
+def get_commands(agent: AgentDep) -> CommandLedger:
+    return agent.commands
 
 
 ConfigDep = Annotated[AgentConfig, Depends(get_config)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 ManagerDep = Annotated[ServerManager, Depends(get_manager)]
+CommandsDep = Annotated[CommandLedger, Depends(get_commands)]
 
 
 def require_token(
@@ -79,8 +95,12 @@ def require_token(
 Authorized = Depends(require_token)
 
 
-def lifecycle_allowed(bus: BusDep) -> None:
-    """503 with the gate's reason when new lifecycle actions are refused (e.g. outbox full)."""
+async def lifecycle_allowed(bus: BusDep) -> None:
+    """503 with the gate's reason when new lifecycle actions are refused (e.g. outbox full).
+
+    ``async``, so the gates are read on the event loop, between the loop's steps, where every
+    outbox write is whole (a plain ``def`` runs in FastAPI's thread pool, concurrently).
+    """
     reason = bus.refusal()
     if reason:
         raise Unavailable(f"lifecycle actions are refused right now: {reason}")

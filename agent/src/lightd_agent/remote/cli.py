@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from lightd_agent.config import ConfigError, load_config
+from lightd_shared.pacing import listen_url
 
 __all__ = ["add_remote_commands", "run_remote_command"]
 
@@ -34,17 +35,17 @@ EXIT_CONFIG = 2  # as ``lightd run``: the config is at fault
 
 def _agent(args: argparse.Namespace) -> httpx.Client:
     config = load_config(args.config)
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+    scheme = "https" if config.server.tls.https else "http"
+    base_url = listen_url(config.server.host, config.server.port, scheme)
     headers = {}
     if config.authorization.enabled and config.authorization.token:
         headers["Authorization"] = f"Bearer {config.authorization.token}"
     timeout = float(getattr(args, "timeout", 30.0))
     return httpx.Client(
-        base_url=f"http://{host}:{config.server.port}", headers=headers, timeout=timeout
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout,
+        verify=config.server.tls.client_verify(),
     )
 
 

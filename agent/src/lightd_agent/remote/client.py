@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from lightd_agent import __version__
+from lightd_agent.tls import outbound_verify
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import (
@@ -91,6 +92,7 @@ class RemoteClient:
             },
             follow_redirects=False,
             transport=transport,
+            verify=outbound_verify(),
         )
 
     async def aclose(self) -> None:

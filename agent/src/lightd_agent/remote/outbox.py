@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -227,13 +227,27 @@ class Outbox:
             ).fetchall()
         return [self._pending(row) for row in rows]
 
-    def next_attempt_at(self) -> float | None:
-        """When the earliest queue head may be tried, or ``None`` when nothing is pending."""
+    def head(self, server: str) -> PendingUpdate | None:
+        """The oldest undelivered update of ``server`` (due or not), or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT 1", (server,)
+            ).fetchone()
+        return None if row is None else self._pending(row)
+
+    def next_attempt_at(self, excluding: Collection[str] = ()) -> float | None:
+        """When the earliest queue head may be tried, or ``None`` when nothing is pending.
+
+        ``excluding``: servers whose head is being delivered right now (not waited for).
+        """
+        skip = sorted(excluding)
+        where = f" WHERE u.server NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         with self._lock:
             row = self._db.execute(
                 "SELECT MIN(u.next_attempt_at) AS at FROM updates u JOIN "
                 "(SELECT server, MIN(seq) AS seq FROM updates GROUP BY server) h "
-                "ON u.server = h.server AND u.seq = h.seq"
+                "ON u.server = h.server AND u.seq = h.seq" + where,
+                skip,
             ).fetchone()
         return None if row is None or row["at"] is None else float(row["at"])
 

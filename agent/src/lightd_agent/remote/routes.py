@@ -5,7 +5,7 @@ unlike the seed's note, applies the new settings to the running agent). Added: c
 push, the sync status, and the dead letters (list, replay, discard).
 
 The router takes its auth dependency as a required argument, so it cannot be mounted without
-one. :class:`RemoteSync` is read from ``app.state.remote_sync``.
+one. :class:`RemoteSync` is read from the agent's ``remote_sync`` (``app.state.agent``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from lightd_agent import __version__
+from lightd_agent.api.deps import get_agent
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
@@ -31,7 +32,7 @@ __all__ = ["create_router", "get_remote_sync"]
 
 
 def get_remote_sync(request: Request) -> RemoteSync:
-    sync: RemoteSync | None = getattr(request.app.state, "remote_sync", None)
+    sync: RemoteSync | None = get_agent(request).remote_sync
     if sync is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "remote sync is not running")
     return sync

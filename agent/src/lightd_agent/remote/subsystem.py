@@ -1,16 +1,16 @@
 """Remote sync as one of the agent's subsystems: started with the app, stopped with it.
 
-:func:`remote_subsystem` is a factory ``(app) -> async context manager`` as
-:mod:`lightd_agent.app` expects in ``app.state.subsystems``. It is entered *before* the server
+:func:`remote_subsystem` is a factory ``(agent) -> async context manager``, a
+:data:`~lightd_agent.core.Subsystem`. It is entered *before* the server
 manager starts, so the updates that recovery publishes are already recorded in the outbox, and
 exited after the manager stopped. It:
 
-- opens the outbox in ``storage.state_dir`` and attaches to ``app.state.bus`` (durable listener
+- opens the outbox in ``storage.state_dir`` and attaches to ``agent.bus`` (durable listener
   and gate);
-- puts the :class:`RemoteSync` on ``app.state.remote_sync`` for the ``/remote`` routes;
+- puts the :class:`RemoteSync` on ``agent.remote_sync`` for the ``/remote`` routes;
 - adds the ``remote`` section to ``GET /health``;
 - gives a remote under ``coordinator.url`` this node's proof (:mod:`.proof`), no other;
-- makes ``POST /remote/config/reload`` re-read ``app.state.config_path`` with the agent's own
+- makes ``POST /remote/config/reload`` re-read ``agent.config_path`` with the agent's own
   :func:`~lightd_agent.config.load_config` (file and ``LIGHTD_*`` overrides alike).
 """
 
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from lightd_agent.config import AgentConfig, load_config
@@ -32,30 +31,33 @@ from lightd_shared.containers import ContainerSpec
 from lightd_shared.remote import AppliedContainer, ConfigDocument, RemoteSettings
 from lightd_shared.tokens import mask_token
 
+if TYPE_CHECKING:
+    from lightd_agent.core import Agent
+
 __all__ = ["extra_outbox_file", "remote_subsystem", "remotes_subsystem"]
 
 
-def _reloader(app: FastAPI) -> RemoteSettings:
-    path = app.state.config_path
+def _reloader(agent: Agent) -> RemoteSettings:
+    path = agent.config_path
     if path is None:
         raise RuntimeError(
             "this agent was built without a config file, so there is nothing to reload from"
         )
     fresh = load_config(path).remote
-    config: AgentConfig = app.state.config
+    config: AgentConfig = agent.config
     config.remote = fresh
     return fresh
 
 
-def _proof(app: FastAPI) -> CoordinatorProof | None:
+def _proof(agent: Agent) -> CoordinatorProof | None:
     """This node's proof for a remote under ``coordinator.url`` (``None``: no coordinator)."""
-    return coordinator_proof(app.state.config, getattr(app.state, "dispatch_key", None))
+    return coordinator_proof(agent.config, agent.dispatch_key)
 
 
-def _document(app: FastAPI) -> ConfigDocument:
+def _document(agent: Agent) -> ConfigDocument:
     """The agent's own configuration for ``POST {url}/config``: its servers and settings."""
-    config: AgentConfig = app.state.config
-    manager = app.state.manager
+    config: AgentConfig = agent.config
+    manager = agent.manager
     containers = [
         server.spec.model_dump(mode="json", exclude_unset=True)
         for server in sorted(manager.servers.values(), key=lambda s: s.id)
@@ -78,10 +80,10 @@ def _invalid(exc: ValidationError) -> str:
     )
 
 
-async def _apply(app: FastAPI, document: ConfigDocument) -> list[AppliedContainer]:
+async def _apply(agent: Agent, document: ConfigDocument) -> list[AppliedContainer]:
     """Create the pulled containers this agent does not have; each checked like the API does."""
-    manager = app.state.manager
-    bus: EventBus = app.state.bus
+    manager = agent.manager
+    bus: EventBus = agent.bus
     results: list[AppliedContainer] = []
     for item in document.containers:
         raw_id = item.get("id")
@@ -108,27 +110,28 @@ async def _apply(app: FastAPI, document: ConfigDocument) -> list[AppliedContaine
 
 
 @asynccontextmanager
-async def remote_subsystem(app: FastAPI) -> AsyncIterator[RemoteSync]:
-    """Run remote sync for the life of ``app``."""
-    config: AgentConfig = app.state.config
+async def remote_subsystem(agent: Agent) -> AsyncIterator[RemoteSync]:
+    """Run remote sync for the life of the agent."""
+    config: AgentConfig = agent.config
     sync = RemoteSync(
         config.remote,
         config.storage.state_dir,
-        reload_settings=lambda: _reloader(app),
-        config_document=lambda: _document(app),
-        apply_config=lambda document: _apply(app, document),
-        server_info=lambda: app.state.config.server.model_dump(mode="json"),
-        coordinator_proof=_proof(app),
+        reload_settings=lambda: _reloader(agent),
+        config_document=lambda: _document(agent),
+        apply_config=lambda document: _apply(agent, document),
+        server_info=lambda: agent.config.server.model_dump(mode="json"),
+        coordinator_proof=_proof(agent),
     )
-    sync.attach(app.state.bus)
-    app.state.remote_sync = sync
-    app.state.health_sections["remote"] = lambda: sync.snapshot().model_dump(mode="json")
+    sync.attach(agent.bus)
+    agent.remote_sync = sync
+    agent.health_sections["remote"] = lambda: sync.snapshot().model_dump(mode="json")
     try:
         await sync.start()
         yield sync
     finally:
         await sync.stop()
-        app.state.health_sections.pop("remote", None)
+        agent.health_sections.pop("remote", None)
+        agent.remote_sync = None
         sync.close()
 
 
@@ -138,7 +141,7 @@ def extra_outbox_file(name: str) -> str:
 
 
 @asynccontextmanager
-async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
+async def remotes_subsystem(agent: Agent) -> AsyncIterator[list[RemoteSync]]:
     """Run one :class:`RemoteSync` per ``remotes`` entry, each with its own outbox.
 
     Every one is a durable listener and a gate on the bus, exactly like ``remote``: an update
@@ -147,7 +150,7 @@ async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
     is down delays only its own deliveries. Their state is the ``remotes`` section of
     ``GET /health``. ``POST /remote/config/reload`` reloads only ``remote``.
     """
-    config: AgentConfig = app.state.config
+    config: AgentConfig = agent.config
     syncs: list[RemoteSync] = []
     for entry in config.remotes:
         settings = RemoteSettings.model_validate(entry.model_dump(exclude={"name"}))
@@ -155,18 +158,18 @@ async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
             settings,
             config.storage.state_dir,
             outbox_file=extra_outbox_file(entry.name),
-            server_info=lambda: app.state.config.server.model_dump(mode="json"),
-            coordinator_proof=_proof(app),
+            server_info=lambda: agent.config.server.model_dump(mode="json"),
+            coordinator_proof=_proof(agent),
         )
-        sync.attach(app.state.bus)
+        sync.attach(agent.bus)
         syncs.append(sync)
     names = [entry.name for entry in config.remotes]
     if syncs:
-        app.state.health_sections["remotes"] = lambda: {
+        agent.health_sections["remotes"] = lambda: {
             name: sync.snapshot().model_dump(mode="json")
             for name, sync in zip(names, syncs, strict=True)
         }
-    app.state.extra_remotes = dict(zip(names, syncs, strict=True))
+    agent.extra_remotes = dict(zip(names, syncs, strict=True))
     try:
         for sync in syncs:
             await sync.start()
@@ -174,6 +177,6 @@ async def remotes_subsystem(app: FastAPI) -> AsyncIterator[list[RemoteSync]]:
     finally:
         for sync in syncs:
             await sync.stop()
-        app.state.health_sections.pop("remotes", None)
+        agent.health_sections.pop("remotes", None)
         for sync in syncs:
             sync.close()

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 
-from lightd_agent.api.deps import ConfigDep
+from lightd_agent.api.deps import ConfigDep, get_agent
 from lightd_agent.commands import CommandLedger
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.commands import CommandResult
@@ -38,7 +38,7 @@ def dispatch_claims(
     authorization: Annotated[str | None, Header()] = None,
 ) -> DispatchClaims:
     """The verified claims of the coordinator's token (the command id is checked in the route)."""
-    key: str | None = getattr(request.app.state, "dispatch_key", None)
+    key: str | None = get_agent(request).dispatch_key
     if key is None or not config.coordinator.enabled:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
@@ -65,6 +65,6 @@ async def run_command(
             status_code=status.HTTP_409_CONFLICT,
             detail=f"command is for node {command.node_id!r}; this is node {config.node.id!r}",
         )
-    ledger: CommandLedger = request.app.state.command_ledger
+    ledger: CommandLedger = get_agent(request).commands
     result, _ = await ledger.submit(command)
     return result

@@ -13,7 +13,14 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
-from lightd_agent.api.deps import Authorized, LifecycleAllowed, ManagerDep
+from lightd_agent.api.deps import (
+    Authorized,
+    BusDep,
+    LifecycleAllowed,
+    ManagerDep,
+    lifecycle_allowed,
+)
+from lightd_agent.errors import AgentError
 from lightd_agent.lifecycle import Server
 from lightd_shared.base import Payload
 from lightd_shared.containers import (
@@ -53,12 +60,18 @@ def _status(server: Server) -> ContainerStatus:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    dependencies=[LifecycleAllowed],
     summary="Create and install a server",
     responses={403: {"description": "policy refusal"}, 409: {"description": "id/port in use"}},
 )
-async def create(spec: ContainerSpec, manager: ManagerDep) -> Accepted:
-    server = await manager.create(spec)
+async def create(spec: ContainerSpec, manager: ManagerDep, bus: BusDep) -> Accepted:
+    # The gate is asked here, not as a dependency, so that a refusal names the server (its id
+    # is in the body) in the agent's log; a bad body is therefore a 422 before any 503.
+    try:
+        await lifecycle_allowed(bus)
+        server = await manager.create(spec)
+    except AgentError as exc:
+        exc.server = exc.server or spec.id
+        raise
     return Accepted(id=server.id, state="installing")
 
 
