@@ -31,6 +31,12 @@ def test_remote_update_becomes_one_server_update_event_per_key() -> None:
         }
         body = {"event": "update", "server": "my-server-001", "status": "installing"}
         key = {"Idempotency-Key": "node-7:my-server-001:1", **AGENT}
+        # not registered yet: refused with 403, which the agent's outbox keeps and retries
+        early = httpx.post(f"{remote}/update", json=body, headers=key)
+        assert early.status_code == 403 and "not registered" in early.json()["detail"]
+        node = {"id": "node-7", "address": "127.0.0.1", "port": 9}
+        assert httpx.post(f"{base}/api/v1/nodes", json=node, headers=AGENT).status_code == 201
+        events.until("node_registered")
         for _ in range(2):  # a retry after a lost answer: acked again, published once
             answer = httpx.post(f"{remote}/update", json=body, headers=key)
             assert answer.status_code == 200 and answer.json() == {"success": True}
@@ -55,20 +61,31 @@ def test_remote_routes_validate_and_need_a_token() -> None:
         assert httpx.post(f"{remote}/update", json=body).status_code == 401
         wrong = {"Authorization": "Bearer lightd_00000000000000000000000000000000"}
         assert httpx.post(f"{remote}/update", json=body, headers=wrong).status_code == 401
-        bad = httpx.post(f"{remote}/update", json={"event": "update"}, headers=AGENT)
-        assert bad.status_code == 422
         odd_node = httpx.get(f"{base}/api/v1/remote/-bad/health", headers=AGENT)
         assert odd_node.status_code == 422
+        # an id that is no registered node: refused before anything is kept
+        document = {"containers": [{"id": "s1", "image": "busybox"}], "settings": {"a": 1}}
+        for method, path, body_json in [
+            ("POST", "update", body),
+            ("GET", "config", None),
+            ("POST", "config", document),
+        ]:
+            agent_call = httpx.request(method, f"{remote}/{path}", json=body_json, headers=AGENT)
+            assert agent_call.status_code == 403, agent_call.text
+            assert "not registered" in agent_call.json()["detail"]
+            operator_call = httpx.request(
+                method, f"{remote}/{path}", json=body_json, headers=OPERATOR
+            )
+            assert operator_call.status_code == 404, operator_call.text
+        node = {"id": "node-7", "address": "127.0.0.1", "port": 9}
+        assert httpx.post(f"{base}/api/v1/nodes", json=node, headers=AGENT).status_code == 201
+        bad = httpx.post(f"{remote}/update", json={"event": "update"}, headers=AGENT)
+        assert bad.status_code == 422
         # config: empty until pushed, then what was pushed
         assert httpx.get(f"{remote}/config", headers=AGENT).json() == {
             "containers": [],
             "settings": {},
         }
-        document = {"containers": [{"id": "s1", "image": "busybox"}], "settings": {"a": 1}}
-        unknown = httpx.post(f"{remote}/config", json=document, headers=AGENT)
-        assert unknown.status_code == 404 and "not registered" in unknown.json()["detail"]
-        node = {"id": "node-7", "address": "127.0.0.1", "port": 9}
-        assert httpx.post(f"{base}/api/v1/nodes", json=node, headers=AGENT).status_code == 201
         assert httpx.post(f"{remote}/config", json=document, headers=AGENT).json() == {
             "success": True
         }

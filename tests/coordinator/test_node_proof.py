@@ -142,12 +142,32 @@ def test_a_deleted_node_enrols_again_and_unbound_ids_enrol_on_first_use() -> Non
         assert _enrol(client, "n1", OTHER).status_code == 201
         assert client.post("/api/v1/nodes/n1/heartbeat", headers=_as_node(OTHER, "n1")).is_success
 
-        # an operator registered n3 without a key: the first agent with a key enrols it
-        plain = node_body("n3", 9)
+        # an agent registered n4 without a key (a seed-style agent): it may register it again
+        keyless = node_body("n4", 9)
+        assert client.post("/api/v1/nodes", json=keyless, headers=AGENT).status_code == 201
+        assert client.post("/api/v1/nodes", json=keyless, headers=AGENT).status_code == 200
+        assert _enrol(client, "n4", KEY).status_code == 200  # first use with a key binds it
+        assert client.post("/api/v1/nodes/n4/heartbeat", headers=AGENT).status_code == 403
+
+
+def test_an_operator_registered_node_is_not_taken_over_by_the_agent_token() -> None:
+    with coordinator(_settings()) as (base, _), httpx.Client(base_url=base) as client:
+        plain = node_body("n3", 9000, address="10.0.0.5")
         assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 201
-        assert client.post("/api/v1/nodes/n3/heartbeat", headers=AGENT).is_success
-        assert _enrol(client, "n3", KEY).status_code == 200
-        assert client.post("/api/v1/nodes/n3/heartbeat", headers=AGENT).status_code == 403
+        for body in (
+            node_body("n3", 9, address="10.6.6.6"),
+            node_body("n3", 9, address="10.6.6.6", dispatch_key=KEY),
+        ):
+            taken = client.post("/api/v1/nodes", json=body, headers=_as_node(KEY, "n3"))
+            assert taken.status_code == 409, taken.text
+            assert "registered by an operator" in taken.json()["detail"]
+        record = client.get("/api/v1/nodes/n3", headers=OPERATOR).json()
+        assert (record["address"], record["port"]) == ("10.0.0.5", 9000)
+        # the operator lets an agent have the id by deleting the node; then it enrols
+        assert client.delete("/api/v1/nodes/n3", headers=OPERATOR).is_success
+        assert _enrol(client, "n3", KEY).status_code == 201
+        # the operator may still re-register it (operators speak for any node)
+        assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 200
 
 
 def test_the_binding_survives_a_coordinator_restart(tmp_path: Path) -> None:
@@ -213,13 +233,15 @@ def test_the_remote_routes_need_the_proof_of_an_enrolled_node() -> None:
         }
         assert client.post(f"{remote}/config", json=document, headers=good).status_code == 200
         assert client.get(f"{remote}/config", headers=good).json() == document
-        # operators need no proof; unknown and keyless nodes have nothing to prove yet
+        # operators need no proof; keyless nodes have nothing to prove yet; an id that is no
+        # registered node is refused (403 for the agent token: its outbox retries)
         assert client.post(f"{remote}/update", json=update, headers=OPERATOR).status_code == 200
         plain = node_body("n3", 9)
         assert client.post("/api/v1/nodes", json=plain, headers=OPERATOR).status_code == 201
-        for node in ("n3", "not-registered"):
-            sent = client.post(f"/api/v1/remote/{node}/update", json=update, headers=AGENT)
-            assert sent.status_code == 200, node
+        sent = client.post("/api/v1/remote/n3/update", json=update, headers=AGENT)
+        assert sent.status_code == 200, sent.text
+        unknown = client.post("/api/v1/remote/not-registered/update", json=update, headers=AGENT)
+        assert unknown.status_code == 403 and "not registered" in unknown.json()["detail"]
         # a bad node id is still a 422, before any proof is looked at
         assert client.get("/api/v1/remote/-bad/health", headers=AGENT).status_code == 422
 

@@ -183,6 +183,19 @@ async def test_dead_letters_list_replay_and_discard(
     response = await client.post(f"/remote/dead-letters/{listed[1]['id']}/replay")
     assert response.status_code == 404
     assert "no dead letter" in response.json()["detail"]
+    # ids past SQLite's integers (2^63) were a 500 (an overflow): now 422, or 404 when in range
+    for huge in (2**63, 2**64, 10**30, -1, 0):
+        for method, path in (
+            ("POST", f"/remote/dead-letters/{huge}/replay"),
+            ("DELETE", f"/remote/dead-letters/{huge}"),
+        ):
+            answer = await client.request(method, path)
+            assert answer.status_code == 422, (method, path, answer.text)
+    for method, path in (
+        ("POST", f"/remote/dead-letters/{2**63 - 1}/replay"),
+        ("DELETE", f"/remote/dead-letters/{2**63 - 1}"),
+    ):
+        assert (await client.request(method, path)).status_code == 404
 
 
 async def test_pull_when_disabled_is_a_conflict(

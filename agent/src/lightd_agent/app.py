@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,9 +24,11 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_agent import __version__
+from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
-from lightd_agent.api.routes import commands, containers, events, health, schema
+from lightd_agent.api.routes import commands, containers, events, follow, health, schema
+from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent, Subsystem
@@ -35,8 +38,10 @@ from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
+from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.wire import safe_text
 
 __all__ = ["Subsystem", "build_health", "create_app"]
 
@@ -156,7 +161,7 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _field_of(error: dict[str, Any]) -> str:
-    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    loc = [safe_text(str(part)) for part in error.get("loc", ()) if part != "body"]
     return ".".join(loc) or "body"
 
 
@@ -165,7 +170,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     parts = []
     for error in errors:
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        message = safe_text(str(error.get("msg", "invalid"))).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
             parts.append(f"malformed JSON body: {error.get('ctx', {}).get('error', message)}")
         elif (
@@ -182,7 +187,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         else:
             parts.append(f"{_field_of(error)}: {message}")
     clean = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        {
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in e.get("loc", ())],
+            "msg": safe_text(str(e.get("msg"))),
+            "type": str(e.get("type")),
+        }
         for e in errors
     ]
     return JSONResponse(status_code=422, content={"detail": "; ".join(parts), "errors": clean})
@@ -194,6 +203,19 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         status_code=500,
         content={"detail": f"internal error ({type(exc).__name__}); see the agent's log"},
     )
+
+
+async def _docker_refused(request: Request, exc: Exception) -> JSONResponse:
+    """A Docker API error no route turned into an :class:`AgentError`: never a 500.
+
+    Docker's own 404 (the container went away) and 409 (it is dead or being removed, e.g. a
+    delete or reinstall racing this call) keep their status; anything else is a 502.
+    """
+    assert isinstance(exc, docker.errors.APIError)
+    code = exc.status_code if exc.status_code in (404, 409) else 502
+    reason = safe_text(str(exc.explanation or exc))[:500]
+    log.warning("Docker refused %s %s: %s", request.method, request.url.path, reason)
+    return JSONResponse(status_code=code, content={"detail": f"Docker refused the call: {reason}"})
 
 
 def create_app(
@@ -215,6 +237,7 @@ def create_app(
             remotes_subsystem,
             *(subsystems or []),
             coordinator_subsystem,
+            stats_subsystem,
         ],
     )
     protected = config.authorization.enabled
@@ -228,10 +251,13 @@ def create_app(
         redoc_url=None if protected else "/redoc",
         openapi_url=None if protected else "/openapi.json",
     )
+    openapi.install(app)
     app.state.agent = agent
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, agent_error_handler)  # logs every 503/504
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(docker.errors.APIError, _docker_refused)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
     app.add_middleware(_Draining, agent=agent)
@@ -242,6 +268,7 @@ def create_app(
     app.include_router(containers.router)
     app.include_router(events.router)
     app.include_router(commands.router)
+    app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     if protected:
         app.include_router(schema.router)

@@ -216,6 +216,10 @@ class CoordinatorSection(_Section):
         ),
     )
     heartbeat_interval: PositiveDuration = Field(default=parse_duration("10s"))
+    stats_interval: PositiveDuration = Field(
+        default=parse_duration("10s"),
+        description="How often the running servers' stats samples go to the coordinator",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import DockerBackend
-from lightd_agent.commands import CommandLedger, CommandRunner
+from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus
 from lightd_agent.security import load_dispatch_key
@@ -63,7 +63,8 @@ class Agent:
         self.manager = ServerManager(config, self.backend, self.bus)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.commands = CommandLedger(
-            CommandRunner(config.commands, self.manager, self.bus, config.node.id)
+            CommandRunner(config.commands, self.manager, self.bus, config.node.id),
+            seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )
         self.subsystems: list[Subsystem] = list(subsystems or [])
         self.health_sections: dict[str, Callable[[], Any]] = {

@@ -164,8 +164,12 @@ def verify_dispatch_token(
     node_id: str,
     command_id: str | None,
     leeway: int = 5,
+    subject: str = DISPATCH_SUBJECT,
 ) -> DispatchClaims:
     """Check a ``POST /commands`` ``Authorization`` header; raise :class:`DispatchTokenError`.
+
+    ``subject`` is ``"coordinator"`` for commands; the log follow's tokens carry another one
+    (``lightd_shared.stats.LOG_FOLLOW_SUBJECT``), so neither opens the other's route.
 
     ``command_id`` ``None`` defers the ``jti`` check to the caller (which reads the body after
     the token proved to be the coordinator's).
@@ -204,7 +208,7 @@ def verify_dispatch_token(
         raise DispatchTokenError("token claims are incomplete") from exc
     if claims.aud != node_id:
         raise DispatchTokenError("token is for another node")
-    if claims.sub != DISPATCH_SUBJECT or claims.iss != DISPATCH_ISSUER:
+    if claims.sub != subject or claims.iss != DISPATCH_ISSUER:
         raise DispatchTokenError("token was not issued by the coordinator")
     if command_id is not None and claims.jti != command_id:
         raise DispatchTokenError("token is for another command")

@@ -71,6 +71,9 @@ class ServerSettings(_Section):
     read_timeout: Duration = timedelta(seconds=30)
     write_timeout: Duration = timedelta(seconds=30)
     idle_timeout: Duration = timedelta(seconds=120)
+    max_body_size: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes"
+    )
     dev: bool = Field(
         default=False,
         description="A development run: allows auth with the seed's sample secrets",
@@ -114,6 +117,20 @@ class RegistrySettings(_Section):
         description="provider redis: the start of every key (several fleets on one Redis)",
     )
 
+    # The resource history (GET .../stats/history): per server, the agents' stats samples of
+    # the last stats_retention, bounded whatever a node sends.
+    stats_retention: Duration = timedelta(hours=1)
+    stats_max_samples: int = Field(
+        default=1800, ge=1, le=100_000, description="Samples kept per server at most"
+    )
+    stats_min_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="A sample closer than this to the server's previous one is dropped",
+    )
+    stats_max_servers: int = Field(
+        default=256, ge=1, le=10_000, description="Servers with a history per node at most"
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -127,6 +144,7 @@ class RegistrySettings(_Section):
         "command_timeout",
         "result_ttl",
         "heartbeat_interval",
+        "stats_retention",
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

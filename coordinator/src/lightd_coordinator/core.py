@@ -22,6 +22,8 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.fleet import Fleet
+from lightd_coordinator.history import HistoryKeeper, create_history
+from lightd_coordinator.logstream import LogFollower
 from lightd_coordinator.registry import Registry, RegistryUnavailable, create_registry
 from lightd_coordinator.security import NodeKeySigner, NodeTokenSigner, TokenVerifier
 from lightd_shared.pacing import ticker_wait
@@ -82,6 +84,8 @@ class Coordinator:
             agent_scheme=settings.server.tls.agent_scheme,
         )
         self.hub.add_listener(self.dispatcher.on_event)
+        self.history = HistoryKeeper(create_history(settings.registry), settings.registry)
+        self.follower = LogFollower(self.client)
         self._tasks: list[asyncio.Task[None]] = []
         self.replica = f"{socket.gethostname()}:{secrets.token_hex(4)}"
         """This process's name among the replicas sharing a registry (the sweep lease holder)."""
@@ -95,6 +99,7 @@ class Coordinator:
 
     async def start(self) -> None:
         await self.registry.open()
+        await self.history.store.open()
         await self.hub.start()
         interval = self.settings.registry.health_check_interval
         expiry = min(self.settings.registry.result_ttl, timedelta(seconds=60))
@@ -120,6 +125,7 @@ class Coordinator:
         await self.dispatcher.close()
         await self.hub.close()
         await self.client.aclose()
+        await self.history.store.close()
         await self.registry.close()
 
     async def _every(
@@ -202,6 +208,9 @@ class Coordinator:
         gone = await self.registry.purge_results(utcnow())
         if gone:
             log.debug("forgot %d expired command results", gone)
+        samples = await self.history.expire()
+        if samples:
+            log.debug("forgot %d stats samples older than registry.stats_retention", samples)
 
     async def probe_health(self) -> None:
         """GET every node's ``health_url``; a 2xx answer counts as a heartbeat.

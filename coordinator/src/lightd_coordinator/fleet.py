@@ -114,7 +114,9 @@ class Fleet:
         """Add a node, or update it when the id is known (keeping ``created_at``).
 
         ``vouch`` (an agent, not an operator, is calling): an id already enrolled with a dispatch
-        key is updated only with a ``proof`` made with that key (else :class:`NodeClaimed`).
+        key is updated only with a ``proof`` made with that key, and an id an operator
+        registered without a key not at all (else :class:`NodeClaimed`): the agent token is
+        shared by every agent, and would otherwise move the operator's node to another address.
         Checked under the fleet lock, so two hosts racing for one id cannot both win.
         """
         for _ in range(_RETRIES):
@@ -131,13 +133,25 @@ class Fleet:
         async with self._lock:
             existing = await self.registry.get_node(registration.id)
             if vouch and existing is not None:
+                if existing.dispatch_key is None and existing.operator_registered:
+                    raise NodeClaimed(
+                        f"node {registration.id!r} was registered by an operator, without a "
+                        "dispatch key, so the agent token cannot re-register it (it would move "
+                        "the node to this caller's address). To let a lightd agent enrol under "
+                        f"this id, an operator deletes the node first (DELETE "
+                        f"/api/v1/nodes/{registration.id}, or 'lightd-coordinator nodes delete "
+                        f"{registration.id}'); otherwise give this agent another node.id"
+                    )
                 self._check_proof(registration.id, existing.dispatch_key, proof)
             self._proven.pop(registration.id, None)  # the key may change with this registration
             fields = registration.model_dump()
             if existing is None:
                 record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
                 stored = StoredNode(
-                    record=record, active_since=now, dispatch_key=registration.dispatch_key
+                    record=record,
+                    active_since=now,
+                    dispatch_key=registration.dispatch_key,
+                    operator_registered=not vouch,
                 )
             else:
                 record = NodeRecord.model_validate(
@@ -150,6 +164,7 @@ class Fleet:
                         "active_since": existing.active_since if was_active else now,
                         "revision": existing.revision + 1,
                         "dispatch_key": registration.dispatch_key or existing.dispatch_key,
+                        "operator_registered": not vouch,
                     }
                 )
             await self.registry.put_node(stored)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.api import openapi
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
@@ -20,20 +21,25 @@ from lightd_coordinator.api.routes import (
     containers,
     docs,
     events,
+    history,
     monitoring,
     nodes,
     remote,
     services,
+    ui,
 )
+from lightd_coordinator.api.routing import method_not_allowed
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
+from lightd_coordinator.limits import BodyLimitMiddleware
 from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.wire import safe_text
 
 __all__ = ["create_app"]
 
@@ -63,12 +69,13 @@ def safe_errors(errors: Any) -> list[dict[str, Any]]:
     safe = []
     for error in errors:
         item: dict[str, Any] = {
-            "loc": [p if isinstance(p, int | str) else str(p) for p in error.get("loc", ())],
-            "msg": str(error.get("msg", "invalid")),
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in error.get("loc", ())],
+            "msg": safe_text(str(error.get("msg", "invalid"))),
             "type": str(error.get("type", "value_error")),
         }
-        if _scalar(error.get("input")):
-            item["input"] = error.get("input")
+        value = error.get("input")
+        if _scalar(value):
+            item["input"] = safe_text(value) if isinstance(value, str) else value
         safe.append(item)
     return safe
 
@@ -103,6 +110,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.coordinator = coordinator
+    openapi.install(app, events_path=settings.websocket.path)
 
     app.include_router(monitoring.router)
     app.include_router(auth.router)
@@ -112,6 +120,8 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(services.router)
     app.include_router(docs.router)
+    app.include_router(history.router)
+    app.include_router(ui.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
@@ -123,6 +133,7 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)
     # before anything but CORS (whose headers a browser needs to read even a 429)
     app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins
@@ -138,6 +149,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
+
+    app.add_exception_handler(405, method_not_allowed)
 
     @app.exception_handler(IdempotencyKeyReused)
     async def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:

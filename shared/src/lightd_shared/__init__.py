@@ -10,6 +10,7 @@ Both programs import from here and nowhere else:
 - ``monitoring``  coordinator ``/health`` and ``/metrics``
 - ``events``      the SSE envelope ``{type, timestamp, data}``
 - ``containers``  the agent's container ("server") API
+- ``stats``       stats reports (agent -> coordinator), the resource history, the log follow
 - ``durations`` / ``timestamps``  the seeds' duration (``"2h30m15s"``) and RFC 3339 ``Z`` forms
 - ``base``        the two model bases: ``Payload`` (peer-sent, unknown fields ignored) and
                   ``Request`` (operator-sent, unknown fields rejected)

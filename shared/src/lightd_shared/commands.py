@@ -49,9 +49,9 @@ class CommandParams(BaseModel):
 class _CommandFields(BaseModel):
     id: str | None = Field(default=None, description="Set by the coordinator when it dispatches")
     type: CommandType
-    action: str = Field(min_length=1)
+    action: str = Field(min_length=1, max_length=65536)
     params: CommandParams = Field(default_factory=CommandParams)
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=255)
 
 
 class Command(_CommandFields, Request):

@@ -285,6 +285,8 @@ class ContainerStats(Payload):
     memory_limit: int = 0
     network_rx_bytes: int = 0
     network_tx_bytes: int = 0
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
     timestamp: Timestamp
 
 

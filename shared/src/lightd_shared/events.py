@@ -14,9 +14,11 @@ from pydantic import Field
 from lightd_shared.base import Payload
 from lightd_shared.timestamps import Timestamp, utcnow
 
-__all__ = ["EVENT_TYPES", "Event", "EventType", "parse_event_id"]
+__all__ = ["EVENT_ID_PATTERN", "EVENT_TYPES", "Event", "EventType", "parse_event_id"]
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
+EVENT_ID_PATTERN = r"^([0-9]{1,19})?$"
+"""What :func:`parse_event_id` takes (or nothing), for API documents."""
 
 
 def parse_event_id(value: str) -> int:
@@ -54,6 +56,6 @@ class Event(Payload):
     coordinator adds a type; producers use :data:`EventType`.
     """
 
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: Any = None

@@ -15,7 +15,7 @@ from lightd_shared.dispatch import DISPATCH_KEY_MIN_LENGTH
 from lightd_shared.durations import Duration
 from lightd_shared.services import Service
 from lightd_shared.timestamps import Timestamp
-from lightd_shared.types import Identifier, Labels, Port
+from lightd_shared.types import MAX_LABELS, Identifier, LabelKey, Labels, Port, ShortText
 
 __all__ = [
     "Address",
@@ -119,17 +119,17 @@ class NodeRegistration(Payload):
     """``POST /api/v1/nodes``: a node announces itself (registering an existing id updates it)."""
 
     id: Identifier
-    name: str = Field(default="", description="Human name; defaults to the id")
-    provider: str = Field(default="docker", min_length=1)
+    name: ShortText = Field(default="", description="Human name; defaults to the id")
+    provider: ShortText = Field(default="docker", min_length=1)
     status: NodeState = "active"
     address: Address
     port: Port
     labels: Labels = Field(default_factory=dict)
-    capabilities: dict[str, bool] = Field(default_factory=dict)
+    capabilities: dict[LabelKey, bool] = Field(default_factory=dict, max_length=MAX_LABELS)
     health_url: HealthUrl | None = Field(
         default=None, description="If set, the coordinator probes it every health_check_interval"
     )
-    version: str | None = None
+    version: ShortText | None = None
     dispatch_key: str | None = Field(
         default=None,
         min_length=DISPATCH_KEY_MIN_LENGTH,
@@ -170,13 +170,13 @@ class NodeRecord(NodeRegistration):
 class NodeUpdate(Request):
     """``PUT /api/v1/nodes/{id}``: a partial update; only the fields given change."""
 
-    name: str | None = Field(default=None, min_length=1)
-    provider: str | None = Field(default=None, min_length=1)
+    name: ShortText | None = Field(default=None, min_length=1)
+    provider: ShortText | None = Field(default=None, min_length=1)
     status: NodeState | None = None
     address: Address | None = None
     port: Port | None = None
     labels: Labels | None = None
-    capabilities: dict[str, bool] | None = None
+    capabilities: dict[LabelKey, bool] | None = Field(default=None, max_length=MAX_LABELS)
     health_url: HealthUrl | None = None
 
     def changes(self) -> dict[str, object]:
@@ -204,4 +204,4 @@ class Heartbeat(Payload):
     """``POST /api/v1/nodes/{id}/heartbeat``: I am alive, and (optionally) here is what I run."""
 
     status: NodeState | None = None
-    services: list[Service] | None = None
+    services: list[Service] | None = Field(default=None, max_length=1000)

@@ -25,6 +25,8 @@ from lightd_shared.timestamps import Timestamp
 from lightd_shared.tokens import TOKEN_PATTERN
 
 __all__ = [
+    "MAX_ERROR_DATA_LENGTH",
+    "MAX_ERROR_LENGTH",
     "RUNTIME_STATUSES",
     "SEED_STATUSES",
     "AppliedContainer",
@@ -47,6 +49,10 @@ __all__ = [
     "strip_userinfo",
     "url_userinfo",
 ]
+
+MAX_ERROR_LENGTH = 4096
+MAX_ERROR_DATA_LENGTH = 65536
+"""Bounds of an error update's ``error`` and ``data`` (the agent cuts longer ones)."""
 
 RemoteStatus = Literal["installing", "ready", "failed", "running", "stopped", "crashed"]
 """``/update`` status values: the seed's three, then the runtime ones operators may opt into."""
@@ -91,7 +97,7 @@ class StatusUpdate(Payload):
     """``{"event": "update", "server": ID, "status": STATUS}``."""
 
     event: Literal["update"] = "update"
-    server: str = Field(min_length=1)
+    server: str = Field(min_length=1, max_length=255)
     status: RemoteStatus
 
 
@@ -102,9 +108,9 @@ class ErrorUpdate(Payload):
     """
 
     event: Literal["update"] = "update"
-    server: str = Field(min_length=1)
-    error: str = Field(min_length=1)
-    data: str = ""
+    server: str = Field(min_length=1, max_length=255)
+    error: str = Field(min_length=1, max_length=MAX_ERROR_LENGTH)
+    data: str = Field(default="", max_length=MAX_ERROR_DATA_LENGTH)
 
 
 def _update_kind(value: Any) -> str | None:
@@ -145,8 +151,8 @@ class ConfigDocument(Payload):
     validated one by one, with a message per container, when the agent applies them.
     """
 
-    containers: list[dict[str, Any]] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    containers: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    settings: dict[str, Any] = Field(default_factory=dict, max_length=1000)
 
 
 class RemoteSettings(Request):

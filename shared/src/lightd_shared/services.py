@@ -13,12 +13,12 @@ __all__ = ["Service", "ServiceListing"]
 class Service(Payload):
     """``{"id", "name", "type", "status", "port", "endpoint"}`` as a node reports it."""
 
-    id: str = Field(min_length=1)
-    name: str = ""
-    type: str = "tcp"
-    status: str = "running"
+    id: str = Field(min_length=1, max_length=255)
+    name: str = Field(default="", max_length=255)
+    type: str = Field(default="tcp", max_length=64)
+    status: str = Field(default="running", max_length=64)
     port: Port | None = None
-    endpoint: str | None = None
+    endpoint: str | None = Field(default=None, max_length=2048)
 
 
 class ServiceListing(Payload):

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lightd_agent.api.routing import guard
 from lightd_agent.commands import CommandLedger
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent
@@ -70,6 +71,7 @@ ManagerDep = Annotated[ServerManager, Depends(get_manager)]
 CommandsDep = Annotated[CommandLedger, Depends(get_commands)]
 
 
+@guard
 def require_token(
     config: ConfigDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

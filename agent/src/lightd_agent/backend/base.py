@@ -129,6 +129,8 @@ class Usage:
     memory_limit: int
     network_rx_bytes: int
     network_tx_bytes: int
+    block_read_bytes: int = 0
+    block_write_bytes: int = 0
 
 
 class InstallOutcome:

@@ -23,6 +23,7 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
+from lightd_agent.resources import block_io
 from lightd_agent.state import parse_docker_time
 from lightd_shared.containers import ContainerSpec, PortMapping, parse_memory, parse_volume
 
@@ -100,12 +101,15 @@ def usage_from_stats(raw: dict[str, Any]) -> Usage:
     percent = (cpu_delta / system_delta) * cpus * 100.0 if system_delta > 0 else 0.0
     memory = raw.get("memory_stats") or {}
     networks = raw.get("networks") or {}
+    read, written = block_io(raw)
     return Usage(
         cpu_percent=round(max(percent, 0.0), 3),
         memory_usage=int(memory.get("usage", 0)),
         memory_limit=int(memory.get("limit", 0)),
         network_rx_bytes=sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
         network_tx_bytes=sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+        block_read_bytes=read,
+        block_write_bytes=written,
     )
 
 

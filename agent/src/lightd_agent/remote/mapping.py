@@ -21,7 +21,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from lightd_agent.events import LifecycleEvent
-from lightd_shared.remote import ErrorUpdate, RemoteStatus, StatusUpdate
+from lightd_shared.remote import (
+    MAX_ERROR_DATA_LENGTH,
+    MAX_ERROR_LENGTH,
+    ErrorUpdate,
+    RemoteStatus,
+    StatusUpdate,
+)
 
 __all__ = ["update_body"]
 
@@ -41,8 +47,12 @@ _RUNTIME_STATUS: dict[str, RemoteStatus] = {
 def update_body(event: LifecycleEvent, events: Literal["seed", "all"]) -> dict[str, Any] | None:
     """The body to send for ``event``, or ``None`` when this event is not sent."""
     if event.kind == "Error":
+        # cut to the shared bounds: a remote refuses longer ones, and a long Docker message
+        # must not stop the update from being sent at all
         return ErrorUpdate(
-            server=event.server, error=event.error or "failed", data=event.data or ""
+            server=event.server,
+            error=(event.error or "failed")[:MAX_ERROR_LENGTH],
+            data=(event.data or "")[:MAX_ERROR_DATA_LENGTH],
         ).model_dump(mode="json")
     status = _SEED_STATUS.get(event.kind)
     if status is None and events == "all":

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import get_agent
+from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
@@ -39,6 +40,11 @@ def get_remote_sync(request: Request) -> RemoteSync:
 
 
 SyncDep = Annotated[RemoteSync, Depends(get_remote_sync)]
+DeadLetterId = Annotated[
+    int,
+    Path(ge=1, le=2**63 - 1, description="A dead letter's id (GET /remote/dead-letters)"),
+]
+"""Bounded to SQLite's integers: a larger id was a 500 (an overflow), now a 422."""
 
 
 def _config_view(sync: RemoteSync) -> RemoteConfigView:
@@ -54,7 +60,12 @@ def _config_view(sync: RemoteSync) -> RemoteConfigView:
 
 def create_router(*, dependencies: Sequence[Any]) -> APIRouter:
     """The ``/remote`` router, every route guarded by ``dependencies`` (the agent's auth)."""
-    router = APIRouter(prefix="/remote", tags=["remote"], dependencies=list(dependencies))
+    router = APIRouter(
+        prefix="/remote",
+        tags=["remote"],
+        dependencies=list(dependencies),
+        route_class=GuardFirstRoute,
+    )
 
     @router.get("/config", response_model=RemoteConfigView)
     async def get_config(sync: SyncDep) -> RemoteConfigView:
@@ -107,14 +118,14 @@ def create_router(*, dependencies: Sequence[Any]) -> APIRouter:
         return DeadLetterList(dead_letters=sync.dead_letters())
 
     @router.post("/dead-letters/{dead_letter_id}/replay", response_model=MessageResponse)
-    async def replay_dead_letter(dead_letter_id: int, sync: SyncDep) -> MessageResponse:
+    async def replay_dead_letter(dead_letter_id: DeadLetterId, sync: SyncDep) -> MessageResponse:
         """Queue a dead letter again, with its original sequence and Idempotency-Key."""
         if not sync.replay(dead_letter_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {dead_letter_id}")
         return MessageResponse(message=f"dead letter {dead_letter_id} queued for delivery")
 
     @router.delete("/dead-letters/{dead_letter_id}", response_model=MessageResponse)
-    async def discard_dead_letter(dead_letter_id: int, sync: SyncDep) -> MessageResponse:
+    async def discard_dead_letter(dead_letter_id: DeadLetterId, sync: SyncDep) -> MessageResponse:
         """Forget a dead letter for good."""
         if not sync.discard(dead_letter_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {dead_letter_id}")

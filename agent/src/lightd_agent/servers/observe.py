@@ -46,6 +46,8 @@ class Observer:
             memory_limit=usage.memory_limit,
             network_rx_bytes=usage.network_rx_bytes,
             network_tx_bytes=usage.network_tx_bytes,
+            block_read_bytes=usage.block_read_bytes,
+            block_write_bytes=usage.block_write_bytes,
             timestamp=utcnow(),
         )
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lightd_coordinator.api.routing import guard
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.fleet import NodeClaimed
 from lightd_coordinator.security import InvalidToken, Principal
@@ -82,6 +83,7 @@ def _principal(
         raise _unauthorized(str(exc)) from None
 
 
+@guard
 async def require_auth(
     request: Request,
     coordinator: CoordinatorDep,
@@ -101,6 +103,7 @@ async def require_auth(
     return principal
 
 
+@guard
 async def require_agent(
     request: Request,
     coordinator: CoordinatorDep,

@@ -80,6 +80,11 @@ class StoredNode(BaseModel):
         repr=False,
         description="The node's key for signing commands (from its registration); never served",
     )
+    operator_registered: bool = Field(
+        default=False,
+        description="Last registered by an operator: an agent token may not re-register it "
+        "unless it proves the node's dispatch key",
+    )
 
 
 class StoredEvent(BaseModel):

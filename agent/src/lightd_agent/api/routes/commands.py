@@ -15,12 +15,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 
 from lightd_agent.api.deps import ConfigDep, get_agent
+from lightd_agent.api.routing import GuardFirstRoute, guard
 from lightd_agent.commands import CommandLedger
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, AgentCommand, DispatchClaims
 
-router = APIRouter(tags=["commands"])
+router = APIRouter(tags=["commands"], route_class=GuardFirstRoute)
 
 
 def _unauthorized(reason: str) -> HTTPException:
@@ -32,6 +33,7 @@ def _unauthorized(reason: str) -> HTTPException:
     )
 
 
+@guard
 def dispatch_claims(
     request: Request,
     config: ConfigDep,
@@ -66,5 +68,5 @@ async def run_command(
             detail=f"command is for node {command.node_id!r}; this is node {config.node.id!r}",
         )
     ledger: CommandLedger = get_agent(request).commands
-    result, _ = await ledger.submit(command)
+    result, _ = await ledger.submit(command, token_expires=claims.exp)
     return result

@@ -20,6 +20,7 @@ from lightd_agent.api.deps import (
     ManagerDep,
     lifecycle_allowed,
 )
+from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.errors import AgentError
 from lightd_agent.lifecycle import Server
 from lightd_shared.base import Payload
@@ -35,7 +36,12 @@ from lightd_shared.containers import (
     ExecResult,
 )
 
-router = APIRouter(prefix="/containers", tags=["containers"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/containers",
+    tags=["containers"],
+    dependencies=[Authorized],
+    route_class=GuardFirstRoute,
+)
 
 
 class Accepted(Payload):

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header
+from fastapi.exceptions import RequestValidationError
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import Authorized, BusDep
 from lightd_agent.events import LifecycleEvent
 from lightd_shared.containers import ServerEvent
-from lightd_shared.events import parse_event_id
+from lightd_shared.events import EVENT_ID_PATTERN, parse_event_id
 
 router = APIRouter(tags=["events"], dependencies=[Authorized])
 
@@ -42,18 +43,19 @@ def to_wire(event: LifecycleEvent) -> ServerEvent:
 )
 async def events(
     bus: BusDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", json_schema_extra={"pattern": EVENT_ID_PATTERN}),
+    ] = None,
 ) -> EventSourceResponse:
     after = None
     if last_event_id:
         try:
             after = parse_event_id(last_event_id)
         except ValueError as exc:
-            raise HTTPException(
-                status_code=422,
-                detail=[
-                    {"loc": ["header", "Last-Event-ID"], "msg": str(exc), "type": "value_error"}
-                ],
+            # the agent's one 422 shape ({"detail": "<text>", "errors": [...]}), as for a body
+            raise RequestValidationError(
+                [{"loc": ("header", "Last-Event-ID"), "msg": str(exc), "type": "value_error"}]
             ) from None
     subscription = bus.subscribe(after=after)
 

@@ -9,17 +9,20 @@ agent's JSON answer, or its error message when ``status`` is ``failed``)::
     GET    /containers/{server}             status
     DELETE /containers/{server}             delete
     POST   /containers/{server}/{start|stop|restart|kill|reinstall}
-    GET    /containers/{server}/logs?tail=N logs
+    GET    /containers/{server}/logs?tail=N logs (?follow=true: SSE, see follow.py)
     POST   /containers/{server}/exec        {"command": "...", "timeout": "30s"}
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
+from lightd_coordinator.api.routes.follow import follow_response
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.containers import ContainerSpec, ExecRequest
 
@@ -27,6 +30,7 @@ router = APIRouter(
     prefix="/api/v1/nodes/{node_id}/containers",
     tags=["containers"],
     dependencies=[Depends(require_auth)],
+    route_class=GuardFirstRoute,
 )
 
 NodeId = Annotated[str, Path(description="The node's id")]
@@ -87,7 +91,10 @@ async def container_logs(
     server: ServerId,
     coordinator: CoordinatorDep,
     tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-) -> CommandResult:
+    follow: Annotated[bool, Query(description="Stream the output as SSE, relayed")] = False,
+) -> Any:
+    if follow:
+        return await follow_response(coordinator, node_id, server, tail)
     params: dict[str, Any] = {"server": server}
     if tail is not None:
         params["tail"] = tail
@@ -102,8 +109,23 @@ async def container_exec(
     return await _run(coordinator, node_id, "exec", params)
 
 
-@router.post("/{server}/{action}", response_model=CommandResult, summary="A power action")
-async def container_action(
-    node_id: NodeId, server: ServerId, action: Power, coordinator: CoordinatorDep
-) -> CommandResult:
-    return await _run(coordinator, node_id, action, {"server": server})
+def _power_route(action: Power) -> None:
+    async def container_action(
+        node_id: NodeId, server: ServerId, coordinator: CoordinatorDep
+    ) -> CommandResult:
+        return await _run(coordinator, node_id, action, {"server": server})
+
+    # one route per action (not ``/{server}/{action}``): then ``POST .../logs`` is the 405 it
+    # should be, not a 422 about the action's name
+    router.add_api_route(
+        f"/{{server}}/{action}",
+        container_action,
+        methods=["POST"],
+        response_model=CommandResult,
+        summary=f"Power action: {action}",
+        name=f"container_{action}",
+    )
+
+
+for _action in typing.get_args(Power):
+    _power_route(_action)

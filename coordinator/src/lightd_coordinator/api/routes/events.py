@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.events import SSE_SEPARATOR, EventHub, Subscriber, sse_frame
-from lightd_shared.events import parse_event_id
+from lightd_shared.events import EVENT_ID_PATTERN, parse_event_id
 
 __all__ = ["build_router"]
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
 _RETRY_MS = 2000
+_TYPES_PATTERN = r"^\s*([a-z][a-z0-9_]*)?\s*(,\s*([a-z][a-z0-9_]*)?\s*)*$"
 
 
 def _invalid(where: str, message: str) -> HTTPException:
@@ -104,9 +105,25 @@ def build_router(path: str) -> APIRouter:
     async def events(
         request: Request,
         coordinator: CoordinatorDep,
-        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-        last_event_id: Annotated[str | None, Query(description="Resume after this id")] = None,
-        types: Annotated[str | None, Query(description="Comma-separated event types")] = None,
+        # the patterns document what the checks below take; they answer their own messages
+        last_event_id_header: Annotated[
+            str | None,
+            Header(alias="Last-Event-ID", json_schema_extra={"pattern": EVENT_ID_PATTERN}),
+        ] = None,
+        last_event_id: Annotated[
+            str | None,
+            Query(
+                description="Resume after this id",
+                json_schema_extra={"pattern": EVENT_ID_PATTERN},
+            ),
+        ] = None,
+        types: Annotated[
+            str | None,
+            Query(
+                description="Comma-separated event types",
+                json_schema_extra={"pattern": _TYPES_PATTERN},
+            ),
+        ] = None,
         node: Annotated[str | None, Query(description="Only events about this node id")] = None,
         token: Annotated[str | None, Query(description="Bearer token (EventSource)")] = None,
     ) -> EventSourceResponse:

@@ -14,6 +14,7 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
+from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
@@ -28,7 +29,7 @@ from lightd_shared.nodes import (
     NodeUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], route_class=GuardFirstRoute)
 Operator = [Depends(require_auth)]
 """Agents (``auth.agent_token``) may register, heartbeat and relay (each route takes the
 principal, to check the node proof); the rest is operators'."""
@@ -116,7 +117,13 @@ async def list_nodes(
     coordinator: CoordinatorDep,
     status: NodeState | None = None,
     provider: str | None = None,
-    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    label: Annotated[
+        list[str],
+        Query(
+            description="key=value; repeat to require several",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+="}},
+        ),
+    ] = [],  # noqa: B006
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> NodeList:
@@ -149,6 +156,7 @@ async def update_node(
 async def unregister_node(node_id: NodeId, coordinator: CoordinatorDep) -> Message:
     if await coordinator.fleet.remove(node_id) is None:
         raise _not_found(node_id)
+    await coordinator.history.forget(node_id)
     return Message(message=f"node {node_id} unregistered", node_id=node_id)
 
 

@@ -11,11 +11,13 @@ An agent whose ``remote.url`` is ``http://coordinator:3001/api/v1/remote/<node_i
 - ``GET/POST /config``  the last document the node pushed (``{"containers": [], "settings": {}}``
   before any), kept in this process (in Redis with the ``redis`` registry, for every replica).
 
-The node does not have to be registered for health and updates: remote sync starts before
-enrolment, and updates sent in that window must not be refused (the agent would keep retrying
-them). A pushed configuration is kept only for a registered node (``404`` otherwise, for agent
-callers): anyone with the shared agent token could otherwise fill the coordinator's memory with
-documents for made-up ids, or plant one under an id a node has yet to enrol with.
+Only ``/health`` answers for any id (it keeps nothing). Updates and configurations are taken
+only for a registered node: anyone with the shared agent token could otherwise fill the
+coordinator's memory, event history and database with bodies for made-up ids, or plant a
+configuration under an id a node has yet to enrol with. For an id that is not registered an
+agent-token caller gets ``403`` (which the agent's outbox keeps and retries, so updates made
+between the agent's start and its enrolment are delivered once it has enrolled), an operator
+``404``.
 
 Once the node is enrolled with a dispatch key, an agent-token caller must also send the node's
 proof (``X-Lightd-Node-Proof``, see :func:`lightd_coordinator.api.deps.vouch_for`), else ``403``:
@@ -32,6 +34,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 
 from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
+from lightd_coordinator.api.routing import GuardFirstRoute, guard
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
 from lightd_shared.timestamps import utcnow
@@ -45,6 +48,7 @@ NodeId = Annotated[
 ]
 
 
+@guard
 async def _speaks_for_node(
     coordinator: CoordinatorDep,
     principal: AgentAuthDep,
@@ -55,8 +59,28 @@ async def _speaks_for_node(
     await vouch_for(coordinator, principal, node_id, proof)
 
 
+async def _registered(
+    coordinator: CoordinatorDep, principal: AgentAuthDep, node_id: NodeId
+) -> None:
+    """403 (agent token) or 404 (operator) unless ``node_id`` is a registered node."""
+    if await coordinator.fleet.get(node_id) is not None:
+        return
+    detail = (
+        f"node {node_id!r} is not registered: this coordinator takes updates and "
+        "configurations only for registered nodes; enrol it (coordinator.enabled on the agent)"
+    )
+    if principal.is_operator:
+        raise HTTPException(status_code=404, detail=detail)
+    raise HTTPException(status_code=403, detail=detail)
+
+
+Registered = [Depends(_registered)]
+
 router = APIRouter(
-    prefix="/api/v1/remote/{node_id}", tags=["remote"], dependencies=[Depends(_speaks_for_node)]
+    prefix="/api/v1/remote/{node_id}",
+    tags=["remote"],
+    dependencies=[Depends(_speaks_for_node)],
+    route_class=GuardFirstRoute,
 )
 _DEDUP_WINDOW = timedelta(hours=24)
 
@@ -67,7 +91,7 @@ async def remote_health(node_id: NodeId) -> RemoteHealth:
     return RemoteHealth(status=200, endpoint="active")
 
 
-@router.post("/update", response_model=UpdateAck)
+@router.post("/update", response_model=UpdateAck, dependencies=Registered)
 async def remote_update(
     node_id: NodeId,
     update: Annotated[RemoteUpdate, Body()],
@@ -92,22 +116,16 @@ async def remote_update(
     return UpdateAck(success=True)
 
 
-@router.get("/config", response_model=ConfigDocument)
+@router.get("/config", response_model=ConfigDocument, dependencies=Registered)
 async def get_remote_config(node_id: NodeId, coordinator: CoordinatorDep) -> ConfigDocument:
     """What the node last pushed (an empty document before it pushed anything)."""
     return await coordinator.registry.get_remote_config(node_id) or ConfigDocument()
 
 
-@router.post("/config", response_model=UpdateAck)
+@router.post("/config", response_model=UpdateAck, dependencies=Registered)
 async def post_remote_config(
-    node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep, principal: AgentAuthDep
+    node_id: NodeId, document: ConfigDocument, coordinator: CoordinatorDep
 ) -> UpdateAck:
     """Keep the node's pushed configuration (its servers and settings, token masked)."""
-    if not principal.is_operator and await coordinator.fleet.get(node_id) is None:
-        raise HTTPException(
-            status_code=404,
-            detail=f"node {node_id!r} is not registered: a configuration is kept only for a "
-            "registered node; enrol it (coordinator.enabled on the agent), then push again",
-        )
     await coordinator.registry.put_remote_config(node_id, document)
     return UpdateAck(success=True)
