@@ -1,9 +1,10 @@
 """``python -m bench [--quick] [--json PATH] [--profile]``: run every figure, print the table.
 
 Order: the agent figures (1, 7a, 2, 6), the coordinator figures (3, 7b, 4), the joined ones
-(5), the scale-out ones (8, 9: replicas on Redis). Each group runs inside the run's time
-budget (15 min full, 2 min ``--quick``); a group that fails is reported as failed in the table
-(and the exit status is 1), never left out.
+(5), the scale-out ones (8, 9: replicas on Redis), the large-fleet ones (10, 11, 12: 100,000
+nodes, the fleet two replicas keep active, SSE across replicas). Each group runs inside the
+run's time budget (24 min full, 3 min ``--quick``); a group that fails is reported as failed
+in the table (and the exit status is 1), never left out.
 Outputs: the Markdown table on stdout and in ``bench/results/<stamp>.md``, the figures as a
 JSON list (``--json``, default ``bench/results/<stamp>.json``), and the full record with every
 distribution in ``bench/results/<stamp>.full.json``.
@@ -29,6 +30,7 @@ from bench.context import IMAGE, Run, Sizes
 from bench.figures.agent import agent_figures
 from bench.figures.cluster import cluster_figures
 from bench.figures.coordinator import coordinator_figures
+from bench.figures.fleet import fleet_figures
 from bench.figures.scaling import scaling_figures
 from bench.report import Figure, full_record, machine_info, markdown, to_json, write
 
@@ -40,12 +42,13 @@ GROUPS: dict[str, tuple[str, Callable[[Run], Awaitable[list[Figure]]]]] = {
     "coordinator": ("3, 4, 7b", coordinator_figures),
     "cluster": ("2b, 5", cluster_figures),
     "scaling": ("8, 9", scaling_figures),
+    "fleet": ("10, 11, 12", fleet_figures),
 }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes (CI), under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI), under 3 minutes")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite
     parser.add_argument("--json", type=Path, help="write the figures as a JSON list here")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers under test")
@@ -93,11 +96,11 @@ async def _run_all(run: Run, groups: list[str]) -> tuple[list[Figure], bool]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.tiny:
-        sizes, mode, budget = Sizes.tiny(), "tiny", 100.0
+        sizes, mode, budget = Sizes.tiny(), "tiny", 130.0
     elif args.quick:
-        sizes, mode, budget = Sizes.quick(), "quick", 110.0
+        sizes, mode, budget = Sizes.quick(), "quick", 170.0
     else:
-        sizes, mode, budget = Sizes.full(), "full", 14 * 60.0
+        sizes, mode, budget = Sizes.full(), "full", 24 * 60.0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = args.out / f"{stamp}-{mode}"
     run_dir.mkdir(parents=True, exist_ok=True)

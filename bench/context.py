@@ -26,6 +26,12 @@ class Sizes:
     publishes: int
     dispatches: int  # figure 5: per side
     outbox_updates: int  # figure 6
+    big_fleet: int = 100_000  # figure 10: nodes on redis
+    list_requests: int = 200  # figure 10: per query
+    hold_steps: tuple[int, ...] = (10_000, 20_000, 40_000)  # figure 11: fleet sizes tried
+    hold_seconds: float = 120.0  # figure 11: per step
+    hold_interval: float = 10.0  # figure 11: heartbeat period (node_timeout is 6 of them)
+    replica_subscribers: int = 1000  # figure 12
 
     @staticmethod
     def full() -> Sizes:
@@ -33,12 +39,12 @@ class Sizes:
 
     @staticmethod
     def quick() -> Sizes:
-        return Sizes(3, 5, 500, 2.0, 16, 100, 10, 30, 60)
+        return Sizes(3, 5, 500, 2.0, 16, 100, 10, 30, 60, 2_000, 50, (500, 1_000), 10.0, 1.0, 100)
 
     @staticmethod
     def tiny() -> Sizes:
         """For the test suite: every figure runs, at the smallest size that means anything."""
-        return Sizes(2, 2, 100, 0.5, 4, 10, 3, 5, 10)
+        return Sizes(2, 2, 100, 0.5, 4, 10, 3, 5, 10, 200, 10, (100,), 3.0, 0.5, 10)
 
 
 @dataclass

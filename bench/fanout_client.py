@@ -7,7 +7,9 @@ a time through ``POST /api/v1/nodes/{node}/events`` and times, for each, the mom
 request is written to the moment the *last* subscriber has the event (and every subscriber's
 own delay). Bounded: each event is waited for at most ``timeout`` seconds. Prints one JSON line.
 
-The spec: ``{"port", "node", "subscribers", "publishes", "timeout", "gap"}``.
+The spec: ``{"port", "node", "subscribers", "publishes", "timeout", "gap"}``, and optionally
+``publish_port``: publish through another coordinator (a replica on the same Redis) than the
+one the subscribers hold open (figure 12).
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     for sub in subscribers:
         await asyncio.wait_for(sub.ready.wait(), max(0.1, connected_by - time.monotonic()))
     cpu0 = time.process_time()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    publish_port = spec.get("publish_port", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", publish_port)
     last: list[float] = []
     each: list[float] = []
     incomplete = 0
@@ -82,8 +85,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             {"type": "server_update", "data": {"server": server, "update": update}}
         ).encode()
         request = (
-            f"POST /api/v1/nodes/{spec['node']}/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"POST /api/v1/nodes/{spec['node']}/events HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{publish_port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         sent = time.monotonic()
         writer.write(request)

@@ -22,6 +22,7 @@ from bench.outage import Answer, count_outage, explained_requests, unexplained
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ("1.", "2a.", "2b.", "3a.", "3b.", "4.", "5.", "6.", "7a.", "7b.", "8a.", "8b.", "9.")
+FIGURES += ("10a.", "10b.", "10c.", "10d.", "11.", "12.")
 
 
 @pytest.mark.docker
@@ -34,7 +35,7 @@ def test_bench_tiny_run_reports_every_figure(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())
