@@ -144,7 +144,10 @@ def test_hung_docker_call_times_out_instead_of_wedging(
     assert status["state"] != "stopping"
     response = agent.client.post("/containers/hung/kill")
     assert response.status_code == 200, response.text
-    assert response.json()["state"] == "stopped"
+    # Docker may have carried out the stalled stop after all: then the container died while
+    # the server was running again, which is a crash, and killing a crashed server leaves it
+    # crashed. Either way it is not running and not wedged in ``stopping``.
+    assert response.json()["state"] in ("stopped", "crashed"), response.text
 
 
 def test_agent_starts_without_docker_and_connects_later(

@@ -9,6 +9,7 @@ the real agent, coordinator and Docker work, writes a JSON list of
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -59,8 +60,14 @@ def test_bench_tiny_run_reports_every_figure(
     for figure in figures:
         assert figure["figure"] in done.stdout
     assert "Load average at start" in done.stdout
-    leftovers = docker_client.containers.list(all=True, filters={"label": "lightd.bench"})
+    # nothing of this run is left behind (another run on the same engine is not this test's)
+    found = re.search(r"lightd bench \([^)]*\), run (\S+),", done.stdout)
+    assert found, done.stdout[:500]
+    run_label = f"lightd.bench={found.group(1)}"
+    leftovers = docker_client.containers.list(all=True, filters={"label": run_label})
     assert not leftovers, [c.name for c in leftovers]
+    volumes = docker_client.volumes.list(filters={"label": run_label})
+    assert not volumes, [v.name for v in volumes]
 
 
 # -- figure 6's counting (bench/outage.py): pure functions, no Docker ------------------------

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import docker
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.cluster.conftest import REPO, env_file_value
 
@@ -208,3 +208,20 @@ def test_a_page_from_an_unlisted_origin_is_refused_and_the_log_says_what_to_chan
     assert refusals[0]["level"] == "warning"
     assert "websocket.origins" in message and "LIGHTD_COORD_WEBSOCKET__ORIGINS" in message
     assert "http://localhost:*" in message  # what is allowed now
+
+
+def test_a_newcomer_sees_the_three_agents_on_the_dashboard(
+    page: Page, cluster_url: str, operator_token: str
+) -> None:
+    """What ``./scripts/up`` prints: the dashboard at ``/ui/``, signed in with the operator
+    token, lists agent-1..3 without a reload (the page's own stream), within a minute."""
+    page.goto(f"{cluster_url}/")
+    expect(page.locator("#login")).to_be_visible(timeout=30_000)
+    page.fill("#token", operator_token)
+    page.click("#login-form button[type=submit]")
+    for node in ("agent-1", "agent-2", "agent-3"):
+        expect(page.locator(f'tr[data-node="{node}"]')).to_be_visible(timeout=60_000)
+    expect(page.locator("#live")).to_have_text("live", timeout=30_000)
+    screenshots = REPO / "tests" / "artifacts" / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshots / "cluster-fleet.png"))
