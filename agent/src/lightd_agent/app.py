@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,6 +29,7 @@ from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, follow, health, schema
 from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
+from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent, Subsystem
 from lightd_agent.enrolment import coordinator_subsystem
@@ -211,9 +211,8 @@ async def _docker_refused(request: Request, exc: Exception) -> JSONResponse:
     Docker's own 404 (the container went away) and 409 (it is dead or being removed, e.g. a
     delete or reinstall racing this call) keep their status; anything else is a 502.
     """
-    assert isinstance(exc, docker.errors.APIError)
-    code = exc.status_code if exc.status_code in (404, 409) else 502
-    reason = safe_text(str(exc.explanation or exc))[:500]
+    code, words = refused_status(exc)
+    reason = safe_text(words)[:500]
     log.warning("Docker refused %s %s: %s", request.method, request.url.path, reason)
     return JSONResponse(status_code=code, content={"detail": f"Docker refused the call: {reason}"})
 
@@ -256,7 +255,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AgentError, agent_error_handler)  # logs every 503/504
     app.add_exception_handler(HTTPException, http_error_handler)
-    app.add_exception_handler(docker.errors.APIError, _docker_refused)
+    app.add_exception_handler(ENGINE_API_ERROR, _docker_refused)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_BodyLimit, limit=config.server.max_body_size)

@@ -65,7 +65,23 @@ from lightd_agent.config import DockerSection
 from lightd_agent.errors import DockerTimeout, Unavailable
 from lightd_shared.containers import ContainerSpec
 
-__all__ = ["DockerBackend"]
+__all__ = ["ENGINE_API_ERROR", "DockerBackend", "refused_status"]
+
+ENGINE_API_ERROR: type[Exception] = docker.errors.APIError
+"""Docker's API error, for the app's last-resort handler (:func:`refused_status`)."""
+
+
+def refused_status(exc: Exception) -> tuple[int, str]:
+    """The answer to a Docker API error that no call turned into an agent error: never a 500.
+
+    Docker's own 404 (the container went away) and 409 (it is dead or being removed, e.g. a
+    delete or reinstall racing the call) keep their status; anything else is a 502. Returns
+    the status and Docker's own words.
+    """
+    assert isinstance(exc, docker.errors.APIError)
+    code = exc.status_code if exc.status_code in (404, 409) else 502
+    return code, str(exc.explanation or exc)
+
 
 log = logging.getLogger(__name__)
 
