@@ -44,7 +44,9 @@ async def test_guessing_the_server_token_is_limited_per_client() -> None:
         assert seen.status_code == 429
         assert seen.headers["access-control-allow-origin"] == "*"
         assert "retry-after" in seen.headers["access-control-expose-headers"].lower()
-        assert (await guesser.get("/health")).status_code == 200
+        # /health is never limited (an app not started answers it without a registry on some
+        # providers, so not necessarily 200, but never the limit's 429)
+        assert (await guesser.get("/health")).status_code != 429
         # Another client is not held responsible.
         assert (await operator.post("/api/v1/auth/token", headers=good)).status_code == 200
         assert (await operator.get("/api/v1/nodes", headers=guess)).status_code == 401

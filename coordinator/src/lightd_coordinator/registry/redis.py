@@ -4,7 +4,8 @@ Every replica talks to the same Redis server (``registry.redis_url``); no replic
 Keys, all below ``registry.redis_prefix`` (``lightd:``)::
 
     node:<id>              hash: record (JSON), status, last_seen, seen (ms), services (JSON),
-                           active_since, revision, dispatch_key, idx (the node's index keys)
+                           active_since, revision, dispatch_key, operator ("1": registered by an
+                           operator), idx (the node's index keys)
     nodes                  sorted set of every id (score 0: ordered by id, paged with ZRANGE)
     idx:status:<state>     set of ids per status
     idx:provider:<name>    set of ids per provider
@@ -86,6 +87,7 @@ redis.call('HSET', key, 'record', ARGV[3], 'status', ARGV[4], 'last_seen', ARGV[
   'seen', ARGV[6], 'active_since', ARGV[8], 'revision', ARGV[9], 'idx', ARGV[11])
 if ARGV[7] ~= '' then redis.call('HSET', key, 'services', ARGV[7]) end
 if ARGV[10] ~= '' then redis.call('HSET', key, 'dispatch_key', ARGV[10]) end
+if ARGV[13] ~= '' then redis.call('HSET', key, 'operator', ARGV[13]) end
 for k in string.gmatch(ARGV[11], '[^\\n]+') do redis.call('SADD', k, id) end
 redis.call('SADD', prefix .. 'idx:status:' .. ARGV[4], id)
 redis.call('ZADD', prefix .. 'nodes', 0, id)
@@ -320,6 +322,7 @@ class RedisRegistry(Registry):
                 "active_since": fields["active_since"],
                 "revision": int(fields.get("revision", 0)),
                 "dispatch_key": fields.get("dispatch_key"),
+                "operator_registered": fields.get("operator") == "1",
             }
         )
 
@@ -356,6 +359,7 @@ class RedisRegistry(Registry):
                 node.dispatch_key or "",
                 "\n".join(indexes),
                 record.health_url or "",
+                "1" if node.operator_registered else "",
             ],
         )
         if not stored:
