@@ -25,6 +25,9 @@ or anyone replaying a captured request while its token is still valid) gets the 
 :data:`TOKEN_SKEW`), so a request replayed after the agent restarted does not run again either:
 it gets the stored result, or, for a command that was still running when the agent stopped, a
 ``failed`` result that says so.
+
+Over 400 lines: the command runner and, beside it, the durable ledger of seen command ids
+(SeenCommands); the ledger is a candidate for a module of its own.
 """
 
 from __future__ import annotations

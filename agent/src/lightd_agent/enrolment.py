@@ -26,6 +26,9 @@ Every call carries ``Authorization: Bearer <coordinator.token>`` (the coordinato
 ``auth.agent_token``, which lets a new node enrol) and ``X-Lightd-Node-Proof`` (a short-lived
 JWT signed with the dispatch key: once enrolled, only the holder of that key speaks for this node
 id). Neither token nor key is ever logged.
+
+Over 400 lines: one idea, the agent's membership of a coordinator (register, heartbeat,
+fail-over between coordinator.urls, services reporting) as one loop and its state.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ and the operator verbs against a running coordinator (:mod:`lightd_coordinator.o
 Problems end with one message on stderr and a non-zero exit status: 2 for wrong usage or a bad
 configuration (as for the agent's ``lightd``), 1 for any other failure (an unreachable server,
 a refused token, a command that did not succeed).
+
+Over 400 lines: the `lightd-coordinator` command line's parser and the server-side verbs
+(start, config, token, status); the operator verbs live in operator/.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ With a shared registry the report may reach another replica: the waiting replica
 from the ``command_result`` event on the shared log (:meth:`Dispatcher.on_event`). Whichever
 final result is stored first wins (``Registry.finish_result``), so a late report and a timeout
 never both count.
+
+Over 400 lines: one idea, sending a command to nodes and collecting results (signing,
+fan-out, retries, async results, Idempotency-Keys); the result store is the registry's.
 """
 
 from __future__ import annotations

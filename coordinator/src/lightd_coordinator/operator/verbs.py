@@ -10,6 +10,9 @@ starts the work, so no event can slip between the two.
   ``ready``, ``running``, or the error) until it runs (or is ready, when it is not to be
   started) or fails. A node whose remote sync does not report to this coordinator sends no such
   events, so at ``ready`` and at every keep-alive ping the server's status is also read once.
+
+Over 400 lines: one function per operator verb (nodes, dispatch, containers, status, token),
+each small; they share the client and the rendering modules beside this one.
 """
 
 from __future__ import annotations

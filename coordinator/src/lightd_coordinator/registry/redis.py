@@ -27,6 +27,9 @@ per event fleet-wide and a resume is a range read.
 When Redis cannot be reached every operation raises :class:`RegistryUnavailable` (the API
 answers ``503``); redis-py reconnects on the next call once Redis is back. The URL's password is
 never logged: messages name the URL with its user info masked.
+
+Over 400 lines: one idea, the Registry interface on Redis; most of its length is the Lua
+scripts that keep each change atomic across replicas.
 """
 
 from __future__ import annotations
