@@ -22,6 +22,7 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container console                    params: timeout, server, command (one line)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -43,6 +44,7 @@ from pydantic import (
 )
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.timestamps import Timestamp
@@ -58,6 +60,8 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ConsoleCommand",
+    "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
     "CreateCommand",
@@ -97,6 +101,7 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "console",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -110,6 +115,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "console",
 )
 
 
@@ -220,6 +226,16 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class ConsoleParams(ServerParams):
+    command: ConsoleLine = Field(description="One line for the server's stdin")
+
+
+class ConsoleCommand(_Command):
+    type: Literal["container"]
+    action: Literal["console"]
+    params: ConsoleParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -232,6 +248,7 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "console": "console",
 }
 
 
@@ -260,7 +277,8 @@ Command = Annotated[
     | Annotated[StopCommand, Tag("stopping")]
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
-    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[ConsoleCommand, Tag("console")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
