@@ -187,9 +187,11 @@ class Naming:
             "volumes": self._mounts(spec),
             "restart_policy": {"Name": "no"},
             # stdin kept open, no tty: the console writes lines to it, and stdout and stderr
-            # stay two streams (the logs read them as before)
+            # stay two streams (the logs read them as before). detach: docker-py otherwise
+            # sets StdinOnce, and the first attach that ends would close the server's stdin.
             "stdin_open": True,
             "tty": False,
+            "detach": True,
             "privileged": spec.privileged,
             "network_mode": spec.network_mode,
         }
