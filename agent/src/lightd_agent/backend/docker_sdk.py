@@ -42,6 +42,7 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
+from docker.types.daemon import CancellableStream
 
 from lightd_agent.backend.base import (
     LABEL_SERVER,
@@ -54,7 +55,7 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
-from lightd_agent.backend.docker_streams import EventReader, follow_lines
+from lightd_agent.backend.docker_streams import EventReader, demux_frames, follow_lines
 from lightd_agent.backend.docker_translate import (
     Naming,
     event_from_raw,
@@ -549,16 +550,22 @@ class DockerBackend(Naming):
         self, container_id: str, tail: int | Literal["all"], shaper: LineShaper | None = None
     ) -> AsyncIterator[Shaped]:
         stream: Any = await self.call(
-            "opening the log stream",
-            self.client.api.logs,
-            container_id,
-            stdout=True,
-            stderr=True,
-            stream=True,
-            follow=True,
-            tail=tail,
+            "opening the log stream", self._open_follow_sync, container_id, tail
         )
         return follow_lines(stream, shaper or LineShaper(None, _WHOLE_LINE))
+
+    def _open_follow_sync(self, container_id: str, tail: int | Literal["all"]) -> Any:
+        # The stream read whole HTTP chunks at a time (demux_frames), not two reads per line
+        # as docker-py's own follow does: a server printing as fast as it can costs the
+        # reading thread little, and the throttle counts what it drops in bulk.
+        api: Any = self.client.api
+        params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 0, "tail": str(tail)}
+        url = api._url("/containers/{0}/logs", container_id)
+        response = api._get(url, params=params, stream=True)
+        api._raise_for_status(response)
+        api._disable_socket_timeout(api._get_raw_response_socket(response))
+        chunks = response.raw.read_chunked(decode_content=False)
+        return CancellableStream(demux_frames(chunks), response)
 
     def _write_stdin_sync(self, container_id: str, data: bytes) -> None:
         # Docker's attach with stdin only (a hijacked connection), not an exec: the bytes go

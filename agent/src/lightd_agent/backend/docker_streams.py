@@ -11,14 +11,35 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from lightd_agent.backend.lines import LineShaper, Shaped
 
-__all__ = ["EventReader", "follow_lines"]
+__all__ = ["EventReader", "demux_frames", "follow_lines"]
 
 log = logging.getLogger(__name__)
+
+
+def demux_frames(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The payloads of Docker's multiplexed stream (an 8-byte header per frame: stream,
+    three zero bytes, the size big-endian), joined per chunk read: one item per read, not per
+    frame. stdout and stderr come in the order the engine sent them."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        payloads = []
+        position = 0
+        while len(buffer) - position >= 8:
+            size = int.from_bytes(buffer[position + 4 : position + 8], "big")
+            end = position + 8 + size
+            if end > len(buffer):
+                break
+            payloads.append(bytes(buffer[position + 8 : end]))
+            position = end
+        del buffer[:position]
+        if payloads:
+            yield b"".join(payloads)
 
 
 async def follow_lines(stream: Any, shaper: LineShaper) -> AsyncIterator[Shaped]:

@@ -53,6 +53,11 @@ class LineBudget:
         self._window = clock()
         self._used = 0
 
+    def exhausted(self) -> bool:
+        """Whether the current window is used up (a new one may open at any time)."""
+        with self._lock:
+            return self._clock() - self._window < self.period and self._used >= self.lines
+
     def take(self) -> bool:
         """Whether one more line fits in the current window (and count it if so)."""
         with self._lock:
@@ -80,6 +85,17 @@ class LineShaper:
 
     def feed(self, chunk: bytes) -> list[Shaped]:
         """The items a chunk of the stream completes (most chunks complete one line)."""
+        if self.free <= 0 and self.budget is not None and self.budget.exhausted():
+            # over the budget: count the lines this chunk ends, keep only its last piece
+            ended = chunk.count(b"\n")
+            if ended:
+                self._buffer.clear()
+                self._cut = 0
+                self._dropped += ended
+                self.dropped_total += ended
+                chunk = chunk[chunk.rfind(b"\n") + 1 :]
+            self._take(chunk)
+            return []
         out: list[Shaped] = []
         start = 0
         while True:
