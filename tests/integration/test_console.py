@@ -83,6 +83,10 @@ def test_console_through_the_coordinator_and_the_cli(
                 blank = client.post(f"{route}/console", json={"command": ""})
                 assert blank.json()["status"] == "success"
                 wait_until(lambda: "got: " in follow.logs(), 30, what="the blank answer")
+                # the longest command: its answer passes the relay whole (4101 characters)
+                longest = "x" * 4096
+                assert client.post(f"{route}/console", json={"command": longest}).status_code == 200
+                wait_until(lambda: f"got: {longest}" in follow.logs(), 30, what="a long line")
             refused = client.post(f"{route}/console", json={"command": "a\nb"})
             assert refused.status_code == 422 and "newline" in refused.text
             unknown = client.post(
