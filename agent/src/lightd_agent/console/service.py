@@ -66,9 +66,6 @@ class Console:
             server_id, backlog, shaper=self.shaper(server_id, backlog)
         )
 
-    def forget(self, server_id: str) -> None:
-        self._budgets.pop(server_id, None)
-
     async def send(self, server_id: str, command: str) -> ConsoleSent:
         """Write one line to the server's stdin; answers once Docker took it."""
         server = self.manager.get(server_id)
