@@ -119,18 +119,17 @@ def test_a_noisy_server_is_throttled_and_the_agent_stays_responsive(
         during = statistics.median(power_round() for _ in range(3))
         began = time.monotonic()
         received_before, dropped_before = len(follow.logs()), follow.dropped()
-        time.sleep(1.0)  # a measuring window, not a wait for a condition
+        wait_until(
+            lambda: follow.dropped() - dropped_before >= 2000, 60, what="2000 more lines dropped"
+        )
         window = time.monotonic() - began
         passed = len(follow.logs()) - received_before
-        dropped = follow.dropped() - dropped_before
-    # at most 100 lines per 100 ms got through, (a window's worth of slack), the rest were
-    # dropped and counted
+    # at most 100 lines per 100 ms got through (two windows' worth of slack at the edges);
+    # the rest were dropped and counted, not queued
     assert passed <= 100 * (window / 0.1 + 2), (passed, window)
-    assert dropped > passed, (dropped, passed)
     assert "noise" in follow.logs()
     # another server's power actions answer in the time they take without the flood
-    print("noisy numbers", during, baseline, passed, dropped)
-    assert during <= 10 * baseline, (during, baseline)
+    assert during <= 5 * baseline, (during, baseline)
 
 
 def test_install_log_is_followed_live_and_survives_an_agent_restart(
