@@ -17,8 +17,9 @@ import docker
 import httpx
 import pytest
 
-from lightd_agent.backend.docker_translate import info_from_attrs
+from lightd_agent.backend.docker_translate import Naming, info_from_attrs
 from lightd_agent.backend.lines import cut_marker
+from lightd_shared.containers import ContainerSpec
 from tests.agent.conftest import SERVE, Agent, AgentFactory, write_config
 from tests.agent.test_recovery import AgentProcess
 from tests.harness.docker import Cleanup
@@ -200,3 +201,44 @@ def test_install_log_is_followed_live_and_survives_an_agent_restart(
 def test_an_engine_answer_without_open_stdin_reads_as_such() -> None:
     assert info_from_attrs({"Id": "c1", "Config": {"OpenStdin": True}}).stdin_open
     assert not info_from_attrs({"Id": "c1", "Config": {}}).stdin_open
+
+
+def test_a_server_created_before_the_console_gets_a_409_saying_reinstall(
+    make_agent: AgentFactory,
+    test_image: str,
+    docker_client: docker.DockerClient,
+    docker_cleanup: Cleanup,
+) -> None:
+    # the container as an agent before the console made it: the same create, without stdin
+    node = f"test-{time.time_ns() % 10**10:010d}"
+    spec = ContainerSpec.model_validate(
+        {
+            "id": "old",
+            "image": test_image,
+            "startup_command": SERVE,
+            "labels": docker_cleanup.labels,
+        }
+    )
+    kwargs = Naming(node).server_kwargs(spec)
+    for key in ("stdin_open", "tty", "detach"):
+        kwargs.pop(key)
+    docker_client.containers.create(test_image, **kwargs)
+    agent = make_agent(node=node)  # adopts it at start
+    wait_until(lambda: agent.client.get("/containers/old").status_code == 200, 30, what="adopted")
+    assert agent.client.post("/containers/old/start").status_code == 200
+    refused = _console(agent, "old", "hi")
+    assert refused.status_code == 409
+    assert "created before the console existed" in refused.json()["detail"]
+    assert "reinstall" in refused.json()["detail"].lower()
+    # a reinstall makes its container anew, with stdin open: the console takes the line
+    before = agent.status("old")["container_id"]
+    assert agent.client.post("/containers/old/reinstall").status_code == 202
+    wait_until(
+        lambda: (s := agent.status("old"))["state"] == "running" and s["container_id"] != before,
+        60,
+        what="the reinstalled server running",
+    )
+    sent = _console(agent, "old", "now")
+    assert sent.status_code == 200, sent.text
+    container = docker_client.containers.get(f"lightd-{node}-old")
+    assert container.attrs["Config"]["OpenStdin"] is True
