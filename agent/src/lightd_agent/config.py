@@ -289,7 +289,7 @@ class FilesSection(_Section):
         default=1024**3, ge=1, description="Largest streamed upload (PUT .../upload) in bytes"
     )
     max_read_inline: int = Field(
-        default=1024**2, ge=1, description="Largest file a files.read command returns whole"
+        default=256 * 1024, ge=1, description="Largest file a files.read command returns whole"
     )
     max_entries: int = Field(
         default=100_000, ge=1, description="Most entries a listed directory may hold (else 413)"

@@ -41,6 +41,7 @@ from lightd_shared.files import (
     RenameRequest,
     WriteRequest,
 )
+from lightd_shared.tokens import tokens_equal
 
 __all__ = ["UPLOAD_SUFFIX", "is_upload", "router"]
 
@@ -68,7 +69,12 @@ def files_access(
     """The API token; or, for a streamed transfer, the coordinator's token for this server."""
     config = agent.config
     token = credentials.credentials if credentials is not None else ""
-    transfer = request.url.path.endswith(_TRANSFERS) and token.count(".") == 2
+    api_token = config.authorization.token
+    transfer = (
+        request.url.path.endswith(_TRANSFERS)
+        and token.count(".") == 2
+        and not (api_token and tokens_equal(token, api_token))
+    )
     if not (transfer and config.coordinator.enabled):
         require_token(config, credentials)
         return

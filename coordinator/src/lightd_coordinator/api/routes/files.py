@@ -250,7 +250,11 @@ def _relayed_error(response: httpx.Response, body: bytes) -> Response:
         detail = httpx.Response(200, content=body).json().get("detail", "")
     except ValueError:
         detail = body[:500].decode("utf-8", "replace")
-    return JSONResponse({"detail": f"the agent refused: {detail}"}, status_code=status)
+    message = f"the agent refused: {detail}"
+    if status == 422:  # the coordinator's 422 shape: the field at fault, which is the path
+        errors = [{"loc": ["query", "path"], "msg": message, "type": "value_error"}]
+        return JSONResponse({"detail": errors}, status_code=422)
+    return JSONResponse({"detail": message}, status_code=status)
 
 
 @router.get(
