@@ -313,6 +313,14 @@ async def upload(
         response = await coordinator.client.put(
             url, params={"path": path}, headers=headers, content=body(), timeout=_TRANSFER_TIMEOUT
         )
+    except (httpx.WriteError, httpx.RemoteProtocolError) as exc:
+        # the agent answers a refusal (an upload over its files.max_upload) at once and closes
+        # the connection while the body is still coming
+        raise HTTPException(
+            status_code=502,
+            detail=f"node {node_id} closed the upload before it ended ({type(exc).__name__}); "
+            "it refuses uploads over its files.max_upload, nothing was written",
+        ) from None
     except httpx.HTTPError as exc:
         raise _unreachable(node_id, exc) from None
     if response.status_code != 200:
