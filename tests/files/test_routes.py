@@ -9,8 +9,11 @@ in a tight loop while the agent writes, reads and lists through it: nothing outs
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -250,3 +253,70 @@ def test_upload_token_is_the_api_token_or_nothing(agent: Agent, test_image: str)
     assert jwt_like.status_code == 401  # not enrolled: only the API token opens it
     ok = httpx.put(url, content=b"x", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200, ok.text
+
+
+def _zip_slip(outside: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("ok.txt", "fine")
+        z.writestr(f"../../../../../../../..{outside}/secret.txt", "owned")
+    return buffer.getvalue()
+
+
+def _tar_with(member: tarfile.TarInfo) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        first = tarfile.TarInfo("ok.txt")
+        first.size = 4
+        tar.addfile(first, io.BytesIO(b"fine"))
+        tar.addfile(member, io.BytesIO(b"owned") if member.isfile() else None)
+    return buffer.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = 5 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def test_hostile_archives_and_names_over_http(agent: Agent, test_image: str, outside: Path) -> None:
+    root = server(agent, test_image, "files-arch")
+    c = agent.client
+    v = "/volumes/files-arch"
+    archives = {
+        "slip.zip": _zip_slip(outside),
+        "dotdot.tgz": _tar_with(_member(f"../../../../../../..{outside}/secret.txt")),
+        "absolute.tgz": _tar_with(_member(f"{outside}/secret.txt")),
+        "symlink.tgz": _tar_with(_member("escape", tarfile.SYMTYPE, str(outside))),
+        "hardlink.tgz": _tar_with(_member("hard", tarfile.LNKTYPE, f"{outside}/secret.txt")),
+        "device.tgz": _tar_with(_member("null", tarfile.CHRTYPE)),
+    }
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", b"\0" * (300 * 1024 * 1024))
+    archives["bomb.zip"] = bomb.getvalue()
+    for name, data in archives.items():
+        up = c.put(f"{v}/upload", params={"path": f"/in/{name}"}, content=data)
+        assert up.status_code == 200, up.text
+        answer = c.post(f"{v}/decompress", json={"root": "/in", "file": name})
+        expected = 413 if name == "bomb.zip" else 422
+        assert answer.status_code == expected, (name, answer.text)
+        assert answer.json()["detail"]
+        untouched(outside)
+        assert sorted(os.listdir(root / "in")) == sorted(
+            list(archives)[: list(archives).index(name) + 1]
+        )
+    # a name that is not UTF-8, made by the container: hidden from listings, never a 500
+    exec_in(agent, "files-arch", "touch \"$(printf '/data/in/bad\\377name')\"")
+    listed = c.get(f"{v}/files", params={"path": "/in"}).json()
+    assert listed["hidden"] == 1 and "ok.txt" not in listed["files"]
+    assert c.get(f"{v}/search", params={"pattern": "name"}).json()["files"] == []
+    surrogate = c.post(
+        f"{v}/write",
+        content=b'{"filename": "/bad\\udcffname", "content": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 422, surrogate.text
+    assert c.post(f"{v}/delete", json={"root": "/", "files": ["in"]}).status_code == 200
+    assert os.listdir(root) == []
