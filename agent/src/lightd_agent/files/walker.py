@@ -8,11 +8,12 @@ kernel itself, at the moment of the open. There is no check-then-use window: wha
 container swaps in between two calls, the next open either finds a real directory (inside the
 volume, since a handle never leaves the mount it was opened on) or fails.
 
-The final name is looked at with ``os.stat(..., dir_fd=, follow_symlinks=False)`` and, when a
-file is opened, opened with ``O_NOFOLLOW`` (and ``O_NONBLOCK``, so a FIFO never blocks) and
-checked again with ``fstat`` on the handle itself: it must be the same regular file, with one
-link. A file with more than one hard link may be the other name of a file outside the volume
-(a host file linked in): its content is never read or written through the file routes.
+The final name is looked at with ``os.stat(..., dir_fd=, follow_symlinks=False)``; a file to
+read is taken as a bare ``O_PATH | O_NOFOLLOW`` handle, checked on that handle (a regular file
+with one link) and only then reopened for reading through ``/proc/self/fd``, so a device or FIFO
+swapped in is never opened. A file with more than one hard link may be the other name of a
+file outside the volume (a host file linked in): its content is never read or written through
+the file routes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 128
 
 
@@ -190,22 +191,31 @@ def check_regular(info: os.stat_result, where: str) -> None:
 
 
 def open_regular(dir_fd: int, name: str, where: str) -> int:
-    """Open the regular file ``name`` of ``dir_fd`` for reading (it is checked twice:
-    before the open, so a device is never opened, and on the handle, so a swap is seen)."""
-    before = lstat_at(dir_fd, name)
-    if before is None:
-        raise NotFound(f"{where}: no such file")
-    check_regular(before, where)
+    """Open the regular file ``name`` of ``dir_fd`` for reading.
+
+    The entry is first taken as a bare handle (``O_PATH | O_NOFOLLOW``: nothing is opened, a
+    link is taken as the link itself), checked on that handle, and only then reopened for
+    reading through ``/proc/self/fd`` (the same inode, no path walked again): a device or a
+    FIFO swapped in at any moment is never opened.
+    """
     try:
-        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+        bare = os.open(name, PATH_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise os_error(exc, where) from None
+    try:
+        before = os.fstat(bare)
+        check_regular(before, where)
+        try:
+            fd = os.open(f"/proc/self/fd/{bare}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise os_error(exc, where) from None
+    finally:
+        os.close(bare)
     try:
         after = os.fstat(fd)
         check_regular(after, where)
         if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
             raise Conflict(f"{where}: changed while it was opened; try again")
-        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
