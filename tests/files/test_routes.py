@@ -148,7 +148,7 @@ def test_streamed_upload_and_download_round_trip(make_agent: object, test_image:
             yield b"y" * 262144
 
     streamed = agent.client.put(
-        "/volumes/files-up/upload", params={"path": "/big.bin"}, content=endless()
+        "/volumes/files-up/upload", params={"path": "/new/deeper/big.bin"}, content=endless()
     )
     assert streamed.status_code == 413, streamed.text
     assert sorted(os.listdir(root)) == ["maps"]

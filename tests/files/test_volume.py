@@ -182,6 +182,12 @@ def test_write_read_copy_rename_chmod_delete(host: Host) -> None:
     v.delete("/", ["a", "a2", "e"])
     assert sorted(v.names("/").files) == ["x"]
     assert [".lightd" in name for name in os.listdir(host.root)] == [False]
+    # a write that fails leaves neither its temporary file nor the folders it made
+    parent, file, _ = v.begin_write("/made/for/it.txt")
+    file.write(b"half")
+    file.close()
+    os.close(parent)
+    assert sorted(v.names("/").files) == ["x"]
 
 
 def test_listing_pages_and_search_are_bounded(host: Host) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lightd_agent.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from lightd_agent.errors import AgentError, BadRequest, Conflict, NotFound, PayloadTooLarge
 from lightd_agent.files.walker import (
     Refused,
     check_regular,
@@ -86,14 +86,19 @@ class Volume:
             raise os_error(exc, "the volume root") from None
 
     def _parent(
-        self, root_fd: int, path: str, *, create: bool = False
+        self,
+        root_fd: int,
+        path: str,
+        *,
+        create: bool = False,
+        made: list[list[str]] | None = None,
     ) -> tuple[int, str, list[str]]:
         """``(handle of the parent directory, last name, all names)`` of a path that names an
         entry (the volume root itself is refused)."""
         names = split_path(path)
         if not names:
             raise BadRequest("the path names the volume root itself; name an entry in it")
-        return walk_dir(root_fd, names[:-1], create=create), names[-1], names
+        return walk_dir(root_fd, names[:-1], create=create, made=made), names[-1], names
 
     # -- listing -------------------------------------------------------------------------
     def _scan(self, dir_fd: int) -> tuple[list[tuple[str, os.stat_result]], int]:
@@ -212,8 +217,9 @@ class Volume:
     def begin_write(self, path: str) -> tuple[int, AtomicFile, str]:
         """The parent's handle and an :class:`AtomicFile` for ``path`` (parents are made);
         the caller writes, commits, closes the file and then the handle."""
+        made: list[list[str]] = []
         with closing_fd(self.open_root()) as root:
-            parent, name, names = self._parent(root, path, create=True)
+            parent, name, names = self._parent(root, path, create=True, made=made)
         try:
             existing = lstat_at(parent, name)
             if existing is not None and not stat.S_ISREG(existing.st_mode):
@@ -222,10 +228,24 @@ class Volume:
                 raise Refused(f"{join(names)}: is {describe(existing.st_mode)}; not replaced")
             if existing is not None:
                 check_regular(existing, join(names))
-            return parent, AtomicFile(parent, name, join(names)), join(names)
+            undo = lambda: self._unmake(made)  # noqa: E731 - the parents this write made
+            return parent, AtomicFile(parent, name, join(names), on_abort=undo), join(names)
         except BaseException:
             os.close(parent)
+            self._unmake(made)
             raise
+
+    def _unmake(self, made: list[list[str]]) -> None:
+        """Remove the (still empty) directories a failed write made, deepest first."""
+        if not made:
+            return
+        try:
+            with closing_fd(self.open_root()) as root:
+                for names in reversed(made):
+                    with closing_fd(walk_dir(root, names[:-1])) as parent:
+                        os.rmdir(names[-1], dir_fd=parent)
+        except (OSError, AgentError):
+            return  # not empty (the server wrote there meanwhile) or gone: left as it is
 
     def write(self, path: str, data: bytes) -> FileDone:
         parent, file, where = self.begin_write(path)

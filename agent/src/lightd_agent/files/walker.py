@@ -143,11 +143,14 @@ def open_dir(dir_fd: int, name: str, where: str) -> int:
         raise os_error(exc, where) from None
 
 
-def walk_dir(root_fd: int, names: list[str], *, create: bool = False) -> int:
+def walk_dir(
+    root_fd: int, names: list[str], *, create: bool = False, made: list[list[str]] | None = None
+) -> int:
     """A new handle of the directory ``names`` below ``root_fd`` (the caller closes it).
 
     With ``create``, missing directories are made (``0755``) on the way, each opened by
-    handle right after, so a link planted in between is refused all the same.
+    handle right after, so a link planted in between is refused all the same; each one made is
+    added to ``made`` (so a write that fails can remove them again).
     """
     fd = os.dup(root_fd)
     try:
@@ -157,6 +160,8 @@ def walk_dir(root_fd: int, names: list[str], *, create: bool = False) -> int:
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                     _inherit_owner(fd, name)
+                    if made is not None:
+                        made.append(names[: depth + 1])
                 except FileExistsError:
                     pass
                 except OSError as exc:

@@ -19,6 +19,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from types import TracebackType
 
 from lightd_agent.errors import BadRequest, Conflict
@@ -41,7 +42,10 @@ class AtomicFile:
     removes the temporary file.
     """
 
-    def __init__(self, dir_fd: int, name: str, where: str) -> None:
+    def __init__(
+        self, dir_fd: int, name: str, where: str, on_abort: Callable[[], None] | None = None
+    ) -> None:
+        self.on_abort = on_abort
         self.dir_fd = dir_fd
         self.name = name
         self.where = where
@@ -120,6 +124,8 @@ class AtomicFile:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp, dir_fd=self.dir_fd)
             self._done = True
+            if self.on_abort is not None:
+                self.on_abort()
 
 
 def refuse_special(info: os.stat_result, where: str) -> None:
