@@ -14,6 +14,9 @@ What is refused, and why:
 - names that are not valid UTF-8: left out of listings and searches (counted in ``hidden``),
   and no request can name one (a JSON text holding one is refused with 422). Copying,
   deleting or archiving a folder that holds one carries it along by its bytes.
+
+Over 400 lines: one idea, the operations of one volume, each a short method over the same
+walker; listing and search (read-only) could split off into a module of their own.
 """
 
 from __future__ import annotations
