@@ -26,14 +26,14 @@ Commands (``type: "container"``, one typed params model per action, :data:`Files
     files.detailed   server, path, offset, limit     -> FilesAnswer.entries
     files.read       server, path, encoding          -> FilesAnswer.content (bounded)
     files.write      server, path, content, encoding -> FilesAnswer.done
-    files.mkdir      server, root, name
+    files.mkdir      server, root, name              -> FilesAnswer.done (and the rest)
     files.copy       server, source, destination, is_folder
     files.rename     server, from, to
     files.delete     server, root, files
     files.chmod      server, path, mode
     files.compress   server, sources, output, format
     files.decompress server, root, file
-    files.search     server, pattern, path, limit    -> FilesAnswer.entries
+    files.search     server, pattern, path, limit    -> FilesAnswer.search
 
 Over 400 lines: one idea, the file manager's wire (route bodies, answers and the command union
 built from the same fields); it is mostly one short model per route and per command.
