@@ -22,6 +22,7 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container console                    params: timeout, server, command (one line)
     container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
@@ -44,6 +45,7 @@ from pydantic import (
 )
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
@@ -60,6 +62,8 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ConsoleCommand",
+    "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
     "CreateCommand",
@@ -99,6 +103,7 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "console",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -112,6 +117,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "console",
 )
 
 
@@ -222,6 +228,16 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class ConsoleParams(ServerParams):
+    command: ConsoleLine = Field(description="One line for the server's stdin")
+
+
+class ConsoleCommand(_Command):
+    type: Literal["container"]
+    action: Literal["console"]
+    params: ConsoleParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -234,6 +250,7 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "console": "console",
 }
 
 
@@ -265,6 +282,7 @@ Command = Annotated[
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[ConsoleCommand, Tag("console")]
     | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
