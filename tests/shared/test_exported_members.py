@@ -27,6 +27,7 @@ MODULES = [
     "pacing",
     "ratelimit",
     "remote",
+    "routing",
     "services",
     "stats",
     "tables",

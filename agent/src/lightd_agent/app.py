@@ -27,7 +27,6 @@ from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, follow, health, schema
-from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.config import AgentConfig
@@ -41,6 +40,7 @@ from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
 from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.routing import method_not_allowed
 from lightd_shared.wire import safe_text
 
 __all__ = ["Subsystem", "build_health", "create_app"]

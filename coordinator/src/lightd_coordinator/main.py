@@ -29,7 +29,6 @@ from lightd_coordinator.api.routes import (
     services,
     ui,
 )
-from lightd_coordinator.api.routing import method_not_allowed
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
@@ -40,6 +39,7 @@ from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.routing import method_not_allowed
 from lightd_shared.wire import safe_text
 
 __all__ = ["create_app"]

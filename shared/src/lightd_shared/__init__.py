@@ -19,6 +19,7 @@ Both programs import from here and nowhere else:
 - ``wire``        the checks every body passes (encodable text, bounded nesting and size)
 - ``ratelimit``   429 for clients that keep failing auth; ``tls`` the HTTPS settings' checks
 - ``openapi``     the status codes both API documents list
+- ``routing``     routes that check the token before the body, and the 405 with ``Allow``
 - ``auth``, ``tokens``, ``types``, ``logformat``  small shared pieces
 
 Every name a module exports is also exported here (``from lightd_shared import CommandResult``),
@@ -251,6 +252,13 @@ try:
     __version__ = _version("lightd-shared")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+    from lightd_shared.routing import (
+        GuardFirstRoute,
+        allowed_methods,
+        guard,
+        method_not_allowed,
+    )
+
 
 _EXPORTS: dict[str, str] = {
     "TokenResponse": "auth",
@@ -420,6 +428,10 @@ _EXPORTS: dict[str, str] = {
     "check_wire_value": "wire",
     "encodable": "wire",
     "safe_text": "wire",
+    "GuardFirstRoute": "routing",
+    "allowed_methods": "routing",
+    "guard": "routing",
+    "method_not_allowed": "routing",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -497,6 +509,7 @@ __all__ = [
     "FailureBuckets",
     "FanOutRequest",
     "FanOutResults",
+    "GuardFirstRoute",
     "HealthCheckFilter",
     "HealthReport",
     "HealthUrl",
@@ -562,6 +575,7 @@ __all__ = [
     "WebsocketMetrics",
     "WireValueError",
     "__version__",
+    "allowed_methods",
     "backoff_delay",
     "check_server_files",
     "check_wire_value",
@@ -574,9 +588,11 @@ __all__ = [
     "format_duration",
     "format_timestamp",
     "generate_token",
+    "guard",
     "listen_url",
     "mask_token",
     "mask_url",
+    "method_not_allowed",
     "parse_duration",
     "parse_event_id",
     "parse_memory",

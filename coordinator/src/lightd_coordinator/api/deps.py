@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lightd_coordinator.api.routing import guard
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.fleet import NodeClaimed
 from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NODE_PROOF_HEADER
+from lightd_shared.routing import guard
 
 __all__ = [
     "DOCS_PATHS",

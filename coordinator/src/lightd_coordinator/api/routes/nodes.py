@@ -15,7 +15,6 @@ from lightd_coordinator.api.deps import (
     vouch_for,
 )
 from lightd_coordinator.api.errors import invalid
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
@@ -30,6 +29,7 @@ from lightd_shared.nodes import (
     NodeStatusView,
     NodeUpdate,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], route_class=GuardFirstRoute)
 Operator = [Depends(require_auth)]
