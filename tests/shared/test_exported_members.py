@@ -15,6 +15,7 @@ import lightd_shared
 MODULES = [
     "auth",
     "base",
+    "bodylimit",
     "commands",
     "containers",
     "dispatch",

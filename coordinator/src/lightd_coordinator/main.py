@@ -32,12 +32,12 @@ from lightd_coordinator.api.routes import (
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
-from lightd_coordinator.limits import BodyLimitMiddleware
 from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.bodylimit import BodyLimitMiddleware
 from lightd_shared.ratelimit import FailedAuthLimit
 from lightd_shared.routing import method_not_allowed
 from lightd_shared.wire import safe_text

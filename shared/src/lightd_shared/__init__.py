@@ -20,6 +20,7 @@ Both programs import from here and nowhere else:
 - ``ratelimit``   429 for clients that keep failing auth; ``tls`` the HTTPS settings' checks
 - ``openapi``     the status codes both API documents list
 - ``routing``     routes that check the token before the body, and the 405 with ``Allow``
+- ``bodylimit``   ``server.max_body_size``: 413 for bodies over the limit
 - ``auth``, ``tokens``, ``types``, ``logformat``  small shared pieces
 
 Every name a module exports is also exported here (``from lightd_shared import CommandResult``),
@@ -252,6 +253,9 @@ try:
     __version__ = _version("lightd-shared")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+    from lightd_shared.bodylimit import (
+        BodyLimitMiddleware,
+    )
     from lightd_shared.routing import (
         GuardFirstRoute,
         allowed_methods,
@@ -432,6 +436,7 @@ _EXPORTS: dict[str, str] = {
     "allowed_methods": "routing",
     "guard": "routing",
     "method_not_allowed": "routing",
+    "BodyLimitMiddleware": "bodylimit",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -472,6 +477,7 @@ __all__ = [
     "AgentCommand",
     "AgentHealth",
     "AppliedContainer",
+    "BodyLimitMiddleware",
     "Command",
     "CommandEcho",
     "CommandParams",

@@ -1,7 +1,8 @@
 """``server.max_body_size``: bodies over the limit are refused with 413, before they fill memory.
 
 Refused by ``Content-Length`` before a byte is read, and for a chunked body (no length) as soon
-as what arrived passes the limit. The agent has the same limit under the same name.
+as what arrived passes the limit. The agent and the coordinator both use it, under the same
+setting name.
 
 A chunked body is only found too large while a route reads it, and FastAPI turns any exception
 raised while it reads a body into 400 "There was an error parsing the body", except an
