@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import secrets
 import time
 from collections import Counter
@@ -49,14 +48,15 @@ from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, Command
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
-from lightd_shared.pacing import url_host
+from lightd_shared.pacing import backoff_delay, url_host
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_START = 0.1
+_BACKOFF_BASE = 0.2
+"""The first retry waits 0.1 to 0.2 s, doubling per retry (:func:`backoff_delay`)."""
 _BACKOFF_MAX = 2.0
 _CONNECT_TIMEOUT = 5.0
 
@@ -401,7 +401,6 @@ class Dispatcher:
         deadline = started + timeout.total_seconds()
         limit = format_duration(timeout)
         attempt = 0
-        backoff = _BACKOFF_START
 
         async def end(status: str, output: str) -> CommandResult:
             result = self._ended(command_id, node.id, echo, status, output, started)
@@ -476,9 +475,9 @@ class Dispatcher:
                     extra={"command_id": command_id, "node_id": node.id},
                 )
                 pause = min(
-                    backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())
+                    backoff_delay(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_MAX),
+                    max(0.0, deadline - time.monotonic()),
                 )
-                backoff = min(backoff * 2, _BACKOFF_MAX)
                 await asyncio.sleep(pause)
                 continue
             except httpx.TimeoutException:
