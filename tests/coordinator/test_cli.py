@@ -99,7 +99,7 @@ def test_config_writes_a_complete_default_file(tmp_path: Path, spelling: str) ->
     done = run([*args, "config"], tmp_path)
     assert done.returncode == 0, done.stderr
     document = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert list(document) == ["server", "registry", "websocket", "auth", "logging"]
+    assert list(document) == ["server", "registry", "websocket", "auth", "logging", "activity"]
     assert document["server"]["idle_timeout"] == "120s"
     refused = run([*args, "config"], tmp_path)
     assert refused.returncode == 1

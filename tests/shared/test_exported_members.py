@@ -13,6 +13,7 @@ from types import ModuleType
 import lightd_shared
 
 MODULES = [
+    "activity",
     "auth",
     "base",
     "bodylimit",

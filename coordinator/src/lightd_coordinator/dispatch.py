@@ -41,6 +41,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from lightd_coordinator.activity.context import Note, current_note
+from lightd_coordinator.activity.log import ActivityLog
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
@@ -98,6 +100,7 @@ class Dispatcher:
         result_ttl: timedelta,
         max_output: int,
         agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
+        activity: ActivityLog | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -118,6 +121,9 @@ class Dispatcher:
         self.deliveries = 0
         self._unsigned: set[str] = set()
         """Nodes whose unsigned commands were already logged (once per node)."""
+        self._activity = activity
+        self._origins: dict[str, Note] = {}
+        """The request each running command came from (its activity log entry names it)."""
 
     # -- public --------------------------------------------------------------------------
     async def submit(
@@ -149,6 +155,13 @@ class Dispatcher:
                         f"({earlier}) on node {node.id}; use a new key for a new command"
                     )
                 return await self._existing(earlier, node.id, wait=wait), False
+        note = current_note.get()
+        if note is not None:
+            if command.user:
+                note.users.append(command.user)
+            spec = getattr(command.params, "spec", None)
+            note.server = getattr(command.params, "server", None) or getattr(spec, "id", None)
+            self._origins[command_id] = note
         pending = CommandResult(
             id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"
         )
@@ -251,6 +264,7 @@ class Dispatcher:
     # -- internals -----------------------------------------------------------------------
     def _forget(self, command_id: str) -> None:
         self._inflight.pop(command_id, None)
+        self._origins.pop(command_id, None)
         future = self._reports.pop(command_id, None)
         if future is not None and not future.done():
             future.cancel()
@@ -301,6 +315,8 @@ class Dispatcher:
             )
             return won
         self.finished[result.status] += 1
+        if self._activity is not None:
+            await self._activity.command(result, self._origins.get(result.id))
         await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",

@@ -13,10 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.activity.middleware import ActivityMiddleware
 from lightd_coordinator.api import openapi
 from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
+    activity,
     auth,
     commands,
     containers,
@@ -123,10 +125,13 @@ def create_app(
     app.include_router(docs.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(activity.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
-    # innermost of the middleware: the timeouts and CORS below apply to it as to every route
+    # innermost: records each mutating call once the route answered (activity/middleware.py)
+    app.add_middleware(ActivityMiddleware, coordinator=coordinator)
+    # innermost but the activity log: the timeouts and CORS below apply to it as to every route
     app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,

@@ -3,6 +3,7 @@
 Both programs import from here and nowhere else:
 
 - ``remote``      remote-sync bodies (seed 000): ``/update``, ``/health``, ``/config``
+- ``activity``    the coordinator's activity log (``GET /api/v1/activity``)
 - ``nodes``       the coordinator's node registry bodies (seed 003)
 - ``commands``    command requests and results
 - ``dispatch``    coordinator -> agent ``POST /commands`` (body, token claims) and fan-out
@@ -253,6 +254,18 @@ try:
     __version__ = _version("lightd-shared")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+    from lightd_shared.activity import (
+        ACTIVITY_KINDS,
+        DEFAULT_ACTIVITY_LIMIT,
+        MAX_ACTIVITY_LIMIT,
+        ActivityEntry,
+        ActivityKind,
+        ActivityPage,
+        ActivityQuery,
+        ShellSummary,
+        parse_moment,
+        shell_summary,
+    )
     from lightd_shared.bodylimit import (
         BodyLimitMiddleware,
     )
@@ -437,14 +450,26 @@ _EXPORTS: dict[str, str] = {
     "guard": "routing",
     "method_not_allowed": "routing",
     "BodyLimitMiddleware": "bodylimit",
+    "ACTIVITY_KINDS": "activity",
+    "DEFAULT_ACTIVITY_LIMIT": "activity",
+    "MAX_ACTIVITY_LIMIT": "activity",
+    "ActivityEntry": "activity",
+    "ActivityKind": "activity",
+    "ActivityPage": "activity",
+    "ActivityQuery": "activity",
+    "ShellSummary": "activity",
+    "parse_moment": "activity",
+    "shell_summary": "activity",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
 __all__ = [
+    "ACTIVITY_KINDS",
     "AGENT_COMMANDS_PATH",
     "COMMAND",
     "CONTAINER_ACTIONS",
     "CONTAINER_STATES",
+    "DEFAULT_ACTIVITY_LIMIT",
     "DISPATCH_ISSUER",
     "DISPATCH_KEY_MIN_LENGTH",
     "DISPATCH_SUBJECT",
@@ -455,6 +480,7 @@ __all__ = [
     "LOG_FOLLOW_PATH",
     "LOG_FOLLOW_PREFIX",
     "LOG_FOLLOW_SUBJECT",
+    "MAX_ACTIVITY_LIMIT",
     "MAX_DEPTH",
     "MAX_ERROR_DATA_LENGTH",
     "MAX_ERROR_LENGTH",
@@ -473,6 +499,10 @@ __all__ = [
     "TEXT_FORMAT",
     "TOKEN_PATTERN",
     "ActionBody",
+    "ActivityEntry",
+    "ActivityKind",
+    "ActivityPage",
+    "ActivityQuery",
     "Address",
     "AgentCommand",
     "AgentHealth",
@@ -566,6 +596,7 @@ __all__ = [
     "Service",
     "ServiceListing",
     "ServiceMetrics",
+    "ShellSummary",
     "ShortText",
     "StatsHistory",
     "StatsReport",
@@ -602,10 +633,12 @@ __all__ = [
     "parse_duration",
     "parse_event_id",
     "parse_memory",
+    "parse_moment",
     "parse_timestamp",
     "parse_volume",
     "quiet_health_checks",
     "safe_text",
+    "shell_summary",
     "strip_userinfo",
     "table",
     "ticker_wait",

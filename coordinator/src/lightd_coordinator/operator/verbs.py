@@ -40,6 +40,7 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_activity import run_activity
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -449,6 +450,7 @@ VERBS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "dispatch": _dispatch,
     "containers": _containers,
     "events": _events,
+    "activity": run_activity,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
+from lightd_coordinator.activity.context import note_target
 from lightd_coordinator.api.deps import (
     AgentAuthDep,
     CoordinatorDep,
@@ -87,6 +88,7 @@ async def register_node(
     With the agent token, an id already enrolled with a dispatch key needs the node's proof
     (``X-Lightd-Node-Proof``); without it the answer is ``409``.
     """
+    note_target(node=registration.id)  # the id is in the body: the activity log's entry names it
     try:
         record, created = await coordinator.fleet.register(
             registration, proof=proof, vouch=not principal.is_operator
