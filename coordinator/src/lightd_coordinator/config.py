@@ -32,7 +32,7 @@ from pydantic_settings import (
 
 from lightd_coordinator.origins import check_origin_pattern
 from lightd_coordinator.tls import TlsSettings
-from lightd_shared.durations import Duration, format_duration
+from lightd_shared.durations import Duration, PositiveDuration, format_duration
 from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
@@ -209,7 +209,9 @@ class ActivitySettings(_Section):
     """The activity log (``GET /api/v1/activity``), kept in the registry's store."""
 
     enabled: bool = True
-    retention: Duration = Field(default=timedelta(days=7), description="How long an entry is kept")
+    retention: PositiveDuration = Field(
+        default=timedelta(days=7), description="How long an entry is kept"
+    )
     max_entries: int = Field(
         default=10_000, ge=10, le=10_000_000, description="Entries kept at most (the newest)"
     )
