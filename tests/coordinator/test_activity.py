@@ -211,6 +211,7 @@ def test_filters_and_paging() -> None:
         assert len(_activity(client, kind="request", user="static-token")["entries"]) == 9
         assert _activity(client, user="nobody")["entries"] == []
         assert len(_activity(client, since="1h")["entries"]) == 9
+        assert len(_activity(client, since="0001-01-01T00:00:00Z")["entries"]) == 9
         assert _activity(client, until="1h")["entries"] == []
         newest = seen[0]["time"]
         assert _only(client, since=newest)["id"] == seen[0]["id"]
@@ -219,6 +220,8 @@ def test_filters_and_paging() -> None:
             ({"limit": 0}, "limit"),
             ({"limit": 1001}, "limit"),
             ({"before": 0}, "before"),
+            ({"before": 2**63}, "before"),
+            ({"since": "100000000h"}, "since"),
             ({"since": "yesterday"}, "since"),
             ({"until": "2026-13-01T00:00:00Z"}, "until"),
             ({"outcome": "4xx; DROP"}, "outcome"),

@@ -38,12 +38,28 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 if _typing.TYPE_CHECKING:
+    from lightd_shared.activity import (
+        ACTIVITY_KINDS,
+        DEFAULT_ACTIVITY_LIMIT,
+        MAX_ACTIVITY_ID,
+        MAX_ACTIVITY_LIMIT,
+        ActivityEntry,
+        ActivityKind,
+        ActivityPage,
+        ActivityQuery,
+        ShellSummary,
+        parse_moment,
+        shell_summary,
+    )
     from lightd_shared.auth import (
         TokenResponse,
     )
     from lightd_shared.base import (
         Payload,
         Request,
+    )
+    from lightd_shared.bodylimit import (
+        BodyLimitMiddleware,
     )
     from lightd_shared.commands import (
         COMMAND,
@@ -196,6 +212,12 @@ if _typing.TYPE_CHECKING:
         strip_userinfo,
         url_userinfo,
     )
+    from lightd_shared.routing import (
+        GuardFirstRoute,
+        allowed_methods,
+        guard,
+        method_not_allowed,
+    )
     from lightd_shared.services import (
         Service,
         ServiceListing,
@@ -254,27 +276,6 @@ try:
     __version__ = _version("lightd-shared")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
-    from lightd_shared.activity import (
-        ACTIVITY_KINDS,
-        DEFAULT_ACTIVITY_LIMIT,
-        MAX_ACTIVITY_LIMIT,
-        ActivityEntry,
-        ActivityKind,
-        ActivityPage,
-        ActivityQuery,
-        ShellSummary,
-        parse_moment,
-        shell_summary,
-    )
-    from lightd_shared.bodylimit import (
-        BodyLimitMiddleware,
-    )
-    from lightd_shared.routing import (
-        GuardFirstRoute,
-        allowed_methods,
-        guard,
-        method_not_allowed,
-    )
 
 
 _EXPORTS: dict[str, str] = {
@@ -460,6 +461,7 @@ _EXPORTS: dict[str, str] = {
     "ShellSummary": "activity",
     "parse_moment": "activity",
     "shell_summary": "activity",
+    "MAX_ACTIVITY_ID": "activity",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -480,6 +482,7 @@ __all__ = [
     "LOG_FOLLOW_PATH",
     "LOG_FOLLOW_PREFIX",
     "LOG_FOLLOW_SUBJECT",
+    "MAX_ACTIVITY_ID",
     "MAX_ACTIVITY_LIMIT",
     "MAX_DEPTH",
     "MAX_ERROR_DATA_LENGTH",

@@ -33,6 +33,7 @@ from lightd_shared.timestamps import Timestamp, parse_timestamp, utcnow
 __all__ = [
     "ACTIVITY_KINDS",
     "DEFAULT_ACTIVITY_LIMIT",
+    "MAX_ACTIVITY_ID",
     "MAX_ACTIVITY_LIMIT",
     "ActivityEntry",
     "ActivityKind",
@@ -48,6 +49,8 @@ ACTIVITY_KINDS: tuple[str, ...] = ("request", "command")
 DEFAULT_ACTIVITY_LIMIT = 100
 MAX_ACTIVITY_LIMIT = 1000
 """A page holds at most this many entries (``?limit=``)."""
+MAX_ACTIVITY_ID = 2**63 - 1
+"""Ids fit a signed 64-bit integer (sqlite's, Redis's counter): a larger ``before`` is a 422."""
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9_./+-]{1,64}$")
 _OUTCOME = re.compile(r"^([1-5][0-9x][0-9x]|[a-z_]{1,32})$")
@@ -133,7 +136,10 @@ def parse_moment(value: Any, *, now: datetime | None = None) -> datetime:
             raise ValueError(
                 f"{value[:64]!r} is neither an RFC 3339 timestamp nor a duration such as '1h'"
             ) from None
-    return (now or utcnow()) - ago
+    try:
+        return (now or utcnow()) - ago
+    except OverflowError:
+        raise ValueError(f"{value[:64]!r} ago is before the year 1") from None
 
 
 class ActivityQuery(Request):
@@ -153,7 +159,9 @@ class ActivityQuery(Request):
     )
     since: datetime | None = Field(default=None, description="Timestamp, or a duration ago")
     until: datetime | None = Field(default=None, description="Timestamp, or a duration ago")
-    before: int | None = Field(default=None, ge=1, description="Only entries older than this id")
+    before: int | None = Field(
+        default=None, ge=1, le=MAX_ACTIVITY_ID, description="Only entries older than this id"
+    )
     limit: int = Field(default=DEFAULT_ACTIVITY_LIMIT, ge=1, le=MAX_ACTIVITY_LIMIT)
 
     @field_validator("since", "until", mode="before")

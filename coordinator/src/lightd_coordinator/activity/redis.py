@@ -17,7 +17,7 @@ cannot be reached an operation raises
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lightd_coordinator.activity.base import ActivityStore, Draft, to_entry
@@ -81,7 +81,9 @@ class RedisActivityStore(ActivityStore):
     async def page(self, query: ActivityQuery, limit: int) -> list[ActivityEntry]:
         found: list[ActivityEntry] = []
         high: str = "+inf" if query.before is None else f"({query.before}"
-        oldest = None if query.since is None else query.since - _SKEW
+        oldest = None
+        if query.since is not None and query.since - datetime.min.replace(tzinfo=UTC) > _SKEW:
+            oldest = query.since - _SKEW
         while len(found) < limit:
             members = await self.redis.zrevrangebyscore(
                 self._log, high, "-inf", start=0, num=_BATCH

@@ -16,7 +16,13 @@ from pydantic import ValidationError
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.api.errors import invalid
-from lightd_shared.activity import MAX_ACTIVITY_LIMIT, ActivityKind, ActivityPage, ActivityQuery
+from lightd_shared.activity import (
+    MAX_ACTIVITY_ID,
+    MAX_ACTIVITY_LIMIT,
+    ActivityKind,
+    ActivityPage,
+    ActivityQuery,
+)
 from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["router"]
@@ -46,7 +52,9 @@ async def read_activity(
     until: Annotated[
         str | None, Query(max_length=64, description="RFC 3339, or a duration ago ('1h')")
     ] = None,
-    before: Annotated[int | None, Query(ge=1, description="A page's next_before")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ACTIVITY_ID, description="A page's next_before")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ACTIVITY_LIMIT)] = 100,
 ) -> ActivityPage:
     try:
