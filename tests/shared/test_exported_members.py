@@ -22,6 +22,7 @@ MODULES = [
     "dispatch",
     "durations",
     "events",
+    "files",
     "logformat",
     "monitoring",
     "nodes",

@@ -26,7 +26,7 @@ from lightd_agent import __version__
 from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
-from lightd_agent.api.routes import commands, containers, events, follow, health, schema
+from lightd_agent.api.routes import commands, containers, events, files, follow, health, schema
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.config import AgentConfig
@@ -200,7 +200,9 @@ def create_app(
     app.add_exception_handler(ENGINE_API_ERROR, _docker_refused)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodyLimitMiddleware, limit=config.server.max_body_size)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=config.server.max_body_size, exempt=files.is_upload
+    )
     app.add_middleware(_Draining, agent=agent)
     # outermost: a blocked client is answered before anything else runs
     app.add_middleware(FailedAuthLimit, settings=config.server.rate_limit)
@@ -211,6 +213,7 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
+    app.include_router(files.router)
     if protected:
         app.include_router(schema.router)
     return app

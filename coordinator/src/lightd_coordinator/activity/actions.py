@@ -46,6 +46,20 @@ ACTIONS: dict[tuple[str, str], str] = {
         for power in ("start", "stop", "restart", "kill", "reinstall")
     },
     ("POST", "/api/v1/remote/{node_id}/config"): "remote.config",
+    **{
+        ("POST", f"{_SERVER}/files/{route}"): f"files.{name}"
+        for route, name in (
+            ("write", "write"),
+            ("create-folder", "mkdir"),
+            ("copy", "copy"),
+            ("rename", "rename"),
+            ("delete", "delete"),
+            ("chmod", "chmod"),
+            ("compress", "compress"),
+            ("decompress", "decompress"),
+        )
+    },
+    ("PUT", f"{_SERVER}/files/upload"): "files.upload",
 }
 
 

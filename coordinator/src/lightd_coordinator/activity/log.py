@@ -8,8 +8,10 @@ path parameters alone, a command entry from the command's type, action and serve
 shell text may hold secrets (``mysql -pSECRET``), so it is summarised
 (:func:`~lightd_shared.activity.shell_summary`: program, length, SHA-256), never kept.
 
-Read-only container commands (``list``, ``status``, ``logs``) change nothing and are not
-recorded: the dashboard's polling would flood the log.
+Read-only container commands (``list``, ``status``, ``logs``, and reading files: ``files.list``,
+``files.detailed``, ``files.read``, ``files.search``) change nothing and are not recorded: the
+dashboard's polling would flood the log. A file write is recorded with its server, never its
+path's content.
 
 Recording never fails a request: a store that cannot be written (Redis down) is logged, once
 per outage, and the entry counted in :attr:`ActivityLog.dropped`.
@@ -33,7 +35,9 @@ __all__ = ["READ_ONLY_ACTIONS", "ActivityLog"]
 
 log = logging.getLogger(__name__)
 
-READ_ONLY_ACTIONS = frozenset({"list", "status", "logs"})
+READ_ONLY_ACTIONS = frozenset(
+    {"list", "status", "logs", "files.list", "files.detailed", "files.read", "files.search"}
+)
 """Container actions that change nothing: their commands are not recorded."""
 
 _TEXT = 255
@@ -115,7 +119,8 @@ class ActivityLog:
         else:
             if echo.action in READ_ONLY_ACTIONS:
                 return
-            action = f"container.{echo.action}"
+            # a file action is named as is (files.write), the others container.<action>
+            action = echo.action if echo.action.startswith("files.") else f"container.{echo.action}"
             command = params.get("command")
             if echo.action == "exec" and isinstance(command, str | list):
                 shell = shell_summary(
