@@ -421,8 +421,35 @@ def test_no_secret_is_stored(make_store: StoreFactory) -> None:
                     ),
                     note,
                 )
+            for action in ("files.write", "files.read"):  # a read changes nothing: left out
+                await log.command(
+                    CommandResult.model_validate(
+                        {
+                            "id": f"cmd_{action}_n1",
+                            "node_id": "n1",
+                            "command": {
+                                "type": "container",
+                                "action": action,
+                                "params": {
+                                    "server": "web-1",
+                                    "path": "config/.env",
+                                    "content": f"DB_PASSWORD={ENV_SECRET}",
+                                },
+                            },
+                            "status": "success",
+                        }
+                    ),
+                    note,
+                )
             entries = (await log.read(ActivityQuery())).entries
-            assert [e.action for e in entries] == ["container.exec", "exec", "container.create"]
+            assert [e.action for e in entries] == [
+                "files.write",
+                "container.exec",
+                "exec",
+                "container.create",
+            ]
+            assert entries[0].server == "web-1"
+            entries = entries[1:]
             assert entries[2].server == "web-1" and entries[2].user == "developer"
             assert entries[1].shell is not None and entries[1].shell.program == "mysql"
             contents = _store_contents(store)
