@@ -13,8 +13,10 @@ from types import ModuleType
 import lightd_shared
 
 MODULES = [
+    "activity",
     "auth",
     "base",
+    "bodylimit",
     "commands",
     "console",
     "containers",
@@ -29,6 +31,7 @@ MODULES = [
     "pacing",
     "ratelimit",
     "remote",
+    "routing",
     "services",
     "stats",
     "tables",

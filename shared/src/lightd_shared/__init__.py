@@ -3,6 +3,7 @@
 Both programs import from here and nowhere else:
 
 - ``remote``      remote-sync bodies (seed 000): ``/update``, ``/health``, ``/config``
+- ``activity``    the coordinator's activity log (``GET /api/v1/activity``)
 - ``nodes``       the coordinator's node registry bodies (seed 003)
 - ``commands``    command requests and results
 - ``dispatch``    coordinator -> agent ``POST /commands`` (body, token claims) and fan-out
@@ -20,6 +21,8 @@ Both programs import from here and nowhere else:
 - ``wire``        the checks every body passes (encodable text, bounded nesting and size)
 - ``ratelimit``   429 for clients that keep failing auth; ``tls`` the HTTPS settings' checks
 - ``openapi``     the status codes both API documents list
+- ``routing``     routes that check the token before the body, and the 405 with ``Allow``
+- ``bodylimit``   ``server.max_body_size``: 413 for bodies over the limit
 - ``auth``, ``tokens``, ``types``, ``logformat``  small shared pieces
 
 Every name a module exports is also exported here (``from lightd_shared import CommandResult``),
@@ -36,12 +39,28 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 if _typing.TYPE_CHECKING:
+    from lightd_shared.activity import (
+        ACTIVITY_KINDS,
+        DEFAULT_ACTIVITY_LIMIT,
+        MAX_ACTIVITY_ID,
+        MAX_ACTIVITY_LIMIT,
+        ActivityEntry,
+        ActivityKind,
+        ActivityPage,
+        ActivityQuery,
+        ShellSummary,
+        parse_moment,
+        shell_summary,
+    )
     from lightd_shared.auth import (
         TokenResponse,
     )
     from lightd_shared.base import (
         Payload,
         Request,
+    )
+    from lightd_shared.bodylimit import (
+        BodyLimitMiddleware,
     )
     from lightd_shared.commands import (
         COMMAND,
@@ -252,6 +271,12 @@ if _typing.TYPE_CHECKING:
         strip_userinfo,
         url_userinfo,
     )
+    from lightd_shared.routing import (
+        GuardFirstRoute,
+        allowed_methods,
+        guard,
+        method_not_allowed,
+    )
     from lightd_shared.services import (
         Service,
         ServiceListing,
@@ -310,6 +335,7 @@ try:
     __version__ = _version("lightd-shared")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
+
 
 _EXPORTS: dict[str, str] = {
     "TokenResponse": "auth",
@@ -490,6 +516,22 @@ _EXPORTS: dict[str, str] = {
     "dropped_text": "console",
     "ConsoleCommand": "commands",
     "ConsoleParams": "commands",
+    "GuardFirstRoute": "routing",
+    "allowed_methods": "routing",
+    "guard": "routing",
+    "method_not_allowed": "routing",
+    "BodyLimitMiddleware": "bodylimit",
+    "ACTIVITY_KINDS": "activity",
+    "DEFAULT_ACTIVITY_LIMIT": "activity",
+    "MAX_ACTIVITY_LIMIT": "activity",
+    "ActivityEntry": "activity",
+    "ActivityKind": "activity",
+    "ActivityPage": "activity",
+    "ActivityQuery": "activity",
+    "ShellSummary": "activity",
+    "parse_moment": "activity",
+    "shell_summary": "activity",
+    "MAX_ACTIVITY_ID": "activity",
     "FILES_ACTIONS": "files",
     "FILES_TRANSFER_PREFIX": "files",
     "FILES_TRANSFER_SUBJECT": "files",
@@ -537,10 +579,12 @@ _EXPORTS: dict[str, str] = {
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
 __all__ = [
+    "ACTIVITY_KINDS",
     "AGENT_COMMANDS_PATH",
     "COMMAND",
     "CONTAINER_ACTIONS",
     "CONTAINER_STATES",
+    "DEFAULT_ACTIVITY_LIMIT",
     "DISPATCH_ISSUER",
     "DISPATCH_KEY_MIN_LENGTH",
     "DISPATCH_SUBJECT",
@@ -555,6 +599,8 @@ __all__ = [
     "LOG_FOLLOW_PATH",
     "LOG_FOLLOW_PREFIX",
     "LOG_FOLLOW_SUBJECT",
+    "MAX_ACTIVITY_ID",
+    "MAX_ACTIVITY_LIMIT",
     "MAX_BATCH",
     "MAX_CONSOLE_COMMAND",
     "MAX_CONTENT",
@@ -578,11 +624,16 @@ __all__ = [
     "TEXT_FORMAT",
     "TOKEN_PATTERN",
     "ActionBody",
+    "ActivityEntry",
+    "ActivityKind",
+    "ActivityPage",
+    "ActivityQuery",
     "Address",
     "AgentCommand",
     "AgentHealth",
     "AppliedContainer",
     "ArchiveFormat",
+    "BodyLimitMiddleware",
     "ChmodParams",
     "ChmodRequest",
     "Command",
@@ -654,6 +705,7 @@ __all__ = [
     "FilesCommand",
     "FilesListParams",
     "FilesParams",
+    "GuardFirstRoute",
     "HealthCheckFilter",
     "HealthReport",
     "HealthUrl",
@@ -709,6 +761,7 @@ __all__ = [
     "Service",
     "ServiceListing",
     "ServiceMetrics",
+    "ShellSummary",
     "ShortText",
     "StatsHistory",
     "StatsReport",
@@ -726,6 +779,7 @@ __all__ = [
     "WriteParams",
     "WriteRequest",
     "__version__",
+    "allowed_methods",
     "backoff_delay",
     "check_console_line",
     "check_server_files",
@@ -741,16 +795,20 @@ __all__ = [
     "format_duration",
     "format_timestamp",
     "generate_token",
+    "guard",
     "listen_url",
     "mask_token",
     "mask_url",
+    "method_not_allowed",
     "parse_duration",
     "parse_event_id",
     "parse_memory",
+    "parse_moment",
     "parse_timestamp",
     "parse_volume",
     "quiet_health_checks",
     "safe_text",
+    "shell_summary",
     "strip_userinfo",
     "table",
     "ticker_wait",

@@ -20,10 +20,10 @@ from fastapi.responses import PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import AgentDep, Authorized, ManagerDep
-from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.console.service import sse_events
 from lightd_agent.errors import NotFound
 from lightd_shared.console import ConsoleInput, ConsoleSent, InstallLogKind
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["INSTALL_LOG_HEADER", "router"]
 

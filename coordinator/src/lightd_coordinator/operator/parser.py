@@ -1,4 +1,4 @@
-"""The operator verbs' argparse: nodes, dispatch, containers, services, events."""
+"""The operator verbs' argparse: nodes, dispatch, containers, services, events, activity."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from lightd_coordinator.operator.verbs_activity import add_activity_command
 from lightd_coordinator.operator.verbs_files import add_files_verbs
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
-OPERATOR_COMMANDS: tuple[str, ...] = ("nodes", "dispatch", "containers", "services", "events")
+OPERATOR_COMMANDS: tuple[str, ...] = (
+    "nodes",
+    "dispatch",
+    "containers",
+    "services",
+    "events",
+    "activity",
+)
 """The top-level commands this package adds (each runs through :func:`run_operator`)."""
 
 _POWER_HELP = {
@@ -133,3 +141,5 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     events = verb(sub.add_parser("events", help="tail the live event stream"))
     events.add_argument("--types", help="comma-separated event types")
     events.add_argument("--node", help="only events about this node")
+
+    add_activity_command(sub, verb)

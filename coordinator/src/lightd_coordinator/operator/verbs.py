@@ -40,6 +40,7 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_activity import run_activity
 from lightd_coordinator.operator.verbs_console import console_verb
 from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
@@ -455,6 +456,7 @@ VERBS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "dispatch": _dispatch,
     "containers": _containers,
     "events": _events,
+    "activity": run_activity,
 }
 
 

@@ -20,7 +20,6 @@ from lightd_agent.api.deps import (
     ManagerDep,
     lifecycle_allowed,
 )
-from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.console.service import sse_events
 from lightd_agent.errors import AgentError
 from lightd_agent.lifecycle import Server
@@ -36,6 +35,7 @@ from lightd_shared.containers import (
     ExecRequest,
     ExecResult,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(
     prefix="/containers",

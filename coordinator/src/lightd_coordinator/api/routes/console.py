@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.api.routes.containers import NodeId, ServerId, _run
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_shared.commands import CommandResult, ConsoleCommand, ConsoleParams
 from lightd_shared.console import ConsoleInput
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["router"]
 
