@@ -25,6 +25,7 @@ MODULES = [
     "nodes",
     "openapi",
     "pacing",
+    "quota",
     "ratelimit",
     "remote",
     "services",

@@ -63,6 +63,8 @@ from lightd_shared.commands import (
     ListCommand,
     LogsCommand,
     PowerCommand,
+    QuotaGetCommand,
+    QuotaResizeCommand,
     ServerRemoved,
     StopCommand,
     describe_command_errors,
@@ -109,6 +111,8 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    if not isinstance(answer, ContainerStatus):  # a quota: its command says it (disks/)
+        return f"{answer.used_mb} of {answer.size_mb} MB used"
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -277,6 +281,11 @@ class CommandRunner:
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)
             answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
+        elif isinstance(typed, QuotaGetCommand | QuotaResizeCommand):
+            from lightd_agent.disks.commands import run_quota_command, summary
+
+            view = await run_quota_command(manager.quotas, typed)
+            return "success", summary(typed.params.server, view), view
         elif isinstance(typed, StopCommand):
             grace = typed.params.stop_timeout
             seconds = 10.0 if grace is None else grace.total_seconds()

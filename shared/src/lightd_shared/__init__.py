@@ -10,6 +10,7 @@ Both programs import from here and nowhere else:
 - ``monitoring``  coordinator ``/health`` and ``/metrics``
 - ``events``      the SSE envelope ``{type, timestamp, data}``
 - ``containers``  the agent's container ("server") API
+- ``quota``       the enforced disk quota (``limits.disk``, ``/volumes/{id}/quota``)
 - ``stats``       stats reports (agent -> coordinator), the resource history, the log follow
 - ``durations`` / ``timestamps``  the seeds' duration (``"2h30m15s"``) and RFC 3339 ``Z`` forms
 - ``base``        the two model bases: ``Payload`` (peer-sent, unknown fields ignored) and
@@ -66,6 +67,9 @@ if _typing.TYPE_CHECKING:
         LogsParams,
         Params,
         PowerCommand,
+        QuotaGetCommand,
+        QuotaResizeCommand,
+        QuotaResizeParams,
         ServerParams,
         ServerRemoved,
         StopCommand,
@@ -162,6 +166,14 @@ if _typing.TYPE_CHECKING:
         listen_url,
         ticker_wait,
         url_host,
+    )
+    from lightd_shared.quota import (
+        MAX_DISK,
+        MIB,
+        MIN_DISK,
+        QuotaView,
+        ResizeRequest,
+        parse_disk,
     )
     from lightd_shared.ratelimit import (
         FailedAuthLimit,
@@ -420,6 +432,15 @@ _EXPORTS: dict[str, str] = {
     "check_wire_value": "wire",
     "encodable": "wire",
     "safe_text": "wire",
+    "QuotaGetCommand": "commands",
+    "QuotaResizeCommand": "commands",
+    "QuotaResizeParams": "commands",
+    "MAX_DISK": "quota",
+    "MIB": "quota",
+    "MIN_DISK": "quota",
+    "QuotaView": "quota",
+    "ResizeRequest": "quota",
+    "parse_disk": "quota",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -439,11 +460,14 @@ __all__ = [
     "LOG_FOLLOW_PREFIX",
     "LOG_FOLLOW_SUBJECT",
     "MAX_DEPTH",
+    "MAX_DISK",
     "MAX_ERROR_DATA_LENGTH",
     "MAX_ERROR_LENGTH",
     "MAX_LABELS",
     "MAX_REPORT_SAMPLES",
     "MAX_VALUES",
+    "MIB",
+    "MIN_DISK",
     "NEXT_HEARTBEAT_HEADER",
     "NODE_PROOF_AUDIENCE",
     "NODE_PROOF_HEADER",
@@ -526,6 +550,10 @@ __all__ = [
     "PortMapping",
     "PositiveDuration",
     "PowerCommand",
+    "QuotaGetCommand",
+    "QuotaResizeCommand",
+    "QuotaResizeParams",
+    "QuotaView",
     "RateLimitSettings",
     "RedactingFilter",
     "RelayedEvent",
@@ -538,6 +566,7 @@ __all__ = [
     "RemoteToken",
     "RemoteUpdate",
     "Request",
+    "ResizeRequest",
     "RestartPolicy",
     "ServerEvent",
     "ServerFacts",
@@ -577,6 +606,7 @@ __all__ = [
     "listen_url",
     "mask_token",
     "mask_url",
+    "parse_disk",
     "parse_duration",
     "parse_event_id",
     "parse_memory",

@@ -22,6 +22,8 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container quota.get                  params: timeout, server
+    container quota.resize               params: timeout, server, size (MB)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -45,6 +47,7 @@ from pydantic import (
 from lightd_shared.base import Payload, Request
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
+from lightd_shared.quota import MAX_DISK, MIB, MIN_DISK, QuotaView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -72,6 +75,9 @@ __all__ = [
     "LogsParams",
     "Params",
     "PowerCommand",
+    "QuotaGetCommand",
+    "QuotaResizeCommand",
+    "QuotaResizeParams",
     "ServerParams",
     "ServerRemoved",
     "StopCommand",
@@ -97,6 +103,8 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "quota.get",
+    "quota.resize",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -110,6 +118,8 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "quota.get",
+    "quota.resize",
 )
 
 
@@ -220,6 +230,30 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class QuotaResizeParams(ServerParams):
+    size: int = Field(
+        ge=MIN_DISK // MIB,
+        le=MAX_DISK // MIB,
+        description="The new disk limit (limits.disk) in MB (1 MB = 1024 * 1024 bytes)",
+    )
+
+
+class QuotaGetCommand(_Command):
+    """``quota.get``: the server's disk quota (:class:`~lightd_shared.quota.QuotaView`)."""
+
+    type: Literal["container"]
+    action: Literal["quota.get"]
+    params: ServerParams
+
+
+class QuotaResizeCommand(_Command):
+    """``quota.resize``: grow (or, stopped and when the data fits, shrink) the disk."""
+
+    type: Literal["container"]
+    action: Literal["quota.resize"]
+    params: QuotaResizeParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -232,6 +266,8 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "quota.get": "quota_get",
+    "quota.resize": "quota_resize",
 }
 
 
@@ -260,7 +296,9 @@ Command = Annotated[
     | Annotated[StopCommand, Tag("stopping")]
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
-    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[QuotaGetCommand, Tag("quota_get")]
+    | Annotated[QuotaResizeCommand, Tag("quota_resize")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -308,20 +346,25 @@ def _answer_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
+        if "size_mb" in value:
+            return "quota"
         return "removed" if value.get("state") == "deleted" else "status"
     if isinstance(value, ContainerList):
         return "list"
+    if isinstance(value, QuotaView):
+        return "quota"
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")],
+    | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[QuotaView, Tag("quota")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
-``installing``), or a deletion."""
+``installing``), a deletion, or a disk quota (``quota.get``/``quota.resize``)."""
 
 
 class CommandResult(Payload):

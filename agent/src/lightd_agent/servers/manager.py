@@ -15,6 +15,9 @@ from typing import Any
 
 from lightd_agent.backend.base import Backend, EventWatch
 from lightd_agent.config import AgentConfig
+from lightd_agent.disks.base import DiskImages
+from lightd_agent.disks.loop import LoopExt4
+from lightd_agent.disks.quotas import Quotas
 from lightd_agent.errors import AgentError, NotFound, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.policy import check_spec
@@ -43,7 +46,13 @@ log = logging.getLogger(__name__)
 class ServerManager:
     """All servers of this agent, their containers, and the loops that watch them."""
 
-    def __init__(self, config: AgentConfig, backend: Backend, bus: EventBus) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: Backend,
+        bus: EventBus,
+        disks: DiskImages | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.bus = bus
@@ -59,6 +68,20 @@ class ServerManager:
             config, backend, self.machine, self.registry, self.store, self.crashes
         )
         self.observer = Observer(backend)
+        storage = config.storage
+        self.quotas = Quotas(
+            config,
+            disks
+            or LoopExt4(
+                storage.disks_dir,
+                storage.volumes_dir,
+                timeout=config.disks.tool_timeout.total_seconds(),
+            ),
+            self.machine,
+            self.registry,
+        )
+        self.installer.before_volume.append(self.quotas.prepare)
+        self.powers.boot_checks.append(self.quotas.check_boot)
         self._watch: EventWatch | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._actions: set[asyncio.Task[Any]] = set()
@@ -72,6 +95,7 @@ class ServerManager:
         """Load the state dir, connect to Docker, recover, and watch Docker's events."""
         self.started_at = utcnow()
         self.recovery.load()
+        await self.quotas.start(self.servers.values())  # disk images mounted before any start
         if await self.backend.connect():
             await self._on_connected()
         else:
@@ -189,6 +213,7 @@ class ServerManager:
         """Validate against policy, ports and ids, then install in the background (202)."""
         check_spec(spec, self.config.policy, self.config.storage)
         self._require_docker()
+        self.quotas.admit(spec)
         return await self.installer.create(spec)
 
     async def reinstall(self, server_id: str, stop_timeout: float = 10.0) -> Server:
@@ -223,6 +248,7 @@ class ServerManager:
                 raise NotFound(f"no server with id {server_id!r} on this agent")
             await b.remove_role(server_id, "install", what="removing the install container")
             await b.remove_role(server_id, "server", what="removing the server's container")
+            await self.quotas.release(server_id, volumes=volumes)  # unmounted before the rm
             if volumes:
                 await b.remove_volume(server_id)
             del self.servers[server_id]
