@@ -25,6 +25,7 @@ from lightd_coordinator.api.routes import (
     history,
     monitoring,
     nodes,
+    quota,
     remote,
     services,
     ui,
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(nodes.router)
     app.include_router(containers.router)
+    app.include_router(quota.router)
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)

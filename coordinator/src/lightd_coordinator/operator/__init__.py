@@ -14,6 +14,7 @@
                                 [--install-script @FILE] [--wait | --no-wait]
     lightd-coordinator containers start|stop|restart|kill|reinstall|delete|status|logs NODE SERVER
     lightd-coordinator containers exec NODE SERVER COMMAND...
+    lightd-coordinator containers quota NODE SERVER [--resize MB]   disk quota (limits.disk)
     lightd-coordinator services                                  services per node
     lightd-coordinator events [--types a,b] [--node ID]          tail /ws live
 
@@ -27,6 +28,7 @@ The package, one idea per module:
 - ``client``     the HTTP client: typed answers (the shared models), refusals said plainly, and
                  the ``/ws`` event stream
 - ``rendering``  tables, event lines and the progress line
+- ``verbs_quota`` ``containers quota``: a server's disk quota, shown or resized
 - ``verbs``      what each verb does; waiting (for a command's result, for a server's lifecycle)
                  listens on ``/ws``
 

@@ -40,6 +40,7 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_quota import run_quota
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -412,6 +413,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     elif verb == "logs":
         params = {} if args.tail is None else {"tail": args.tail}
         answer = api.fetch(CommandResult, "GET", f"{base}/{args.server}/logs", params=params)
+    elif verb == "quota":
+        return run_quota(api, args, base)
     elif verb == "exec":
         command: str | list[str] = args.argv[0] if len(args.argv) == 1 else list(args.argv)
         budget = _duration("--timeout", args.timeout).total_seconds() + _SLACK
