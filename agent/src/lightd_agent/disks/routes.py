@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from lightd_agent.api.deps import Authorized, LifecycleAllowed, ManagerDep
@@ -25,16 +23,11 @@ router = APIRouter(
     route_class=GuardFirstRoute,
 )
 
-_REFUSED: dict[int | str, dict[str, Any]] = {
-    409: {"description": "no disk limit, or the state or the data does not allow it"}
-}
-
 
 @router.get(
     "/{server_id}/quota",
     response_model=QuotaView,
     summary="The volume's disk quota: size, used, available",
-    responses=_REFUSED,
 )
 async def quota(server_id: str, manager: ManagerDep) -> QuotaView:
     manager.get(server_id)
@@ -46,7 +39,6 @@ async def quota(server_id: str, manager: ManagerDep) -> QuotaView:
     response_model=QuotaView,
     dependencies=[LifecycleAllowed],
     summary="Grow or shrink the volume's disk limit ({'size': MB})",
-    responses=_REFUSED,
 )
 async def resize(server_id: str, body: ResizeRequest, manager: ManagerDep) -> QuotaView:
     """Grows a running server's disk where the host allows it online (else stop it first);
