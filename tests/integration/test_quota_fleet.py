@@ -104,6 +104,17 @@ def test_quota_through_the_coordinator(
 
             gone = client.delete(f"{containers}/dq", params={"volumes": "true"}).json()
             assert gone["status"] == "success", gone
+
+            # `containers create --disk` sets limits.disk
+            code, _, err = _cli(
+                base, "containers", "create", node, "--id", "viacli", "--image", test_image,
+                "--cmd", SERVE, "--disk", "12m", "--wait",
+            )  # fmt: skip
+            assert code == 0, err
+            code, out, err = _cli(base, "containers", "quota", node, "viacli")
+            assert code == 0 and out.splitlines()[1].split()[-1] == "12", (out, err)
+            gone = client.delete(f"{containers}/viacli", params={"volumes": "true"}).json()
+            assert gone["status"] == "success", gone
     finally:
         if agent is not None:
             agent.stop()

@@ -60,8 +60,9 @@ def _mountinfo_unescape(text: str) -> str:
 
 
 def mount_source(point: Path) -> str | None:
-    """The device mounted at ``point`` (the last mount there), from ``/proc/self/mountinfo``."""
-    wanted = str(point)
+    """The device mounted at ``point`` (the last mount there), from ``/proc/self/mountinfo``
+    (which names paths with their symlinks resolved)."""
+    wanted = os.path.realpath(point)
     source: str | None = None
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
         for line in table:
@@ -75,8 +76,9 @@ def mount_source(point: Path) -> str | None:
 
 
 def loop_devices(image: Path) -> list[str]:
-    """The loop devices backed by ``image`` (``/sys/block/loop*/loop/backing_file``)."""
-    wanted = str(image)
+    """The loop devices backed by ``image`` (``/sys/block/loop*/loop/backing_file``, a path with
+    its symlinks resolved)."""
+    wanted = os.path.realpath(image)
     found = []
     for entry in Path("/sys/block").glob("loop*"):
         try:

@@ -10,7 +10,7 @@
     lightd-coordinator dispatch --selector env=dev ACTION ...    ... on every matching node
     lightd-coordinator containers list NODE
     lightd-coordinator containers create NODE [--spec FILE] [--id ID] [--image IMG] [--cmd CMD]
-                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m]
+                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m] [--disk 10g]
                                 [--install-script @FILE] [--wait | --no-wait]
     lightd-coordinator containers start|stop|restart|kill|reinstall|delete|status|logs NODE SERVER
     lightd-coordinator containers exec NODE SERVER COMMAND...

@@ -92,6 +92,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="the install script: @FILE reads it from FILE ('@-': stdin), else the text itself",
     )
     create.add_argument("--memory", help="memory limit such as 512m or 1g")
+    create.add_argument("--disk", help="enforced disk limit such as 512m or 10g (limits.disk)")
     wait = create.add_mutually_exclusive_group()
     wait.add_argument(
         "--wait",

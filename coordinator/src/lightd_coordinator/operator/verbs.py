@@ -300,6 +300,8 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         spec["env"] = {**(spec.get("env") or {}), **_pairs(args.env, "--env")}
     if args.memory:
         spec["limits"] = {**(spec.get("limits") or {}), "memory": args.memory}
+    if args.disk:
+        spec["limits"] = {**(spec.get("limits") or {}), "disk": args.disk}
     if args.install_script is not None:
         spec["install_script"] = _read_text("--install-script", args.install_script)
     if "id" not in spec or "image" not in spec:
