@@ -324,8 +324,8 @@ class LoopExt4(DiskImages):
     def usage(self, server: str) -> Usage:
         if not self.mounted(server):
             raise DiskError(
-                f"the disk image of server {server!r} is not mounted (see the server's error); "
-                "reinstall the server to mount it again"
+                f"the disk image of server {server!r} is not mounted (a resize may be under way; "
+                "else see the server's error, and reinstall it to mount the image again)"
             )
         stat = os.statvfs(self.root(server))
         size = stat.f_blocks * stat.f_frsize
