@@ -47,6 +47,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from lightd_agent.config import CommandsSection
+from lightd_agent.disks.commands import run_quota_command, summary
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.lifecycle import Server, ServerManager
@@ -282,8 +283,6 @@ class CommandRunner:
             await manager.delete(typed.params.server, volumes=volumes)
             answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
         elif isinstance(typed, QuotaGetCommand | QuotaResizeCommand):
-            from lightd_agent.disks.commands import run_quota_command, summary
-
             view = await run_quota_command(manager.quotas, typed)
             return "success", summary(typed.params.server, view), view
         elif isinstance(typed, StopCommand):

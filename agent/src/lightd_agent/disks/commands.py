@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from lightd_agent.disks.quotas import Quotas
+from lightd_agent.servers.quota import Quotas
 from lightd_shared.commands import QuotaGetCommand, QuotaResizeCommand
 from lightd_shared.quota import QuotaView
 

@@ -17,7 +17,6 @@ from lightd_agent.backend.base import Backend, EventWatch
 from lightd_agent.config import AgentConfig
 from lightd_agent.disks.base import DiskImages
 from lightd_agent.disks.loop import LoopExt4
-from lightd_agent.disks.quotas import Quotas
 from lightd_agent.errors import AgentError, NotFound, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.policy import check_spec
@@ -27,6 +26,7 @@ from lightd_agent.servers.machine import Machine
 from lightd_agent.servers.model import Registry, Server
 from lightd_agent.servers.observe import Observer
 from lightd_agent.servers.power import Power
+from lightd_agent.servers.quota import Quotas
 from lightd_agent.servers.recovery import Recovery
 from lightd_agent.state import StateStore
 from lightd_shared.containers import (
