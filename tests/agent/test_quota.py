@@ -117,6 +117,11 @@ def test_a_write_past_the_limit_fails_with_enospc_and_the_quota_reports_it(
     with pytest.raises(OSError) as refused:
         (root / "from-the-host").write_bytes(b"x" * (2 * MIB))
     assert refused.value.errno == errno.ENOSPC
+    # and so do the file routes, as a 4xx naming it
+    body = {"filename": "/note.txt", "content": "x" * (512 * 1024)}
+    wrote_file = agent.client.post("/volumes/q1/write", json=body)
+    assert wrote_file.status_code == 413, wrote_file.text
+    assert "no space left on the volume" in wrote_file.json()["detail"]
 
 
 def test_resize_grows_refuses_a_shrink_that_does_not_fit_and_keeps_the_data(

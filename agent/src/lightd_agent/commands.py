@@ -50,6 +50,8 @@ from lightd_agent.config import CommandsSection
 from lightd_agent.disks.commands import run_quota_command, summary
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
+from lightd_agent.files.commands import is_files_command, run_files_command
+from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
 from lightd_shared.commands import (
     COMMAND,
@@ -72,6 +74,7 @@ from lightd_shared.commands import (
 )
 from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
+from lightd_shared.quota import QuotaView
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -112,8 +115,9 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
-    if not isinstance(answer, ContainerStatus):  # a quota: its command says it (disks/)
+    if isinstance(answer, QuotaView):  # a quota: its command says it (disks/)
         return f"{answer.used_mb} of {answer.size_mb} MB used"
+    assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -134,8 +138,14 @@ class CommandRunner:
     """Runs one command to its end and says how it went, never raising."""
 
     def __init__(
-        self, settings: CommandsSection, manager: ServerManager, bus: EventBus, node_id: str
+        self,
+        settings: CommandsSection,
+        manager: ServerManager,
+        bus: EventBus,
+        node_id: str,
+        files: FileService | None = None,
     ) -> None:
+        self.files = files
         self.settings = settings
         self.manager = manager
         self.bus = bus
@@ -265,6 +275,9 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
+            output, answer = await run_files_command(self.files, typed)
+            return "success", output, answer
         if isinstance(typed, ListCommand):
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))
