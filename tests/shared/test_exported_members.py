@@ -16,6 +16,7 @@ MODULES = [
     "auth",
     "base",
     "commands",
+    "console",
     "containers",
     "dispatch",
     "durations",

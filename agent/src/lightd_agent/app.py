@@ -31,6 +31,7 @@ from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.config import AgentConfig
+from lightd_agent.console import routes as console_routes
 from lightd_agent.core import Agent, Subsystem
 from lightd_agent.disks.routes import router as disks_router
 from lightd_agent.enrolment import coordinator_subsystem
@@ -273,6 +274,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(commands.router)
     app.include_router(follow.router)
+    app.include_router(console_routes.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     app.include_router(disks_router)
     app.include_router(files.router)

@@ -47,6 +47,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from lightd_agent.config import CommandsSection
+from lightd_agent.console.service import console_command
 from lightd_agent.disks.commands import run_quota_command, summary
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
@@ -58,6 +59,7 @@ from lightd_shared.commands import (
     CONTAINER_ACTIONS,
     CommandResult,
     CommandStatus,
+    ConsoleCommand,
     ContainerAnswer,
     CreateCommand,
     DeleteCommand,
@@ -291,6 +293,8 @@ class CommandRunner:
             seconds = timeout if budget is None else budget.total_seconds()
             result = await manager.exec(typed.params.server, typed.params.command, seconds)
             return result.status, result.output, None
+        elif isinstance(typed, ConsoleCommand):
+            return await console_command(manager, typed)
         elif isinstance(typed, DeleteCommand):
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)

@@ -301,6 +301,29 @@ class DisksSection(_Section):
     )
 
 
+class ConsoleSection(_Section):
+    """The live console (log follows) and the install logs kept per server."""
+
+    backlog: int = Field(
+        default=150, ge=0, description="Lines of past output a follow starts with (?tail=N)"
+    )
+    max_backlog: int = Field(
+        default=10_000, ge=0, le=100_000, description="The most ?tail=N a follow may ask for"
+    )
+    throttle_lines: int = Field(
+        default=2000, ge=1, description="Lines a server's follows may pass per throttle_period"
+    )
+    throttle_period: PositiveDuration = Field(
+        default=parse_duration("100ms"), description="The throttle's window"
+    )
+    max_line: int = Field(
+        default=65536, ge=1024, description="Bytes of one line kept (the rest is cut, marked)"
+    )
+    install_log_size: int = Field(
+        default=1024 * 1024, ge=4096, description="Bytes kept of each install log (the tail)"
+    )
+
+
 class FilesSection(_Section):
     """Bounds of the file routes (``/volumes/{id}/...``, see lightd_agent.files)."""
 
@@ -351,6 +374,7 @@ class AgentConfig(_Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     remotes: list[NamedRemoteSettings] = Field(
         default_factory=list, description="Further remotes, each with its own outbox"
     )
@@ -404,6 +428,7 @@ class _EnvOverrides(BaseSettings):
     logging: dict[str, Any] | None = None
     coordinator: dict[str, Any] | None = None
     commands: dict[str, Any] | None = None
+    console: dict[str, Any] | None = None
     remotes: list[Any] | None = None
     files: dict[str, Any] | None = None
 

@@ -19,6 +19,7 @@ from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
     commands,
+    console,
     containers,
     docs,
     events,
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(nodes.router)
     app.include_router(containers.router)
     app.include_router(quota.router)
+    app.include_router(console.router)
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)

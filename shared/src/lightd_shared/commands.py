@@ -24,6 +24,7 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container exec                       params: timeout, server, command, exec_timeout
     container quota.get                  params: timeout, server
     container quota.resize               params: timeout, server, size (MB)
+    container console                    params: timeout, server, command (one line)
     container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
@@ -46,6 +47,7 @@ from pydantic import (
 )
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
@@ -63,6 +65,8 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ConsoleCommand",
+    "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
     "CreateCommand",
@@ -107,6 +111,7 @@ ContainerAction = Literal[
     "exec",
     "quota.get",
     "quota.resize",
+    "console",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -122,6 +127,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "exec",
     "quota.get",
     "quota.resize",
+    "console",
 )
 
 
@@ -256,6 +262,16 @@ class QuotaResizeCommand(_Command):
     params: QuotaResizeParams
 
 
+class ConsoleParams(ServerParams):
+    command: ConsoleLine = Field(description="One line for the server's stdin")
+
+
+class ConsoleCommand(_Command):
+    type: Literal["container"]
+    action: Literal["console"]
+    params: ConsoleParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -270,6 +286,7 @@ _MEMBER: dict[str, str] = {
     "exec": "exec_inside",
     "quota.get": "quota_get",
     "quota.resize": "quota_resize",
+    "console": "console",
 }
 
 
@@ -303,6 +320,7 @@ Command = Annotated[
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
     | Annotated[QuotaGetCommand, Tag("quota_get")]
     | Annotated[QuotaResizeCommand, Tag("quota_resize")]
+    | Annotated[ConsoleCommand, Tag("console")]
     | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]

@@ -123,6 +123,12 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
     add_quota_verb(c_sub, verb)
+    console = verb(
+        c_sub.add_parser("console", help="tail a server's output and send it what you type")
+    )
+    console.add_argument("node")
+    console.add_argument("server")
+    console.add_argument("--tail", type=int, default=None, help="start with N lines (150)")
     add_files_verbs(c_sub, verb)  # containers files ls|cat|write|upload|download|... (own module)
 
     verb(sub.add_parser("services", help="services per node"))
