@@ -29,6 +29,7 @@ MODULES = [
     "nodes",
     "openapi",
     "pacing",
+    "quota",
     "ratelimit",
     "remote",
     "routing",

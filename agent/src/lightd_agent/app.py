@@ -32,6 +32,7 @@ from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.config import AgentConfig
 from lightd_agent.console import routes as console_routes
 from lightd_agent.core import Agent, Subsystem
+from lightd_agent.disks.routes import router as disks_router
 from lightd_agent.enrolment import coordinator_subsystem
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
@@ -215,6 +216,7 @@ def create_app(
     app.include_router(follow.router)
     app.include_router(console_routes.router)
     app.include_router(remote_router(dependencies=[Authorized]))
+    app.include_router(disks_router)
     app.include_router(files.router)
     if protected:
         app.include_router(schema.router)

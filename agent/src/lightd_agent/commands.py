@@ -48,6 +48,7 @@ from pydantic import ValidationError
 
 from lightd_agent.config import CommandsSection
 from lightd_agent.console.service import console_command
+from lightd_agent.disks.commands import run_quota_command, summary
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.files.commands import is_files_command, run_files_command
@@ -67,12 +68,15 @@ from lightd_shared.commands import (
     ListCommand,
     LogsCommand,
     PowerCommand,
+    QuotaGetCommand,
+    QuotaResizeCommand,
     ServerRemoved,
     StopCommand,
     describe_command_errors,
 )
 from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
+from lightd_shared.quota import QuotaView
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -113,6 +117,8 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    if isinstance(answer, QuotaView):  # a quota: its command says it (disks/)
+        return f"{answer.used_mb} of {answer.size_mb} MB used"
     assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
@@ -293,6 +299,9 @@ class CommandRunner:
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)
             answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
+        elif isinstance(typed, QuotaGetCommand | QuotaResizeCommand):
+            view = await run_quota_command(manager.quotas, typed)
+            return "success", summary(typed.params.server, view), view
         elif isinstance(typed, StopCommand):
             grace = typed.params.stop_timeout
             seconds = 10.0 if grace is None else grace.total_seconds()

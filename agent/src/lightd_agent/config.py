@@ -52,6 +52,7 @@ __all__ = [
     "CommandsSection",
     "ConfigError",
     "CoordinatorSection",
+    "DisksSection",
     "DockerSection",
     "FilesSection",
     "LoggingSection",
@@ -158,6 +159,11 @@ class StorageSection(_Section):
     def volumes_dir(self) -> Path:
         """Where each server's own volume keeps its files: ``volumes/<server id>``."""
         return self.base_path / "volumes"
+
+    @property
+    def disks_dir(self) -> Path:
+        """Where the disk image of each server with ``limits.disk`` lives: ``disks/<id>.img``."""
+        return self.base_path / "disks"
 
 
 class NodeSection(_Section):
@@ -282,6 +288,19 @@ class CommandsSection(_Section):
     )
 
 
+class DisksSection(_Section):
+    """Enforced disk quotas (``limits.disk``): a loop-mounted ext4 image per server."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Enforce limits.disk (off: a create with limits.disk is refused with 409)",
+    )
+    tool_timeout: PositiveDuration = Field(
+        default=parse_duration("10m"),
+        description="Longest one mkfs.ext4, e2fsck, resize2fs or mount may take",
+    )
+
+
 class ConsoleSection(_Section):
     """The live console (log follows) and the install logs kept per server."""
 
@@ -359,6 +378,7 @@ class AgentConfig(_Section):
     remotes: list[NamedRemoteSettings] = Field(
         default_factory=list, description="Further remotes, each with its own outbox"
     )
+    disks: DisksSection = Field(default_factory=DisksSection)
     files: FilesSection = Field(default_factory=FilesSection)
 
     @model_validator(mode="after")

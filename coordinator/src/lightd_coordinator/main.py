@@ -29,6 +29,7 @@ from lightd_coordinator.api.routes import (
     history,
     monitoring,
     nodes,
+    quota,
     remote,
     services,
     ui,
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(nodes.router)
     app.include_router(containers.router)
+    app.include_router(quota.router)
     app.include_router(console.router)
     app.include_router(remote.router)
     app.include_router(commands.router)

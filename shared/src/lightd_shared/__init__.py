@@ -11,6 +11,7 @@ Both programs import from here and nowhere else:
 - ``monitoring``  coordinator ``/health`` and ``/metrics``
 - ``events``      the SSE envelope ``{type, timestamp, data}``
 - ``containers``  the agent's container ("server") API
+- ``quota``       the enforced disk quota (``limits.disk``, ``/volumes/{id}/quota``)
 - ``stats``       stats reports (agent -> coordinator), the resource history, the log follow
 - ``durations`` / ``timestamps``  the seeds' duration (``"2h30m15s"``) and RFC 3339 ``Z`` forms
 - ``base``        the two model bases: ``Payload`` (peer-sent, unknown fields ignored) and
@@ -88,6 +89,9 @@ if _typing.TYPE_CHECKING:
         LogsParams,
         Params,
         PowerCommand,
+        QuotaGetCommand,
+        QuotaResizeCommand,
+        QuotaResizeParams,
         ServerParams,
         ServerRemoved,
         StopCommand,
@@ -240,6 +244,14 @@ if _typing.TYPE_CHECKING:
         listen_url,
         ticker_wait,
         url_host,
+    )
+    from lightd_shared.quota import (
+        MAX_DISK,
+        MIB,
+        MIN_DISK,
+        QuotaView,
+        ResizeRequest,
+        parse_disk,
     )
     from lightd_shared.ratelimit import (
         FailedAuthLimit,
@@ -505,6 +517,15 @@ _EXPORTS: dict[str, str] = {
     "check_wire_value": "wire",
     "encodable": "wire",
     "safe_text": "wire",
+    "QuotaGetCommand": "commands",
+    "QuotaResizeCommand": "commands",
+    "QuotaResizeParams": "commands",
+    "MAX_DISK": "quota",
+    "MIB": "quota",
+    "MIN_DISK": "quota",
+    "QuotaView": "quota",
+    "ResizeRequest": "quota",
+    "parse_disk": "quota",
     "INSTALL_LOG_KINDS": "console",
     "MAX_CONSOLE_COMMAND": "console",
     "ConsoleInput": "console",
@@ -605,6 +626,7 @@ __all__ = [
     "MAX_CONSOLE_COMMAND",
     "MAX_CONTENT",
     "MAX_DEPTH",
+    "MAX_DISK",
     "MAX_ERROR_DATA_LENGTH",
     "MAX_ERROR_LENGTH",
     "MAX_LABELS",
@@ -612,6 +634,8 @@ __all__ = [
     "MAX_PATH",
     "MAX_REPORT_SAMPLES",
     "MAX_VALUES",
+    "MIB",
+    "MIN_DISK",
     "NEXT_HEARTBEAT_HEADER",
     "NODE_PROOF_AUDIENCE",
     "NODE_PROOF_HEADER",
@@ -736,6 +760,10 @@ __all__ = [
     "PortMapping",
     "PositiveDuration",
     "PowerCommand",
+    "QuotaGetCommand",
+    "QuotaResizeCommand",
+    "QuotaResizeParams",
+    "QuotaView",
     "RateLimitSettings",
     "ReadParams",
     "RedactingFilter",
@@ -751,6 +779,7 @@ __all__ = [
     "RenameParams",
     "RenameRequest",
     "Request",
+    "ResizeRequest",
     "RestartPolicy",
     "SearchParams",
     "ServerEvent",
@@ -800,6 +829,7 @@ __all__ = [
     "mask_token",
     "mask_url",
     "method_not_allowed",
+    "parse_disk",
     "parse_duration",
     "parse_event_id",
     "parse_memory",

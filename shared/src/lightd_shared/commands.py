@@ -22,6 +22,8 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container quota.get                  params: timeout, server
+    container quota.resize               params: timeout, server, size (MB)
     container console                    params: timeout, server, command (one line)
     container files.*                    see lightd_shared.files (FilesCommand)
 
@@ -49,6 +51,7 @@ from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
+from lightd_shared.quota import MAX_DISK, MIB, MIN_DISK, QuotaView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -78,6 +81,9 @@ __all__ = [
     "LogsParams",
     "Params",
     "PowerCommand",
+    "QuotaGetCommand",
+    "QuotaResizeCommand",
+    "QuotaResizeParams",
     "ServerParams",
     "ServerRemoved",
     "StopCommand",
@@ -103,6 +109,8 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "quota.get",
+    "quota.resize",
     "console",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
@@ -117,6 +125,8 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "quota.get",
+    "quota.resize",
     "console",
 )
 
@@ -228,6 +238,30 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class QuotaResizeParams(ServerParams):
+    size: int = Field(
+        ge=MIN_DISK // MIB,
+        le=MAX_DISK // MIB,
+        description="The new disk limit (limits.disk) in MB (1 MB = 1024 * 1024 bytes)",
+    )
+
+
+class QuotaGetCommand(_Command):
+    """``quota.get``: the server's disk quota (:class:`~lightd_shared.quota.QuotaView`)."""
+
+    type: Literal["container"]
+    action: Literal["quota.get"]
+    params: ServerParams
+
+
+class QuotaResizeCommand(_Command):
+    """``quota.resize``: grow (or, stopped and when the data fits, shrink) the disk."""
+
+    type: Literal["container"]
+    action: Literal["quota.resize"]
+    params: QuotaResizeParams
+
+
 class ConsoleParams(ServerParams):
     command: ConsoleLine = Field(description="One line for the server's stdin")
 
@@ -250,6 +284,8 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "quota.get": "quota_get",
+    "quota.resize": "quota_resize",
     "console": "console",
 }
 
@@ -282,6 +318,8 @@ Command = Annotated[
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[QuotaGetCommand, Tag("quota_get")]
+    | Annotated[QuotaResizeCommand, Tag("quota_resize")]
     | Annotated[ConsoleCommand, Tag("console")]
     | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
@@ -333,9 +371,13 @@ def _answer_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
+        if "size_mb" in value:
+            return "quota"
         return "removed" if value.get("state") == "deleted" else "status"
     if isinstance(value, ContainerList):
         return "list"
+    if isinstance(value, QuotaView):
+        return "quota"
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
@@ -343,11 +385,12 @@ ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
     | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[QuotaView, Tag("quota")]
     | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
-``installing``), or a deletion."""
+``installing``), a deletion, or a disk quota (``quota.get``/``quota.resize``)."""
 
 
 class CommandResult(Payload):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 from lightd_agent.backend.base import Backend, EngineError, ImageMissing
 from lightd_agent.config import AgentConfig
@@ -73,6 +74,8 @@ class Installer:
         # Ids and host ports of creates that passed their checks and await Docker.
         self._creating: set[str] = set()
         self._claimed_ports: dict[tuple[int, str], str] = {}
+        self.before_volume: list[Callable[[ContainerSpec], Awaitable[None]]] = []
+        """Run before the volume is made or mounted (the disk quota mounts its image there)."""
 
     def _check_ports(self, spec: ContainerSpec) -> None:
         for mapping in spec.ports:
@@ -192,6 +195,8 @@ class Installer:
             await b.ensure_image(
                 spec.image, timeout=self.config.docker.install_timeout.total_seconds()
             )
+            for prepare in self.before_volume:
+                await prepare(spec)
             await b.ensure_volume(spec)
             if not fresh:
                 await b.remove_role(spec.id, "install", what="removing an old install container")

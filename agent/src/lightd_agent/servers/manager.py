@@ -17,6 +17,8 @@ from lightd_agent.backend.base import Backend, EventWatch
 from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.config import AgentConfig
 from lightd_agent.console.install_log import InstallLogs
+from lightd_agent.disks.base import DiskImages
+from lightd_agent.disks.loop import LoopExt4
 from lightd_agent.errors import AgentError, NotFound, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.policy import check_spec
@@ -26,6 +28,7 @@ from lightd_agent.servers.machine import Machine
 from lightd_agent.servers.model import Registry, Server
 from lightd_agent.servers.observe import Observer
 from lightd_agent.servers.power import Power
+from lightd_agent.servers.quota import Quotas
 from lightd_agent.servers.recovery import Recovery
 from lightd_agent.state import StateStore
 from lightd_shared.containers import (
@@ -45,7 +48,13 @@ log = logging.getLogger(__name__)
 class ServerManager:
     """All servers of this agent, their containers, and the loops that watch them."""
 
-    def __init__(self, config: AgentConfig, backend: Backend, bus: EventBus) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: Backend,
+        bus: EventBus,
+        disks: DiskImages | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.bus = bus
@@ -66,6 +75,20 @@ class ServerManager:
             config, backend, self.machine, self.registry, self.store, self.crashes
         )
         self.observer = Observer(backend)
+        storage = config.storage
+        self.quotas = Quotas(
+            config,
+            disks
+            or LoopExt4(
+                storage.disks_dir,
+                storage.volumes_dir,
+                timeout=config.disks.tool_timeout.total_seconds(),
+            ),
+            self.machine,
+            self.registry,
+        )
+        self.installer.before_volume.append(self.quotas.prepare)
+        self.powers.boot_checks.append(self.quotas.check_boot)
         self._watch: EventWatch | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._actions: set[asyncio.Task[Any]] = set()
@@ -79,6 +102,7 @@ class ServerManager:
         """Load the state dir, connect to Docker, recover, and watch Docker's events."""
         self.started_at = utcnow()
         self.recovery.load()
+        await self.quotas.start(self.servers.values())  # disk images mounted before any start
         if await self.backend.connect():
             await self._on_connected()
         else:
@@ -196,6 +220,7 @@ class ServerManager:
         """Validate against policy, ports and ids, then install in the background (202)."""
         check_spec(spec, self.config.policy, self.config.storage)
         self._require_docker()
+        self.quotas.admit(spec)
         return await self.installer.create(spec)
 
     async def reinstall(self, server_id: str, stop_timeout: float = 10.0) -> Server:
@@ -230,6 +255,7 @@ class ServerManager:
                 raise NotFound(f"no server with id {server_id!r} on this agent")
             await b.remove_role(server_id, "install", what="removing the install container")
             await b.remove_role(server_id, "server", what="removing the server's container")
+            await self.quotas.release(server_id, volumes=volumes)  # unmounted before the rm
             if volumes:
                 await b.remove_volume(server_id)
             del self.servers[server_id]

@@ -10,10 +10,11 @@
     lightd-coordinator dispatch --selector env=dev ACTION ...    ... on every matching node
     lightd-coordinator containers list NODE
     lightd-coordinator containers create NODE [--spec FILE] [--id ID] [--image IMG] [--cmd CMD]
-                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m]
+                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m] [--disk 10g]
                                 [--install-script @FILE] [--wait | --no-wait]
     lightd-coordinator containers start|stop|restart|kill|reinstall|delete|status|logs NODE SERVER
     lightd-coordinator containers exec NODE SERVER COMMAND...
+    lightd-coordinator containers quota NODE SERVER [--resize MB]   disk quota (limits.disk)
     lightd-coordinator services                                  services per node
     lightd-coordinator events [--types a,b] [--node ID]          tail /ws live
     lightd-coordinator activity [--node N] [--user U] [--since 1h] ...  who did what (a table)
@@ -28,6 +29,7 @@ The package, one idea per module:
 - ``client``     the HTTP client: typed answers (the shared models), refusals said plainly, and
                  the ``/ws`` event stream
 - ``rendering``  tables, event lines and the progress line
+- ``verbs_quota`` ``containers quota``: a server's disk quota, shown or resized
 - ``verbs``      what each verb does; waiting (for a command's result, for a server's lifecycle)
                  listens on ``/ws``
 - ``verbs_activity``  the ``activity`` verb: its flags, the page walk and the table

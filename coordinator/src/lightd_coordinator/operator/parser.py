@@ -8,6 +8,7 @@ from typing import Any
 
 from lightd_coordinator.operator.verbs_activity import add_activity_command
 from lightd_coordinator.operator.verbs_files import add_files_verbs
+from lightd_coordinator.operator.verbs_quota import add_quota_verb
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
@@ -100,6 +101,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="the install script: @FILE reads it from FILE ('@-': stdin), else the text itself",
     )
     create.add_argument("--memory", help="memory limit such as 512m or 1g")
+    create.add_argument("--disk", help="enforced disk limit such as 512m or 10g (limits.disk)")
     wait = create.add_mutually_exclusive_group()
     wait.add_argument(
         "--wait",
@@ -128,6 +130,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="one word: runs with /bin/sh -c; several: as is (put options after them, or use --)",
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
+    add_quota_verb(c_sub, verb)
     console = verb(
         c_sub.add_parser("console", help="tail a server's output and send it what you type")
     )
