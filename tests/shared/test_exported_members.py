@@ -27,6 +27,7 @@ MODULES = [
     "pacing",
     "ratelimit",
     "remote",
+    "schedules",
     "services",
     "stats",
     "tables",

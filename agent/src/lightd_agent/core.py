@@ -27,6 +27,14 @@ from lightd_agent.backend.docker_sdk import DockerBackend
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus
+from lightd_agent.schedules import (
+    SCHEDULES_FILE,
+    AgentTaskActions,
+    Clock,
+    Scheduler,
+    ScheduleStore,
+    SystemClock,
+)
 from lightd_agent.security import load_dispatch_key
 from lightd_agent.servers import ServerManager
 
@@ -53,6 +61,7 @@ class Agent:
         bus: EventBus | None = None,
         backend: Backend | None = None,
         subsystems: list[Subsystem] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -66,6 +75,14 @@ class Agent:
             CommandRunner(config.commands, self.manager, self.bus, config.node.id),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )
+        self.clock: Clock = clock or SystemClock()
+        self.scheduler = Scheduler(
+            ScheduleStore(config.storage.state_dir / SCHEDULES_FILE),
+            AgentTaskActions(self.manager, self.bus),
+            self.clock,
+            self.bus,
+        )
+        """Scheduled tasks (``lightd_agent.schedules``), started after the manager."""
         self.subsystems: list[Subsystem] = list(subsystems or [])
         self.health_sections: dict[str, Callable[[], Any]] = {
             "storage": self.manager.machine.storage_health

@@ -11,6 +11,7 @@ Both programs import from here and nowhere else:
 - ``events``      the SSE envelope ``{type, timestamp, data}``
 - ``containers``  the agent's container ("server") API
 - ``stats``       stats reports (agent -> coordinator), the resource history, the log follow
+- ``schedules``   a server's scheduled tasks (the agent's ``/containers/{id}/schedules``)
 - ``durations`` / ``timestamps``  the seeds' duration (``"2h30m15s"``) and RFC 3339 ``Z`` forms
 - ``base``        the two model bases: ``Payload`` (peer-sent, unknown fields ignored) and
                   ``Request`` (operator-sent, unknown fields rejected)
@@ -246,6 +247,28 @@ if _typing.TYPE_CHECKING:
         encodable,
         safe_text,
     )
+    from lightd_shared.schedules import (
+        MAX_SCHEDULES,
+        MAX_TASK_DELAY,
+        MAX_TASKS,
+        POWER_WORDS,
+        SCHEDULE_EVENT_KINDS,
+        MissedPolicy,
+        RunOutcome,
+        RunTrigger,
+        ScheduleAction,
+        ScheduleEvent,
+        ScheduleList,
+        SchedulePatch,
+        ScheduleRun,
+        ScheduleSkip,
+        ScheduleSpec,
+        ScheduleTask,
+        ScheduleView,
+        TaskOutcome,
+        TaskResult,
+        check_cron_shape,
+    )
 
 try:
     __version__ = _version("lightd-shared")
@@ -420,6 +443,26 @@ _EXPORTS: dict[str, str] = {
     "check_wire_value": "wire",
     "encodable": "wire",
     "safe_text": "wire",
+    "MAX_SCHEDULES": "schedules",
+    "MAX_TASK_DELAY": "schedules",
+    "MAX_TASKS": "schedules",
+    "POWER_WORDS": "schedules",
+    "SCHEDULE_EVENT_KINDS": "schedules",
+    "MissedPolicy": "schedules",
+    "RunOutcome": "schedules",
+    "RunTrigger": "schedules",
+    "ScheduleAction": "schedules",
+    "ScheduleEvent": "schedules",
+    "ScheduleList": "schedules",
+    "SchedulePatch": "schedules",
+    "ScheduleRun": "schedules",
+    "ScheduleSkip": "schedules",
+    "ScheduleSpec": "schedules",
+    "ScheduleTask": "schedules",
+    "ScheduleView": "schedules",
+    "TaskOutcome": "schedules",
+    "TaskResult": "schedules",
+    "check_cron_shape": "schedules",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -592,6 +635,26 @@ __all__ = [
     "url_userinfo",
     "utcnow",
     "uvicorn_options",
+    "MAX_SCHEDULES",
+    "MAX_TASK_DELAY",
+    "MAX_TASKS",
+    "POWER_WORDS",
+    "SCHEDULE_EVENT_KINDS",
+    "MissedPolicy",
+    "RunOutcome",
+    "RunTrigger",
+    "ScheduleAction",
+    "ScheduleEvent",
+    "ScheduleList",
+    "SchedulePatch",
+    "ScheduleRun",
+    "ScheduleSkip",
+    "ScheduleSpec",
+    "ScheduleTask",
+    "ScheduleView",
+    "TaskOutcome",
+    "TaskResult",
+    "check_cron_shape",
 ]
 
 
