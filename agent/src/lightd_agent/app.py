@@ -40,6 +40,7 @@ from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
 from lightd_agent.schedules import Clock
 from lightd_agent.schedules import routes as schedule_routes
+from lightd_agent.schedules.relay import schedule_relay_subsystem
 from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
 from lightd_shared.ratelimit import FailedAuthLimit
@@ -243,6 +244,7 @@ def create_app(
             *(subsystems or []),
             coordinator_subsystem,
             stats_subsystem,
+            schedule_relay_subsystem,
         ],
     )
     protected = config.authorization.enabled

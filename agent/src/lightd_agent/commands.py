@@ -50,6 +50,8 @@ from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.lifecycle import Server, ServerManager
+from lightd_agent.schedules.commands import ScheduleAnyCommand, run_schedule_command
+from lightd_agent.schedules.scheduler import Scheduler
 from lightd_shared.commands import (
     COMMAND,
     CONTAINER_ACTIONS,
@@ -69,6 +71,7 @@ from lightd_shared.commands import (
 )
 from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
+from lightd_shared.schedules import ScheduleList
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -109,6 +112,8 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    if not isinstance(answer, ContainerStatus):  # a schedules.* answer
+        return f"{answer.count} schedule(s)" if isinstance(answer, ScheduleList) else answer.id
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -129,12 +134,18 @@ class CommandRunner:
     """Runs one command to its end and says how it went, never raising."""
 
     def __init__(
-        self, settings: CommandsSection, manager: ServerManager, bus: EventBus, node_id: str
+        self,
+        settings: CommandsSection,
+        manager: ServerManager,
+        bus: EventBus,
+        node_id: str,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
         self.bus = bus
         self.node_id = node_id
+        self.scheduler = scheduler
 
     async def run(self, command: AgentCommand) -> CommandResult:
         began = time.monotonic()
@@ -260,6 +271,10 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if isinstance(typed, ScheduleAnyCommand):
+            if self.scheduler is None:
+                raise _Failed("scheduled tasks are not available on this agent")
+            return run_schedule_command(self.scheduler, typed)
         if isinstance(typed, ListCommand):
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))

@@ -71,10 +71,6 @@ class Agent:
         )
         self.manager = ServerManager(config, self.backend, self.bus)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
-        self.commands = CommandLedger(
-            CommandRunner(config.commands, self.manager, self.bus, config.node.id),
-            seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
-        )
         self.clock: Clock = clock or SystemClock()
         self.scheduler = Scheduler(
             ScheduleStore(config.storage.state_dir / SCHEDULES_FILE),
@@ -83,6 +79,10 @@ class Agent:
             self.bus,
         )
         """Scheduled tasks (``lightd_agent.schedules``), started after the manager."""
+        self.commands = CommandLedger(
+            CommandRunner(config.commands, self.manager, self.bus, config.node.id, self.scheduler),
+            seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
+        )
         self.subsystems: list[Subsystem] = list(subsystems or [])
         self.health_sections: dict[str, Callable[[], Any]] = {
             "storage": self.manager.machine.storage_health

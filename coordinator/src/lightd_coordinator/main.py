@@ -26,6 +26,7 @@ from lightd_coordinator.api.routes import (
     monitoring,
     nodes,
     remote,
+    schedules,
     services,
     ui,
 )
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(docs.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(schedules.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 

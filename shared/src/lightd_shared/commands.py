@@ -22,6 +22,10 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container schedules.list             params: timeout, server
+    container schedules.create           params: timeout, server, schedule (a schedule spec)
+    container schedules.update           params: timeout, server, schedule_id, changes
+    container schedules.delete | .run    params: timeout, server, schedule_id
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -45,6 +49,7 @@ from pydantic import (
 from lightd_shared.base import Payload, Request
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
+from lightd_shared.schedules import ScheduleList, SchedulePatch, ScheduleSpec, ScheduleView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -52,6 +57,7 @@ __all__ = [
     "COMMAND",
     "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
+    "SCHEDULE_ACTIONS",
     "Command",
     "CommandEcho",
     "CommandParams",
@@ -72,6 +78,13 @@ __all__ = [
     "LogsParams",
     "Params",
     "PowerCommand",
+    "ScheduleCreateCommand",
+    "ScheduleCreateParams",
+    "ScheduleListCommand",
+    "ScheduleRefCommand",
+    "ScheduleRefParams",
+    "ScheduleUpdateCommand",
+    "ScheduleUpdateParams",
     "ServerParams",
     "ServerRemoved",
     "StopCommand",
@@ -97,7 +110,19 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
 ]
+SCHEDULE_ACTIONS: tuple[str, ...] = (
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
+)
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
     "start",
@@ -110,6 +135,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    *SCHEDULE_ACTIONS,
 )
 
 
@@ -154,6 +180,18 @@ class ExecInsideParams(ServerParams):
         if not value or (isinstance(value, str) and not value.strip()):
             raise ValueError("command must not be empty")
         return value
+
+
+class ScheduleCreateParams(ServerParams):
+    schedule: ScheduleSpec = Field(description="The schedule to create")
+
+
+class ScheduleRefParams(ServerParams):
+    schedule_id: Identifier = Field(description="The schedule's id")
+
+
+class ScheduleUpdateParams(ScheduleRefParams):
+    changes: SchedulePatch = Field(description="The fields to change (as PATCH)")
 
 
 class CommandParams(BaseModel):
@@ -220,6 +258,30 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class ScheduleListCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.list"]
+    params: ServerParams
+
+
+class ScheduleRefCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.delete", "schedules.run"]
+    params: ScheduleRefParams
+
+
+class ScheduleCreateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.create"]
+    params: ScheduleCreateParams
+
+
+class ScheduleUpdateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.update"]
+    params: ScheduleUpdateParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -232,6 +294,11 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "schedules.list": "schedule_list",
+    "schedules.delete": "schedule_ref",
+    "schedules.run": "schedule_ref",
+    "schedules.create": "schedule_create",
+    "schedules.update": "schedule_update",
 }
 
 
@@ -260,7 +327,11 @@ Command = Annotated[
     | Annotated[StopCommand, Tag("stopping")]
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
-    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[ScheduleListCommand, Tag("schedule_list")]
+    | Annotated[ScheduleRefCommand, Tag("schedule_ref")]
+    | Annotated[ScheduleCreateCommand, Tag("schedule_create")]
+    | Annotated[ScheduleUpdateCommand, Tag("schedule_update")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -308,16 +379,26 @@ def _answer_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
+        if "schedules" in value:
+            return "schedules"
+        if "cron" in value:
+            return "schedule"
         return "removed" if value.get("state") == "deleted" else "status"
     if isinstance(value, ContainerList):
         return "list"
+    if isinstance(value, ScheduleList):
+        return "schedules"
+    if isinstance(value, ScheduleView):
+        return "schedule"
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")],
+    | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[ScheduleList, Tag("schedules")]
+    | Annotated[ScheduleView, Tag("schedule")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:

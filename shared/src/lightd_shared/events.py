@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from lightd_shared.base import Payload
 from lightd_shared.remote import ErrorUpdate, RemoteUpdate, StatusUpdate
+from lightd_shared.schedules import ScheduleEvent
 from lightd_shared.timestamps import Timestamp, utcnow
 
 __all__ = [
@@ -26,7 +27,11 @@ __all__ = [
     "Event",
     "EventType",
     "RelayedEvent",
+    "RelayedScheduleEvent",
+    "RelayedScheduleUpdate",
     "RelayedServerUpdate",
+    "ScheduleEventType",
+    "ScheduleUpdate",
     "ServerUpdate",
     "parse_event_id",
 ]
@@ -58,6 +63,10 @@ EventType = Literal[
     "command_result",
     "node_inactive",
     "server_update",
+    "schedule_started",
+    "schedule_task",
+    "schedule_finished",
+    "schedule_skipped",
 ]
 """Event types the coordinator emits: the seed's five, then lightd's own."""
 
@@ -123,3 +132,36 @@ class RelayedEvent(Payload):
     type: Literal["server_update"] = Field(description="Nodes relay only server_update")
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: RelayedServerUpdate
+
+
+ScheduleEventType = Literal[
+    "schedule_started", "schedule_task", "schedule_finished", "schedule_skipped"
+]
+"""A schedule's run on a node (the agent's own event kinds of the same names)."""
+
+
+class ScheduleUpdate(Payload):
+    """The data of every ``schedule_*`` event on ``/ws``: ``{"node", "server", "event"}``."""
+
+    node: str = Field(min_length=1, description="Set by the coordinator from the caller")
+    server: str = Field(min_length=1, description="The server the schedule belongs to")
+    event: ScheduleEvent = Field(description="The schedule, the run's trigger and outcome")
+
+
+class RelayedScheduleUpdate(Payload):
+    """What a node relays as a ``schedule_*`` event's data: :class:`ScheduleUpdate` without
+    ``node`` (the coordinator names the node itself)."""
+
+    server: str = Field(min_length=1)
+    event: ScheduleEvent
+
+    def stamped(self, node: str) -> ScheduleUpdate:
+        return ScheduleUpdate(node=node, server=self.server, event=self.event)
+
+
+class RelayedScheduleEvent(Payload):
+    """``POST /api/v1/nodes/{id}/events`` for a schedule's run (the agent relays each)."""
+
+    type: ScheduleEventType
+    timestamp: Timestamp = Field(default_factory=utcnow)
+    data: RelayedScheduleUpdate
