@@ -65,13 +65,13 @@ from lightd_shared.commands import (
     ListCommand,
     LogsCommand,
     PowerCommand,
+    ScheduleAnswer,
     ServerRemoved,
     StopCommand,
     describe_command_errors,
 )
 from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
-from lightd_shared.schedules import ScheduleList
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -112,8 +112,6 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
-    if not isinstance(answer, ContainerStatus):  # a schedules.* answer
-        return f"{answer.count} schedule(s)" if isinstance(answer, ScheduleList) else answer.id
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -155,7 +153,7 @@ class CommandRunner:
             else _DEFAULT_TIMEOUT
         )
         status: CommandStatus
-        data: ContainerAnswer | None = None
+        data: ContainerAnswer | ScheduleAnswer | None = None
         try:
             if command.type == "exec":
                 status, output = await self._exec(command.action, timeout)
@@ -255,7 +253,7 @@ class CommandRunner:
     # -- container -----------------------------------------------------------------------
     async def _container(
         self, command: AgentCommand, timeout: float
-    ) -> tuple[CommandStatus, str, ContainerAnswer | None]:
+    ) -> tuple[CommandStatus, str, ContainerAnswer | ScheduleAnswer | None]:
         try:
             typed = COMMAND.validate_json(
                 command.model_dump_json(exclude_none=True, exclude={"node_id"})

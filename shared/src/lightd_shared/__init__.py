@@ -68,6 +68,7 @@ if _typing.TYPE_CHECKING:
         LogsParams,
         Params,
         PowerCommand,
+        ScheduleAnswer,
         ScheduleCreateCommand,
         ScheduleCreateParams,
         ScheduleListCommand,
@@ -487,6 +488,7 @@ _EXPORTS: dict[str, str] = {
     "RelayedScheduleUpdate": "events",
     "ScheduleEventType": "events",
     "ScheduleUpdate": "events",
+    "ScheduleAnswer": "commands",
 }
 """Each exported name and the module (``lightd_shared.<module>``) that defines it."""
 
@@ -618,6 +620,7 @@ __all__ = [
     "RunOutcome",
     "RunTrigger",
     "ScheduleAction",
+    "ScheduleAnswer",
     "ScheduleCreateCommand",
     "ScheduleCreateParams",
     "ScheduleEvent",

@@ -78,6 +78,7 @@ __all__ = [
     "LogsParams",
     "Params",
     "PowerCommand",
+    "ScheduleAnswer",
     "ScheduleCreateCommand",
     "ScheduleCreateParams",
     "ScheduleListCommand",
@@ -379,30 +380,25 @@ def _answer_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
-        if "schedules" in value:
-            return "schedules"
-        if "cron" in value:
-            return "schedule"
         return "removed" if value.get("state") == "deleted" else "status"
     if isinstance(value, ContainerList):
         return "list"
-    if isinstance(value, ScheduleList):
-        return "schedules"
-    if isinstance(value, ScheduleView):
-        return "schedule"
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")]
-    | Annotated[ScheduleList, Tag("schedules")]
-    | Annotated[ScheduleView, Tag("schedule")],
+    | Annotated[ContainerStatus, Tag("status")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
 ``installing``), or a deletion."""
+
+
+ScheduleAnswer = ScheduleList | ScheduleView
+"""A ``schedules.*`` command's typed answer: the list, or one schedule. Kept beside
+:data:`ContainerAnswer`, not in it: an empty schedule list would also read as a server list."""
 
 
 class CommandResult(Payload):
@@ -413,7 +409,7 @@ class CommandResult(Payload):
     command: CommandEcho | None = None
     status: CommandStatus
     output: str = ""
-    data: ContainerAnswer | None = Field(
+    data: ContainerAnswer | ScheduleAnswer | None = Field(
         default=None,
         exclude_if=lambda value: value is None,  # an exec result keeps the seed's fields
         description="A container command's answer, typed (list, status, deletion); else absent",
