@@ -80,7 +80,10 @@ class Scheduler:
                 continue
             due = next_after(schedule.spec.cron, schedule.spec.timezone, schedule.cursor)
             if due <= now:
-                self._missed(schedule)
+                try:
+                    self._missed(schedule)
+                except Unavailable as exc:  # the state directory cannot be written now
+                    log.error("schedule %s of %s: %s", *_k(schedule), exc.message)
             self._tick(schedule)
         log.info("schedules restored: %d", len(self._schedules))
 
