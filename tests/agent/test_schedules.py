@@ -219,6 +219,8 @@ def test_crud_and_bad_input(make_agent: AgentFactory, test_image: str) -> None:
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["name"] == "second"
     assert replaced.json()["next_run"] == stamp(START + timedelta(hours=1))
+    other = c.put(f"{url}/{made_id}", json=chain(id="other"))
+    assert other.status_code == 422 and "is not the path's" in other.json()["detail"]
     patched = c.patch(f"{url}/{made_id}", json={"enabled": False})
     assert patched.status_code == 200 and patched.json()["next_run"] is None
     assert patched.json()["name"] == "second"

@@ -331,3 +331,29 @@ async def test_a_run_missed_while_down_follows_the_missed_policy(
         assert view.next_run == at(15)
     finally:
         await second.stop()
+
+
+def test_cron_reads_its_timezone_across_dst() -> None:
+    from lightd_agent.schedules.cron import next_after
+
+    winter = next_after("0 4 * * *", "Europe/Berlin", datetime(2026, 1, 10, tzinfo=UTC))
+    summer = next_after("0 4 * * *", "Europe/Berlin", datetime(2026, 7, 10, tzinfo=UTC))
+    assert winter == datetime(2026, 1, 10, 3, 0, tzinfo=UTC)
+    assert summer == datetime(2026, 7, 10, 2, 0, tzinfo=UTC)
+    assert next_after("*/5 * * * *", "UTC", at(5)) == at(10)  # strictly after
+
+
+@pytest.mark.anyio
+async def test_the_manual_clock_wakes_only_who_is_due() -> None:
+    clock = ManualClock(START)
+    early = asyncio.create_task(clock.sleep_until(at(1)))
+    late = asyncio.create_task(clock.sleep_until(at(2)))
+    await until(lambda: clock.sleepers() == [at(1), at(2)], "both asleep")
+    clock.advance(60)
+    await asyncio.wait_for(early, 5)
+    assert not late.done() and clock.sleepers() == [at(2)]
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.set(START)
+    clock.set(at(3))
+    await asyncio.wait_for(late, 5)
+    await asyncio.wait_for(clock.sleep_until(at(0)), 5)  # a time already past: at once

@@ -147,7 +147,7 @@ class Scheduler:
     def replace(self, server: str, schedule_id: str, spec: ScheduleSpec) -> ScheduleView:
         current = self._get(server, schedule_id)
         if spec.id is not None and spec.id != schedule_id:
-            raise Conflict(f"the body's id {spec.id!r} is not the path's {schedule_id!r}")
+            raise BadRequest(f"id: the body's id {spec.id!r} is not the path's {schedule_id!r}")
         return self._apply(current, spec.model_copy(update={"id": schedule_id}))
 
     def patch(self, server: str, schedule_id: str, patch: SchedulePatch) -> ScheduleView:
