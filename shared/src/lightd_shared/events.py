@@ -6,6 +6,10 @@ The SSE ``id:`` line carries the event's sequence number; it is not part of the 
 ``{"node", "server", "update"}``, whichever route brought it in (remote sync's ``/update`` or a
 relay through ``POST /api/v1/nodes/{id}/events``). ``node`` is always the node the coordinator
 authenticated, never a value taken from a body.
+
+``schedule_started``, ``schedule_task``, ``schedule_finished`` and ``schedule_skipped`` (a
+server's scheduled tasks) have :class:`ScheduleUpdate` ``{"node", "server", "event"}``, relayed
+by the node as :class:`RelayedScheduleEvent`, ``node`` set the same way.
 """
 
 from __future__ import annotations
