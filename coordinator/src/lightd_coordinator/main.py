@@ -26,6 +26,7 @@ from lightd_coordinator.api.routes import (
     monitoring,
     nodes,
     remote,
+    schedule_events,
     schedules,
     services,
     ui,
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(history.router)
     app.include_router(ui.router)
     app.include_router(schedules.router)
+    app.include_router(schedule_events.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 

@@ -2,7 +2,7 @@
 
 With ``coordinator.enabled``, every ``schedule_*`` event the bus publishes is queued (a
 durable listener: nothing is missed between two sends) and sent to
-``POST /api/v1/nodes/{id}/events`` (``lightd_shared.events.RelayedScheduleEvent``) with the
+``POST /api/v1/nodes/{id}/schedule-events`` (``lightd_shared.events.RelayedScheduleEvent``) with the
 enrolment's credentials (the coordinator token and this node's proof), oldest first. A
 coordinator that does not answer, or answers 404 (not registered yet), 429 or 5xx, is retried
 with backoff; an event it refuses for good (another 4xx) is dropped and logged. The queue holds
@@ -120,7 +120,7 @@ class ScheduleRelay:
                     await self._wake.wait()
                     continue
                 event = self._queue[0]
-                url = f"{self._base().rstrip('/')}/api/v1/nodes/{node}/events"
+                url = f"{self._base().rstrip('/')}/api/v1/nodes/{node}/schedule-events"
                 try:
                     response = await client.post(
                         url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from lightd_coordinator.api.deps import (
     AgentAuthDep,
@@ -19,7 +19,7 @@ from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
-from lightd_shared.events import RelayedEvent, RelayedScheduleEvent
+from lightd_shared.events import RelayedEvent
 from lightd_shared.nodes import (
     Heartbeat,
     NodeList,
@@ -213,12 +213,12 @@ async def send_command(
 )
 async def relay_event(
     node_id: NodeId,
-    event: Annotated[RelayedEvent | RelayedScheduleEvent, Field(discriminator="type")],
+    event: RelayedEvent,
     coordinator: CoordinatorDep,
     principal: AgentAuthDep,
     proof: NodeProofDep = None,
 ) -> Relayed:
-    """A node relays one of its own events (``server_update``, ``schedule_*``) to ``/ws``.
+    """A node relays one of its own events (``server_update``) to ``/ws`` subscribers.
 
     The event names the node of the path, which the caller proved to be (``vouch_for``); a
     ``node`` in the body is ignored, so no node can publish an event naming another.
