@@ -20,6 +20,7 @@ MODULES = [
     "dispatch",
     "durations",
     "events",
+    "files",
     "logformat",
     "monitoring",
     "nodes",

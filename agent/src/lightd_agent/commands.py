@@ -49,6 +49,8 @@ from pydantic import ValidationError
 from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
+from lightd_agent.files.commands import is_files_command, run_files_command
+from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
 from lightd_agent.schedules.commands import ScheduleAnyCommand, run_schedule_command
 from lightd_agent.schedules.scheduler import Scheduler
@@ -112,6 +114,7 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -138,7 +141,9 @@ class CommandRunner:
         bus: EventBus,
         node_id: str,
         scheduler: Scheduler | None = None,
+        files: FileService | None = None,
     ) -> None:
+        self.files = files
         self.settings = settings
         self.manager = manager
         self.bus = bus
@@ -273,6 +278,9 @@ class CommandRunner:
             if self.scheduler is None:
                 raise _Failed("scheduled tasks are not available on this agent")
             return run_schedule_command(self.scheduler, typed)
+        if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
+            output, answer = await run_files_command(self.files, typed)
+            return "success", output, answer
         if isinstance(typed, ListCommand):
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))

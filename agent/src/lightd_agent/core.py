@@ -27,6 +27,7 @@ from lightd_agent.backend.docker_sdk import DockerBackend
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus
+from lightd_agent.files import FileService
 from lightd_agent.schedules import (
     SCHEDULES_FILE,
     AgentTaskActions,
@@ -70,6 +71,7 @@ class Agent:
             config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
         )
         self.manager = ServerManager(config, self.backend, self.bus)
+        self.files = FileService(config, self.manager)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.clock: Clock = clock or SystemClock()
         self.scheduler = Scheduler(
@@ -80,7 +82,14 @@ class Agent:
         )
         """Scheduled tasks (``lightd_agent.schedules``), started after the manager."""
         self.commands = CommandLedger(
-            CommandRunner(config.commands, self.manager, self.bus, config.node.id, self.scheduler),
+            CommandRunner(
+                config.commands,
+                self.manager,
+                self.bus,
+                config.node.id,
+                scheduler=self.scheduler,
+                files=self.files,
+            ),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )
         self.subsystems: list[Subsystem] = list(subsystems or [])

@@ -26,6 +26,7 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container schedules.create           params: timeout, server, schedule (a schedule spec)
     container schedules.update           params: timeout, server, schedule_id, changes
     container schedules.delete | .run    params: timeout, server, schedule_id
+    container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -49,6 +50,7 @@ from pydantic import (
 from lightd_shared.base import Payload, Request
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
+from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
 from lightd_shared.schedules import ScheduleList, SchedulePatch, ScheduleSpec, ScheduleView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
@@ -311,13 +313,15 @@ def _command_kind(value: Any) -> str | None:
     if kind == "exec":
         return "exec"
     if kind == "container" and isinstance(action, str):
+        if action.startswith("files."):
+            return "files"
         return _MEMBER.get(action)
     return None
 
 
 _UNKNOWN = (
     "unknown container action or command type: 'type' is 'exec' (a shell command) or "
-    f"'container' with an 'action' of {', '.join(CONTAINER_ACTIONS)}"
+    f"'container' with an 'action' of {', '.join((*CONTAINER_ACTIONS, *FILES_ACTIONS))}"
 )
 
 Command = Annotated[
@@ -332,7 +336,8 @@ Command = Annotated[
     | Annotated[ScheduleListCommand, Tag("schedule_list")]
     | Annotated[ScheduleRefCommand, Tag("schedule_ref")]
     | Annotated[ScheduleCreateCommand, Tag("schedule_create")]
-    | Annotated[ScheduleUpdateCommand, Tag("schedule_update")],
+    | Annotated[ScheduleUpdateCommand, Tag("schedule_update")]
+    | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -346,11 +351,11 @@ def describe_command_errors(errors: list[Any]) -> str:
 
     The union member's tag, which pydantic puts first in each location, is left out.
     """
-    tags = set(_MEMBER.values()) | {"exec"}
+    tags = set(_MEMBER.values()) | {"exec", "files", *FILES_ACTIONS}
     parts = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]
-        if loc and loc[0] in tags:
+        while loc and loc[0] in tags:  # a files.* command is a union inside the union
             loc = loc[1:]
         where = ".".join(loc)
         parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
@@ -377,6 +382,8 @@ class ServerRemoved(Payload):
 
 
 def _answer_kind(value: Any) -> str:
+    if isinstance(value, FilesAnswer) or (isinstance(value, dict) and value.get("kind") == "files"):
+        return "files"
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
@@ -389,7 +396,8 @@ def _answer_kind(value: Any) -> str:
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")],
+    | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:

@@ -40,6 +40,7 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_coordinator.operator.verbs_schedules import run_schedules
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
@@ -405,6 +406,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
         return _create(api, args, base)
     if verb == "schedules":
         return run_schedules(api, args)
+    if verb == "files":
+        return run_files_verb(api, args)
     answer: Answer[CommandResult]
     if verb == "list":
         answer = api.fetch(CommandResult, "GET", base)
