@@ -33,6 +33,7 @@ MODULES = [
     "ratelimit",
     "remote",
     "routing",
+    "schedules",
     "services",
     "stats",
     "tables",

@@ -39,6 +39,9 @@ from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
+from lightd_agent.schedules import Clock
+from lightd_agent.schedules import routes as schedule_routes
+from lightd_agent.schedules.relay import schedule_relay_subsystem
 from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
 from lightd_shared.bodylimit import BodyLimitMiddleware
@@ -61,6 +64,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(agent.manager.stop)
         stack.push_async_callback(agent.commands.close)
         stack.push_async_callback(agent.drain)
+        await agent.scheduler.start()
+        stack.push_async_callback(agent.scheduler.stop)
         log.info(
             "lightd agent started",
             extra={"node": agent.config.node.id, "version": __version__},
@@ -168,6 +173,7 @@ def create_app(
     subsystems: list[Subsystem] | None = None,
     bus: EventBus | None = None,
     backend: Backend | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """Build the agent. Nothing touches Docker until the lifespan starts."""
     agent = Agent(
@@ -175,12 +181,14 @@ def create_app(
         config_path=config_path,
         bus=bus,
         backend=backend,
+        clock=clock,
         subsystems=[
             remote_subsystem,
             remotes_subsystem,
             *(subsystems or []),
             coordinator_subsystem,
             stats_subsystem,
+            schedule_relay_subsystem,
         ],
     )
     protected = config.authorization.enabled
@@ -217,6 +225,7 @@ def create_app(
     app.include_router(console_routes.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     app.include_router(disks_router)
+    app.include_router(schedule_routes.router)
     app.include_router(files.router)
     if protected:
         app.include_router(schema.router)

@@ -54,6 +54,8 @@ from lightd_agent.events import EventBus
 from lightd_agent.files.commands import is_files_command, run_files_command
 from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
+from lightd_agent.schedules.commands import ScheduleAnyCommand, run_schedule_command
+from lightd_agent.schedules.scheduler import Scheduler
 from lightd_shared.commands import (
     COMMAND,
     CONTAINER_ACTIONS,
@@ -70,6 +72,7 @@ from lightd_shared.commands import (
     PowerCommand,
     QuotaGetCommand,
     QuotaResizeCommand,
+    ScheduleAnswer,
     ServerRemoved,
     StopCommand,
     describe_command_errors,
@@ -145,6 +148,7 @@ class CommandRunner:
         manager: ServerManager,
         bus: EventBus,
         node_id: str,
+        scheduler: Scheduler | None = None,
         files: FileService | None = None,
     ) -> None:
         self.files = files
@@ -152,6 +156,7 @@ class CommandRunner:
         self.manager = manager
         self.bus = bus
         self.node_id = node_id
+        self.scheduler = scheduler
 
     async def run(self, command: AgentCommand) -> CommandResult:
         began = time.monotonic()
@@ -161,7 +166,7 @@ class CommandRunner:
             else _DEFAULT_TIMEOUT
         )
         status: CommandStatus
-        data: ContainerAnswer | None = None
+        data: ContainerAnswer | ScheduleAnswer | None = None
         try:
             if command.type == "exec":
                 status, output = await self._exec(command.action, timeout)
@@ -261,7 +266,7 @@ class CommandRunner:
     # -- container -----------------------------------------------------------------------
     async def _container(
         self, command: AgentCommand, timeout: float
-    ) -> tuple[CommandStatus, str, ContainerAnswer | None]:
+    ) -> tuple[CommandStatus, str, ContainerAnswer | ScheduleAnswer | None]:
         try:
             typed = COMMAND.validate_json(
                 command.model_dump_json(exclude_none=True, exclude={"node_id"})
@@ -277,6 +282,10 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if isinstance(typed, ScheduleAnyCommand):
+            if self.scheduler is None:
+                raise _Failed("scheduled tasks are not available on this agent")
+            return run_schedule_command(self.scheduler, typed)
         if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
             output, answer = await run_files_command(self.files, typed)
             return "success", output, answer

@@ -51,6 +51,11 @@ LifecycleKind = Literal[
     "Stopped",
     "Crashed",
     "Deleted",
+    # a schedule's runs (lightd_agent.schedules): data is a lightd_shared.schedules.ScheduleEvent
+    "schedule_started",
+    "schedule_task",
+    "schedule_finished",
+    "schedule_skipped",
 ]
 SEED_KINDS: frozenset[str] = frozenset(
     {"Started", "CreatingContainer", "Ready", "Error", "ReinstallStarted"}

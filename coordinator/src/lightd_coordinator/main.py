@@ -31,6 +31,8 @@ from lightd_coordinator.api.routes import (
     nodes,
     quota,
     remote,
+    schedule_events,
+    schedules,
     services,
     ui,
 )
@@ -131,6 +133,8 @@ def create_app(
     app.include_router(history.router)
     app.include_router(ui.router)
     app.include_router(activity.router)
+    app.include_router(schedules.router)
+    app.include_router(schedule_events.router)
     app.include_router(files.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))

@@ -25,6 +25,10 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container quota.get                  params: timeout, server
     container quota.resize               params: timeout, server, size (MB)
     container console                    params: timeout, server, command (one line)
+    container schedules.list             params: timeout, server
+    container schedules.create           params: timeout, server, schedule (a schedule spec)
+    container schedules.update           params: timeout, server, schedule_id, changes
+    container schedules.delete | .run    params: timeout, server, schedule_id
     container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
@@ -52,6 +56,7 @@ from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStat
 from lightd_shared.durations import Duration
 from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
 from lightd_shared.quota import MAX_DISK, MIB, MIN_DISK, QuotaView
+from lightd_shared.schedules import ScheduleList, SchedulePatch, ScheduleSpec, ScheduleView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -59,6 +64,7 @@ __all__ = [
     "COMMAND",
     "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
+    "SCHEDULE_ACTIONS",
     "Command",
     "CommandEcho",
     "CommandParams",
@@ -84,6 +90,14 @@ __all__ = [
     "QuotaGetCommand",
     "QuotaResizeCommand",
     "QuotaResizeParams",
+    "ScheduleAnswer",
+    "ScheduleCreateCommand",
+    "ScheduleCreateParams",
+    "ScheduleListCommand",
+    "ScheduleRefCommand",
+    "ScheduleRefParams",
+    "ScheduleUpdateCommand",
+    "ScheduleUpdateParams",
     "ServerParams",
     "ServerRemoved",
     "StopCommand",
@@ -112,7 +126,19 @@ ContainerAction = Literal[
     "quota.get",
     "quota.resize",
     "console",
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
 ]
+SCHEDULE_ACTIONS: tuple[str, ...] = (
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
+)
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
     "start",
@@ -128,6 +154,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "quota.get",
     "quota.resize",
     "console",
+    *SCHEDULE_ACTIONS,
 )
 
 
@@ -172,6 +199,18 @@ class ExecInsideParams(ServerParams):
         if not value or (isinstance(value, str) and not value.strip()):
             raise ValueError("command must not be empty")
         return value
+
+
+class ScheduleCreateParams(ServerParams):
+    schedule: ScheduleSpec = Field(description="The schedule to create")
+
+
+class ScheduleRefParams(ServerParams):
+    schedule_id: Identifier = Field(description="The schedule's id")
+
+
+class ScheduleUpdateParams(ScheduleRefParams):
+    changes: SchedulePatch = Field(description="The fields to change (as PATCH)")
 
 
 class CommandParams(BaseModel):
@@ -272,6 +311,30 @@ class ConsoleCommand(_Command):
     params: ConsoleParams
 
 
+class ScheduleListCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.list"]
+    params: ServerParams
+
+
+class ScheduleRefCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.delete", "schedules.run"]
+    params: ScheduleRefParams
+
+
+class ScheduleCreateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.create"]
+    params: ScheduleCreateParams
+
+
+class ScheduleUpdateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.update"]
+    params: ScheduleUpdateParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -287,6 +350,11 @@ _MEMBER: dict[str, str] = {
     "quota.get": "quota_get",
     "quota.resize": "quota_resize",
     "console": "console",
+    "schedules.list": "schedule_list",
+    "schedules.delete": "schedule_ref",
+    "schedules.run": "schedule_ref",
+    "schedules.create": "schedule_create",
+    "schedules.update": "schedule_update",
 }
 
 
@@ -321,6 +389,10 @@ Command = Annotated[
     | Annotated[QuotaGetCommand, Tag("quota_get")]
     | Annotated[QuotaResizeCommand, Tag("quota_resize")]
     | Annotated[ConsoleCommand, Tag("console")]
+    | Annotated[ScheduleListCommand, Tag("schedule_list")]
+    | Annotated[ScheduleRefCommand, Tag("schedule_ref")]
+    | Annotated[ScheduleCreateCommand, Tag("schedule_create")]
+    | Annotated[ScheduleUpdateCommand, Tag("schedule_update")]
     | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
@@ -393,6 +465,11 @@ ContainerAnswer = Annotated[
 ``installing``), a deletion, or a disk quota (``quota.get``/``quota.resize``)."""
 
 
+ScheduleAnswer = ScheduleList | ScheduleView
+"""A ``schedules.*`` command's typed answer: the list, or one schedule. Kept beside
+:data:`ContainerAnswer`, not in it: an empty schedule list would also read as a server list."""
+
+
 class CommandResult(Payload):
     """A command's result, as the node reports it and the coordinator stores and returns it."""
 
@@ -401,7 +478,7 @@ class CommandResult(Payload):
     command: CommandEcho | None = None
     status: CommandStatus
     output: str = ""
-    data: ContainerAnswer | None = Field(
+    data: ContainerAnswer | ScheduleAnswer | None = Field(
         default=None,
         exclude_if=lambda value: value is None,  # an exec result keeps the seed's fields
         description="A container command's answer, typed (list, status, deletion); else absent",

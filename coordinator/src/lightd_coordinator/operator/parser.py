@@ -9,6 +9,7 @@ from typing import Any
 from lightd_coordinator.operator.verbs_activity import add_activity_command
 from lightd_coordinator.operator.verbs_files import add_files_verbs
 from lightd_coordinator.operator.verbs_quota import add_quota_verb
+from lightd_coordinator.operator.verbs_schedules import add_schedule_commands
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
@@ -137,6 +138,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     console.add_argument("node")
     console.add_argument("server")
     console.add_argument("--tail", type=int, default=None, help="start with N lines (150)")
+    add_schedule_commands(c_sub, verb)
     add_files_verbs(c_sub, verb)  # containers files ls|cat|write|upload|download|... (own module)
 
     verb(sub.add_parser("services", help="services per node"))

@@ -44,6 +44,7 @@ from lightd_coordinator.operator.verbs_activity import run_activity
 from lightd_coordinator.operator.verbs_console import console_verb
 from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_coordinator.operator.verbs_quota import run_quota
+from lightd_coordinator.operator.verbs_schedules import run_schedules
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -410,6 +411,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
         return _create(api, args, base)
     if verb == "console":
         return console_verb(api, args)
+    if verb == "schedules":
+        return run_schedules(api, args)
     if verb == "files":
         return run_files_verb(api, args)
     answer: Answer[CommandResult]
