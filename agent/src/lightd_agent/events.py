@@ -127,6 +127,7 @@ class EventBus:
         # and exact in a JavaScript number.
         self._ids = itertools.count(time.time_ns() // 1000)
         self._listeners: list[DurableListener] = []
+        self._batch_listeners: list[Callable[[list[LifecycleEvent]], None]] = []
         self._gates: list[Gate] = []
         self._subscribers: set[Subscription] = set()
         self._history: deque[LifecycleEvent] = deque(maxlen=history)
@@ -136,6 +137,13 @@ class EventBus:
         """Register a durable listener; returns a function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_batch_listener(
+        self, listener: Callable[[list[LifecycleEvent]], None]
+    ) -> Callable[[], None]:
+        """Register a durable listener that takes a group of events at once (one commit)."""
+        self._batch_listeners.append(listener)
+        return lambda: self._batch_listeners.remove(listener)
 
     def add_gate(self, gate: Gate) -> Callable[[], None]:
         self._gates.append(gate)
@@ -152,9 +160,18 @@ class EventBus:
     def publish(self, event: LifecycleEvent) -> LifecycleEvent:
         """Number the event, persist it through the durable listeners, then fan it out.
 
-        Synchronous on purpose: when it returns, every durable listener has the event.
+        Synchronous on purpose: when it returns, every durable listener has the event. The
+        servers' machine goes through :meth:`number`, :meth:`persist` (in its writer thread,
+        a group at a time) and :meth:`fan_out` instead, in the same order.
         """
-        numbered = LifecycleEvent(
+        numbered = self.number(event)
+        self.persist([numbered])
+        self.fan_out(numbered)
+        return numbered
+
+    def number(self, event: LifecycleEvent) -> LifecycleEvent:
+        """The event with its id: increasing by one per event, in the order of the calls."""
+        return LifecycleEvent(
             server=event.server,
             kind=event.kind,
             state=event.state,
@@ -164,12 +181,20 @@ class EventBus:
             timestamp=event.timestamp,
             id=next(self._ids),
         )
+
+    def persist(self, events: list[LifecycleEvent]) -> None:
+        """Hand numbered events to every durable listener (any thread, in order)."""
+        for batch in list(self._batch_listeners):
+            batch(events)
         for listener in list(self._listeners):
-            listener(numbered)
-        self._history.append(numbered)
+            for event in events:
+                listener(event)
+
+    def fan_out(self, event: LifecycleEvent) -> None:
+        """Keep a persisted event in the history and offer it to the live subscribers."""
+        self._history.append(event)
         for subscription in list(self._subscribers):
-            subscription._offer(numbered)
-        return numbered
+            subscription._offer(event)
 
     def subscribe(self, after: int | None = None) -> Subscription:
         """Subscribe; with ``after``, first replay kept events with a greater id."""
