@@ -295,6 +295,15 @@ class Outbox:
             ).fetchone()
         return None if row is None else self._pending(row)
 
+    def after(self, server: str, seq: int, limit: int) -> list[PendingUpdate]:
+        """``server``'s undelivered updates numbered above ``seq``, oldest first (read-ahead)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (server, seq, limit),
+            ).fetchall()
+        return [self._pending(row) for row in rows]
+
     def next_attempt_at(self, excluding: Collection[str] = ()) -> float | None:
         """When the earliest queue head may be tried, or ``None`` when nothing is pending.
 
