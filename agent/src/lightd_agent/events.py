@@ -4,7 +4,9 @@ Lifecycle code (install, power actions, Docker's event stream) calls :meth:`Even
 The bus then, in this order:
 
 1. calls every *durable listener* synchronously (the remote-sync outbox writes the update to
-   SQLite here, so an event that was published survives a crash right after);
+   SQLite here, so an event that was published survives a crash right after); the servers'
+   machine does this step in its writer thread, a group of events at a time
+   (:meth:`EventBus.persist`), and the next one on the loop once they are durable;
 2. hands the event to every live subscriber (the ``GET /events`` SSE streams) through a bounded
    queue; a subscriber that falls behind is dropped, never the event for the others.
 
@@ -77,7 +79,11 @@ class LifecycleEvent:
 
 
 class DurableListener(Protocol):
-    """Called synchronously for every event before anyone else sees it. Must not block long."""
+    """Called synchronously for every event before anyone else sees it. Must not block long.
+
+    The servers' events reach it from the durable writer's thread (``servers/writer.py``), not
+    from the event loop: a listener that touches asyncio objects hands over with
+    ``call_soon_threadsafe`` (``wakeup.set_event_threadsafe``)."""
 
     def __call__(self, event: LifecycleEvent) -> None: ...
 
