@@ -222,9 +222,16 @@ class Machine:
         await self.writer.settled()
 
     async def save_new(self, server: Server) -> None:
-        """Write a server's first state file before it is known (raises ``OSError``)."""
-        await self.writer.settled()  # a delete of the same id queued before is done first
-        await asyncio.to_thread(self.store.save, server.record())
+        """Write a server's first state file before it is known (raises ``OSError``).
+
+        Through the writer like every other write (after a delete of the same id queued
+        before it), not the default thread pool, where it would queue behind Docker calls.
+        """
+        reply: asyncio.Future[OSError | None] = asyncio.get_running_loop().create_future()
+        self.writer.submit(server.id, server.record(), None, reply=reply)
+        error = await reply
+        if error is not None:
+            raise error
 
     def _written(self, outcome: WriteOutcome) -> None:
         """After each group (on the event loop): keep what failed as unsaved."""

@@ -44,6 +44,7 @@ class _Item:
     record: StoredServer | None  # None with ``remove``: the file is deleted
     event: LifecycleEvent | None
     remove: bool = False
+    reply: asyncio.Future[OSError | None] | None = None  # told the file's outcome
 
 
 class DurableWriter:
@@ -77,13 +78,15 @@ class DurableWriter:
         event: LifecycleEvent | None,
         *,
         remove: bool = False,
+        reply: asyncio.Future[OSError | None] | None = None,
     ) -> None:
         """Queue one write; the event (already numbered) is fanned out once it is durable.
+        ``reply`` (optional) gets the state file's outcome: ``None`` or the ``OSError``.
 
         Without a running event loop (a synchronous caller) the write is done at once, in the
         caller's thread, after what is queued, with the same order of steps.
         """
-        item = _Item(server, record, event, remove)
+        item = _Item(server, record, event, remove, reply)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -196,6 +199,9 @@ class DurableWriter:
                 for event in events:
                     self.bus.fan_out(event)
             finally:
+                for item in items:
+                    if item.reply is not None and not item.reply.done():
+                        item.reply.set_result(outcome.get(item.server))
                 if waiter is not None:
                     _resolve(waiter)
 
