@@ -19,9 +19,11 @@ from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
     commands,
+    console,
     containers,
     docs,
     events,
+    files,
     history,
     monitoring,
     nodes,
@@ -117,12 +119,14 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(nodes.router)
     app.include_router(containers.router)
+    app.include_router(console.router)
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)
     app.include_router(docs.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(files.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
@@ -134,7 +138,9 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.server.max_body_size, exempt=files.is_upload
+    )
     # before anything but CORS (whose headers a browser needs to read even a 429)
     app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from lightd_coordinator.operator.verbs_files import add_files_verbs
+
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
 OPERATOR_COMMANDS: tuple[str, ...] = ("nodes", "dispatch", "containers", "services", "events")
@@ -118,6 +120,13 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="one word: runs with /bin/sh -c; several: as is (put options after them, or use --)",
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
+    console = verb(
+        c_sub.add_parser("console", help="tail a server's output and send it what you type")
+    )
+    console.add_argument("node")
+    console.add_argument("server")
+    console.add_argument("--tail", type=int, default=None, help="start with N lines (150)")
+    add_files_verbs(c_sub, verb)  # containers files ls|cat|write|upload|download|... (own module)
 
     verb(sub.add_parser("services", help="services per node"))
 
