@@ -126,7 +126,7 @@ class Installer:
                     )
             server = Server(spec=spec, state="installing")
             try:  # written before it is known: a refused create leaves nothing behind
-                self.machine.store.save(server.record())
+                await self.machine.save_new(server)
             except OSError as exc:
                 self.machine.storage_failed(exc)
                 raise Unavailable(
@@ -175,6 +175,7 @@ class Installer:
         except Exception as exc:  # never leave a server stuck in installing
             log.exception("install of %s failed unexpectedly", server.id)
             self.machine.move(server, Cause.FAIL, data=f"unexpected error during install: {exc}")
+        await self.machine.settled()  # the install is done once its changes are durable
 
     async def _install_locked(
         self, server: Server, *, reinstall: bool, fresh: bool, stop_timeout: float

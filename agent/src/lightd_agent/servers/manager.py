@@ -111,6 +111,7 @@ class ServerManager:
                 "answer 503 until it answers",
                 self.backend.error,
             )
+        await self.machine.settled()  # what recovery changed is durable before the API opens
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="docker-watchdog")
         self._storage = asyncio.create_task(self._storage_loop(), name="state-dir-retry")
 
@@ -165,6 +166,7 @@ class ServerManager:
         # their state files still say installing: failed at the next start
         await self.installer.cut_off(cut_off)
         await self._close_watch()
+        await self.machine.settled()  # every change durable and published before the exit
         detach, self._detach_gate = self._detach_gate, lambda: None
         detach()
         self.backend.close()
@@ -206,6 +208,7 @@ class ServerManager:
         try:
             self._watch = await self.backend.watch(self.crashes.on_event)
             await self.recovery.reconcile()
+            await self.machine.settled()
         except AgentError as exc:
             log.warning("reconnecting to Docker failed half-way (%s); retrying", exc.message)
         except Exception:  # the watchdog must outlive any surprise from Docker
@@ -213,6 +216,7 @@ class ServerManager:
 
     async def reconcile(self) -> None:
         await self.recovery.reconcile()
+        await self.machine.settled()
 
     # -- lifecycle actions ------------------------------------------------------------------
 
@@ -238,9 +242,12 @@ class ServerManager:
         server = self.get(server_id)
         self.powers.held(server, action)
         self._require_docker()
-        return await self._tracked(
-            self.powers.act(server, action, timeout), f"{action} of {server_id}"
-        )
+        try:
+            return await self._tracked(
+                self.powers.act(server, action, timeout), f"{action} of {server_id}"
+            )
+        finally:  # answered (or refused) only once its changes are durable and published
+            await self.machine.settled()
 
     async def delete(self, server_id: str, *, volumes: bool = False) -> None:
         server = self.get(server_id)
@@ -261,6 +268,7 @@ class ServerManager:
             del self.servers[server_id]
             self.install_logs.remove(server_id)
             self.machine.deleted(server_id)
+        await self.machine.settled()
 
     # -- looking ----------------------------------------------------------------------------
 

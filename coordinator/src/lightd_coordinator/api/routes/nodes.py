@@ -197,11 +197,12 @@ async def send_command(
     run_async: Annotated[bool, Query(alias="async")] = False,
 ) -> CommandResult:
     """Send a command to the node's agent and answer with its result (or 202 with ``async``)."""
-    node = await coordinator.fleet.get(node_id)
-    if node is None:
+    found = await coordinator.fleet.get_for_dispatch(node_id)
+    if found is None:
         raise _not_found(node_id)
+    node, key = found
     result, _ = await coordinator.dispatcher.submit(
-        node, command, idempotency_key=idempotency_key, wait=not run_async
+        node, command, idempotency_key=idempotency_key, wait=not run_async, dispatch_key=key
     )
     if run_async:
         response.status_code = status.HTTP_202_ACCEPTED
