@@ -32,6 +32,7 @@ from lightd_agent.schedules.clock import Clock
 from lightd_agent.schedules.cron import check_cron, next_after
 from lightd_agent.schedules.runner import run_schedule
 from lightd_agent.schedules.store import Schedule, ScheduleStore
+from lightd_agent.wakeup import call_threadsafe
 from lightd_shared.schedules import (
     MAX_SCHEDULES,
     RunTrigger,
@@ -64,6 +65,7 @@ class Scheduler:
         self._tickers: dict[Key, asyncio.Task[None]] = {}
         self._runs: dict[Key, asyncio.Task[ScheduleRun]] = {}
         self._detach: Callable[[], None] = lambda: None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
 
     # -- start and stop ---------------------------------------------------------------------
@@ -71,6 +73,7 @@ class Scheduler:
     async def start(self) -> None:
         """Restore every stored schedule, handle the runs missed while down, start ticking."""
         self._started = True
+        self._loop = asyncio.get_running_loop()
         self._detach = self.bus.add_listener(self._on_event)
         for schedule in self.store.all():
             self._schedules[schedule.key] = schedule
@@ -204,8 +207,11 @@ class Scheduler:
     # -- inside -----------------------------------------------------------------------------
 
     def _on_event(self, event: LifecycleEvent) -> None:
+        # A durable listener: called from the servers' writer thread, so the schedules (tasks
+        # and the store, both the loop's) are forgotten on the loop.
         if event.kind == "Deleted":
-            self.forget_server(event.server)
+            server = event.server
+            call_threadsafe(self._loop, lambda: self.forget_server(server))
 
     def _server(self, server: str) -> None:
         if self.actions.state(server) is None:
