@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -64,6 +64,9 @@ class LifecycleEvent:
     ``error``/``data`` are set for ``Error`` (``error`` is ``failed``, ``timeout`` or a custom
     message; ``data`` says what happened in words an operator can act on). ``state`` is the
     server's state word after the change (``installing``, ``ready``, ``running``, ...).
+
+    Its fields are those of the wire's :class:`lightd_shared.containers.ServerEvent`, which is
+    read from it by attribute; ``tests/agent/test_field_lists.py`` checks that they agree.
     """
 
     server: str
@@ -154,16 +157,7 @@ class EventBus:
 
         Synchronous on purpose: when it returns, every durable listener has the event.
         """
-        numbered = LifecycleEvent(
-            server=event.server,
-            kind=event.kind,
-            state=event.state,
-            error=event.error,
-            data=event.data,
-            exit_code=event.exit_code,
-            timestamp=event.timestamp,
-            id=next(self._ids),
-        )
+        numbered = replace(event, id=next(self._ids))
         for listener in list(self._listeners):
             listener(numbered)
         self._history.append(numbered)
