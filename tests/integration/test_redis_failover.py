@@ -67,7 +67,8 @@ def test_an_agent_fails_over_to_the_other_replica(
             assert using() == a.url
             a.kill()
             wait_until(lambda: using() == b.url, what="the agent heartbeating B")
-            # longer than the node timeout: the node never turned inactive
+            # longer than the node timeout: the node never turned inactive. Watching for a
+            # span of time is the behaviour under test here, so this loop keeps its pace.
             watched = time.monotonic() + 2 * NODE_TIMEOUT
             while time.monotonic() < watched:
                 assert status() == "active", agent.logs()[-3000:]
