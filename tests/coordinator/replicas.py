@@ -10,17 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from tests.harness.servers import free_port
+from tests.harness.startup import wait_healthy
 
 __all__ = ["Replica", "replica", "replicas"]
 
@@ -88,18 +87,9 @@ def replica(
         )
     running = Replica(name=name, port=port, process=process, log=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"replica {name} exited: {running.logs()[-3000:]}")
-            try:
-                if httpx.get(f"{running.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"replica {name} did not start: {running.logs()[-3000:]}")
-            time.sleep(0.05)
+        wait_healthy(
+            process, running.url, name=f"replica {name}", logs=lambda: running.logs()[-3000:]
+        )
         yield running
     finally:
         if process.poll() is None:

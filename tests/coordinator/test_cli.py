@@ -21,6 +21,7 @@ from jose import jwt
 from lightd_coordinator.config import SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET
 from lightd_coordinator.security import COORDINATOR_AUDIENCE
 from tests.harness.servers import free_port
+from tests.harness.startup import wait_healthy
 
 VENDETTA = str(Path(sys.executable).parent / "vendetta")
 COORD = [sys.executable, "-m", "lightd_coordinator"]
@@ -58,18 +59,14 @@ def started(args: list[str], cwd: Path, port: int) -> Iterator[subprocess.Popen[
         env=_env(),
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"coordinator exited: {process.communicate()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("coordinator did not start")
-            time.sleep(0.1)
+        wait_healthy(
+            process,
+            f"http://127.0.0.1:{port}",
+            name="coordinator",
+            # its output only once it exited (reading a running child's pipes would block)
+            logs=lambda: "" if process.poll() is None else str(process.communicate()),
+            timeout=20,
+        )
         yield process
     finally:
         if process.poll() is None:

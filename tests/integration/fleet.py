@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import yaml
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.harness.servers import free_port, serve
+from tests.harness.startup import wait_healthy
 from tests.harness.wait import wait_until as wait_until
 
 LIGHTD = str(Path(sys.executable).with_name("lightd"))
@@ -113,18 +113,13 @@ class AgentProcess:
             self.process = subprocess.Popen(
                 [LIGHTD, "run", "-c", str(self.config)], stdout=sink, stderr=sink
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"agent {self.node_id} exited:\n{self.log.read_text()}")
-            try:
-                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
-                if health.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"agent {self.node_id} did not come up:\n{self.log.read_text()}")
+        wait_healthy(
+            self.process,
+            self.url,
+            name=f"agent {self.node_id}",
+            logs=self.log.read_text,
+            verify=self.verify,
+        )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -189,18 +184,7 @@ class CoordinatorProcess:
             self.process = subprocess.Popen(
                 [*COORDINATOR, "start", "-c", str(self.config)], stdout=sink, stderr=sink, env=env
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"coordinator exited:\n{self.logs()}")
-            try:
-                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
-                if health.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"coordinator did not come up:\n{self.logs()}")
+        wait_healthy(self.process, self.url, name="coordinator", logs=self.logs, verify=self.verify)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
