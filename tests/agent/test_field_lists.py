@@ -27,6 +27,8 @@ from lightd_shared.containers import (
 )
 
 WHEN = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+WIRE_FACTS = ["state", "error", "exit_code", "started_at", "finished_at", "container_id"]
+"""The run facts in the order the state file and the views write them (pinned)."""
 
 
 def _server() -> Server:
@@ -65,15 +67,7 @@ def test_the_state_file_round_trips_every_fact() -> None:
     server = _server()
     record = server.record()
     # the state file's shape (what a restarted agent reads) is unchanged
-    assert list(record.model_dump(mode="json")) == [
-        "state",
-        "error",
-        "exit_code",
-        "started_at",
-        "finished_at",
-        "container_id",
-        "spec",
-    ]
+    assert list(record.model_dump(mode="json")) == [*WIRE_FACTS, "spec"]
     again = Server.from_record(StoredServer.model_validate_json(record.model_dump_json()))
     assert again.facts() == server.facts()
     assert again.spec == server.spec
@@ -81,18 +75,7 @@ def test_the_state_file_round_trips_every_fact() -> None:
 
 def test_the_view_carries_every_fact_in_the_wire_order() -> None:
     view = _server().view().model_dump(mode="json")
-    assert list(view) == [
-        "id",
-        "state",
-        "error",
-        "exit_code",
-        "started_at",
-        "finished_at",
-        "container_id",
-        "restarts",
-        "spec",
-        "ports",
-    ]
+    assert list(view) == ["id", *WIRE_FACTS, "restarts", "spec", "ports"]
     assert view["exit_code"] == 3 and view["container_id"] == "c" * 64
     assert view["restarts"] == 1 and view["ports"] == [
         {"container": 80, "host": 8080, "protocol": "tcp"}

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from tests.harness.servers import free_port
-from tests.harness.startup import wait_healthy
+from tests.harness.startup import stop_process, wait_healthy
 
 __all__ = ["Replica", "replica", "replicas"]
 
@@ -92,13 +92,7 @@ def replica(
         )
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
 
 
 @contextmanager

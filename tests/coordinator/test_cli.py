@@ -21,7 +21,7 @@ from jose import jwt
 from lightd_coordinator.config import SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET
 from lightd_coordinator.security import COORDINATOR_AUDIENCE
 from tests.harness.servers import free_port
-from tests.harness.startup import wait_healthy
+from tests.harness.startup import stop_process, wait_healthy
 
 VENDETTA = str(Path(sys.executable).parent / "vendetta")
 COORD = [sys.executable, "-m", "lightd_coordinator"]
@@ -69,13 +69,7 @@ def started(args: list[str], cwd: Path, port: int) -> Iterator[subprocess.Popen[
         )
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
         for pipe in (process.stdout, process.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()

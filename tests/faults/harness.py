@@ -16,7 +16,6 @@ The three checks the fault suite makes after each scenario:
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +25,7 @@ import docker
 import httpx
 
 from tests.harness.wait import wait_until
-from tests.integration.fleet import AgentProcess
+from tests.integration.fleet import AgentProcess, run_agent
 from tests.remote.agent import API_TOKEN, agent_config
 from tests.remote.recorder import Recorded, RemoteServer
 
@@ -39,16 +38,7 @@ def start_agent(
     """A ``lightd run`` process syncing every lifecycle change (``events: all``) to ``remote``."""
     document = agent_config(tmp / name, remote.url, events="all", **remote_settings)
     document["node"]["id"] = f"fault-{uuid.uuid4().hex[:8]}"
-    config = tmp / f"{name}.json"
-    config.write_text(json.dumps(document), encoding="utf-8")
-    agent = AgentProcess(
-        config=config,
-        log=tmp / f"{name}.log",
-        node_id=document["node"]["id"],
-        port=document["server"]["port"],
-    )
-    agent.start()
-    return agent
+    return run_agent(tmp, document, name=name)
 
 
 def client_of(agent: AgentProcess) -> httpx.Client:

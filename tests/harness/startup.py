@@ -1,4 +1,5 @@
-"""One way for tests to wait for a program they started: ``wait_healthy(process, url, ...)``.
+"""One way for tests to wait for a program they started (``wait_healthy``) and to stop it
+(``stop_process``).
 
 Every test that runs ``lightd run`` or ``lightd-coordinator start`` as a child process waits
 the same way: ``GET {url}/health`` until it answers 200, failing at once (with the program's
@@ -15,7 +16,7 @@ import httpx
 
 from tests.harness.wait import wait_until
 
-__all__ = ["wait_healthy"]
+__all__ = ["stop_process", "wait_healthy"]
 
 
 class _Exited(AssertionError):
@@ -48,3 +49,18 @@ def wait_healthy(
         raise
     except AssertionError as exc:
         raise AssertionError(f"{name} did not come up ({exc}):\n{logs()}") from None
+
+
+def stop_process(process: subprocess.Popen[Any], *, timeout: float = 30.0) -> bool:
+    """SIGTERM, then wait ``timeout`` seconds; SIGKILL what is still running. Whether it ended
+    on the SIGTERM (a program that ignored it is for the caller to fail on, or not)."""
+    if process.poll() is not None:
+        return True
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        return False
+    return True
