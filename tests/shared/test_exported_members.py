@@ -13,13 +13,17 @@ from types import ModuleType
 import lightd_shared
 
 MODULES = [
+    "activity",
     "auth",
     "base",
+    "bodylimit",
     "commands",
+    "console",
     "containers",
     "dispatch",
     "durations",
     "events",
+    "files",
     "logformat",
     "monitoring",
     "nodes",
@@ -27,6 +31,7 @@ MODULES = [
     "pacing",
     "ratelimit",
     "remote",
+    "routing",
     "services",
     "stats",
     "tables",

@@ -35,14 +35,18 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from lightd_agent.config import CommandsSection
+from lightd_agent.console.service import console_command
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
+from lightd_agent.files.commands import is_files_command, run_files_command
+from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
 from lightd_shared.commands import (
     COMMAND,
     CONTAINER_ACTIONS,
     CommandResult,
     CommandStatus,
+    ConsoleCommand,
     ContainerAnswer,
     CreateCommand,
     DeleteCommand,
@@ -90,6 +94,7 @@ def _summary(answer: ContainerAnswer) -> str:
         return f"{answer.count} server(s)"
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -110,8 +115,14 @@ class CommandRunner:
     """Runs one command to its end and says how it went, never raising."""
 
     def __init__(
-        self, settings: CommandsSection, manager: ServerManager, bus: EventBus, node_id: str
+        self,
+        settings: CommandsSection,
+        manager: ServerManager,
+        bus: EventBus,
+        node_id: str,
+        files: FileService | None = None,
     ) -> None:
+        self.files = files
         self.settings = settings
         self.manager = manager
         self.bus = bus
@@ -241,6 +252,9 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
+            output, answer = await run_files_command(self.files, typed)
+            return "success", output, answer
         if isinstance(typed, ListCommand):
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))
@@ -254,6 +268,8 @@ class CommandRunner:
             seconds = timeout if budget is None else budget.total_seconds()
             result = await manager.exec(typed.params.server, typed.params.command, seconds)
             return result.status, result.output, None
+        elif isinstance(typed, ConsoleCommand):
+            return await console_command(manager, typed)
         elif isinstance(typed, DeleteCommand):
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)

@@ -53,6 +53,7 @@ __all__ = [
     "ConfigError",
     "CoordinatorSection",
     "DockerSection",
+    "FilesSection",
     "LoggingSection",
     "NamedRemoteSettings",
     "NodeSection",
@@ -281,6 +282,58 @@ class CommandsSection(_Section):
     )
 
 
+class ConsoleSection(_Section):
+    """The live console (log follows) and the install logs kept per server."""
+
+    backlog: int = Field(
+        default=150, ge=0, description="Lines of past output a follow starts with (?tail=N)"
+    )
+    max_backlog: int = Field(
+        default=10_000, ge=0, le=100_000, description="The most ?tail=N a follow may ask for"
+    )
+    throttle_lines: int = Field(
+        default=2000, ge=1, description="Lines a server's follows may pass per throttle_period"
+    )
+    throttle_period: PositiveDuration = Field(
+        default=parse_duration("100ms"), description="The throttle's window"
+    )
+    max_line: int = Field(
+        default=65536, ge=1024, description="Bytes of one line kept (the rest is cut, marked)"
+    )
+    install_log_size: int = Field(
+        default=1024 * 1024, ge=4096, description="Bytes kept of each install log (the tail)"
+    )
+
+
+class FilesSection(_Section):
+    """Bounds of the file routes (``/volumes/{id}/...``, see lightd_agent.files)."""
+
+    max_upload: int = Field(
+        default=1024**3, ge=1, description="Largest streamed upload (PUT .../upload) in bytes"
+    )
+    max_read_inline: int = Field(
+        default=256 * 1024, ge=1, description="Largest file a files.read command returns whole"
+    )
+    max_entries: int = Field(
+        default=100_000, ge=1, description="Most entries a listed directory may hold (else 413)"
+    )
+    max_search_visits: int = Field(
+        default=200_000, ge=1, description="Most entries one search looks at"
+    )
+    archive_max_size: int = Field(
+        default=4 * 1024**3, ge=1, description="Most bytes one decompress or compress writes"
+    )
+    archive_max_ratio: int = Field(
+        default=100, ge=1, description="Most bytes written per byte of archive (past 1 MiB)"
+    )
+    archive_max_entries: int = Field(
+        default=100_000, ge=1, description="Most members one archive may hold"
+    )
+    workers: int = Field(
+        default=4, ge=1, le=64, description="File operations running at once (threads)"
+    )
+
+
 class NamedRemoteSettings(RemoteSettings):
     """One entry of ``remotes``: a remote block plus a name (which also names its outbox)."""
 
@@ -302,9 +355,11 @@ class AgentConfig(_Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     remotes: list[NamedRemoteSettings] = Field(
         default_factory=list, description="Further remotes, each with its own outbox"
     )
+    files: FilesSection = Field(default_factory=FilesSection)
 
     @model_validator(mode="after")
     def _remote_names_unique(self) -> Self:
@@ -353,7 +408,9 @@ class _EnvOverrides(BaseSettings):
     logging: dict[str, Any] | None = None
     coordinator: dict[str, Any] | None = None
     commands: dict[str, Any] | None = None
+    console: dict[str, Any] | None = None
     remotes: list[Any] | None = None
+    files: dict[str, Any] | None = None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from lightd_agent.backend.docker_sdk import DockerBackend
 from lightd_agent.command_ledger import SEEN_COMMANDS_FILE, CommandLedger, SeenCommands
 from lightd_agent.commands import CommandRunner
 from lightd_agent.config import AgentConfig
+from lightd_agent.console.service import Console
 from lightd_agent.events import EventBus
+from lightd_agent.files import FileService
 from lightd_agent.security import load_dispatch_key
 from lightd_agent.servers import ServerManager
 
@@ -62,9 +64,13 @@ class Agent:
             config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
         )
         self.manager = ServerManager(config, self.backend, self.bus)
+        self.console = Console(config.console, self.manager)
+        self.files = FileService(config, self.manager)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.commands = CommandLedger(
-            CommandRunner(config.commands, self.manager, self.bus, config.node.id),
+            CommandRunner(
+                config.commands, self.manager, self.bus, config.node.id, files=self.files
+            ),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )
         self.subsystems: list[Subsystem] = list(subsystems or [])

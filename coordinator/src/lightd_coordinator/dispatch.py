@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import secrets
 import time
 from collections import Counter
@@ -42,6 +41,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from lightd_coordinator.activity.context import Note, current_note
+from lightd_coordinator.activity.log import ActivityLog
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
@@ -49,14 +50,15 @@ from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, Command
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
-from lightd_shared.pacing import url_host
+from lightd_shared.pacing import backoff_delay, url_host
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_START = 0.1
+_BACKOFF_BASE = 0.2
+"""The first retry waits 0.1 to 0.2 s, doubling per retry (:func:`backoff_delay`)."""
 _BACKOFF_MAX = 2.0
 _CONNECT_TIMEOUT = 5.0
 
@@ -98,6 +100,7 @@ class Dispatcher:
         result_ttl: timedelta,
         max_output: int,
         agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
+        activity: ActivityLog | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -118,6 +121,9 @@ class Dispatcher:
         self.deliveries = 0
         self._unsigned: set[str] = set()
         """Nodes whose unsigned commands were already logged (once per node)."""
+        self._activity = activity
+        self._origins: dict[str, Note] = {}
+        """The request each running command came from (its activity log entry names it)."""
 
     # -- public --------------------------------------------------------------------------
     async def submit(
@@ -149,6 +155,13 @@ class Dispatcher:
                         f"({earlier}) on node {node.id}; use a new key for a new command"
                     )
                 return await self._existing(earlier, node.id, wait=wait), False
+        note = current_note.get()
+        if note is not None:
+            if command.user:
+                note.users.append(command.user)
+            spec = getattr(command.params, "spec", None)
+            note.server = getattr(command.params, "server", None) or getattr(spec, "id", None)
+            self._origins[command_id] = note
         pending = CommandResult(
             id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"
         )
@@ -251,6 +264,7 @@ class Dispatcher:
     # -- internals -----------------------------------------------------------------------
     def _forget(self, command_id: str) -> None:
         self._inflight.pop(command_id, None)
+        self._origins.pop(command_id, None)
         future = self._reports.pop(command_id, None)
         if future is not None and not future.done():
             future.cancel()
@@ -301,6 +315,8 @@ class Dispatcher:
             )
             return won
         self.finished[result.status] += 1
+        if self._activity is not None:
+            await self._activity.command(result, self._origins.get(result.id))
         await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",
@@ -401,7 +417,6 @@ class Dispatcher:
         deadline = started + timeout.total_seconds()
         limit = format_duration(timeout)
         attempt = 0
-        backoff = _BACKOFF_START
 
         async def end(status: str, output: str) -> CommandResult:
             result = self._ended(command_id, node.id, echo, status, output, started)
@@ -476,9 +491,9 @@ class Dispatcher:
                     extra={"command_id": command_id, "node_id": node.id},
                 )
                 pause = min(
-                    backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())
+                    backoff_delay(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_MAX),
+                    max(0.0, deadline - time.monotonic()),
                 )
-                backoff = min(backoff * 2, _BACKOFF_MAX)
                 await asyncio.sleep(pause)
                 continue
             except httpx.TimeoutException:

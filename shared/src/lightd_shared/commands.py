@@ -22,6 +22,8 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container console                    params: timeout, server, command (one line)
+    container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -43,8 +45,10 @@ from pydantic import (
 )
 
 from lightd_shared.base import Payload, Request
+from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
+from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -58,6 +62,8 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ConsoleCommand",
+    "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
     "CreateCommand",
@@ -97,6 +103,7 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "console",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -110,6 +117,7 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "console",
 )
 
 
@@ -220,6 +228,16 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class ConsoleParams(ServerParams):
+    command: ConsoleLine = Field(description="One line for the server's stdin")
+
+
+class ConsoleCommand(_Command):
+    type: Literal["container"]
+    action: Literal["console"]
+    params: ConsoleParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -232,6 +250,7 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "console": "console",
 }
 
 
@@ -243,13 +262,15 @@ def _command_kind(value: Any) -> str | None:
     if kind == "exec":
         return "exec"
     if kind == "container" and isinstance(action, str):
+        if action.startswith("files."):
+            return "files"
         return _MEMBER.get(action)
     return None
 
 
 _UNKNOWN = (
     "unknown container action or command type: 'type' is 'exec' (a shell command) or "
-    f"'container' with an 'action' of {', '.join(CONTAINER_ACTIONS)}"
+    f"'container' with an 'action' of {', '.join((*CONTAINER_ACTIONS, *FILES_ACTIONS))}"
 )
 
 Command = Annotated[
@@ -260,7 +281,9 @@ Command = Annotated[
     | Annotated[StopCommand, Tag("stopping")]
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
-    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[ConsoleCommand, Tag("console")]
+    | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -274,11 +297,11 @@ def describe_command_errors(errors: list[Any]) -> str:
 
     The union member's tag, which pydantic puts first in each location, is left out.
     """
-    tags = set(_MEMBER.values()) | {"exec"}
+    tags = set(_MEMBER.values()) | {"exec", "files", *FILES_ACTIONS}
     parts = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]
-        if loc and loc[0] in tags:
+        while loc and loc[0] in tags:  # a files.* command is a union inside the union
             loc = loc[1:]
         where = ".".join(loc)
         parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
@@ -305,6 +328,8 @@ class ServerRemoved(Payload):
 
 
 def _answer_kind(value: Any) -> str:
+    if isinstance(value, FilesAnswer) or (isinstance(value, dict) and value.get("kind") == "files"):
+        return "files"
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
@@ -317,7 +342,8 @@ def _answer_kind(value: Any) -> str:
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")],
+    | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from lightd_agent.backend.base import Backend, EventWatch
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.config import AgentConfig
+from lightd_agent.console.install_log import InstallLogs
 from lightd_agent.errors import AgentError, NotFound, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.policy import check_spec
@@ -53,7 +55,12 @@ class ServerManager:
         self.started_at = utcnow()
         self.machine = Machine(self.store, bus, self.registry.registered)
         self.powers = Power(config, backend, self.machine, self.registry)
-        self.installer = Installer(config, backend, self.machine, self.registry, self.powers)
+        self.install_logs = InstallLogs(
+            config.storage.state_dir / "install-logs", config.console.install_log_size
+        )
+        self.installer = Installer(
+            config, backend, self.machine, self.registry, self.powers, self.install_logs
+        )
         self.crashes = CrashWatcher(backend, self.machine, self.registry, self.powers, self._spawn)
         self.recovery = Recovery(
             config, backend, self.machine, self.registry, self.store, self.crashes
@@ -226,6 +233,7 @@ class ServerManager:
             if volumes:
                 await b.remove_volume(server_id)
             del self.servers[server_id]
+            self.install_logs.remove(server_id)
             self.machine.deleted(server_id)
 
     # -- looking ----------------------------------------------------------------------------
@@ -235,11 +243,13 @@ class ServerManager:
         self._require_docker()
         return await self.observer.logs(server, tail)
 
-    async def follow_logs(self, server_id: str, tail: int | None) -> AsyncIterator[str]:
+    async def follow_logs(
+        self, server_id: str, tail: int | None, shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
         """Lines of the server's output as they come (for ``?follow=true``)."""
         server = self.get(server_id)
         self._require_docker()
-        return await self.observer.follow_logs(server, tail)
+        return await self.observer.follow_logs(server, tail, shaper)
 
     async def stats(self, server_id: str) -> ContainerStats:
         server = self.get(server_id)

@@ -16,6 +16,7 @@
     lightd-coordinator containers exec NODE SERVER COMMAND...
     lightd-coordinator services                                  services per node
     lightd-coordinator events [--types a,b] [--node ID]          tail /ws live
+    lightd-coordinator activity [--node N] [--user U] [--since 1h] ...  who did what (a table)
 
 Every verb takes ``--url`` (default: the config's server address), ``--token`` (default:
 ``$LIGHTD_COORD_TOKEN``, else the config's ``server.auth_token``) and ``--json`` (the API's JSON
@@ -29,6 +30,7 @@ The package, one idea per module:
 - ``rendering``  tables, event lines and the progress line
 - ``verbs``      what each verb does; waiting (for a command's result, for a server's lifecycle)
                  listens on ``/ws``
+- ``verbs_activity``  the ``activity`` verb: its flags, the page walk and the table
 
 Exit status: 0 done, 1 the work failed (a command that did not succeed, a server that failed to
 install, a selector that matched no node, a refused token), as :class:`OperatorError` says.

@@ -40,6 +40,9 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_activity import run_activity
+from lightd_coordinator.operator.verbs_console import console_verb
+from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -402,6 +405,10 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     verb = args.containers_verb
     if verb == "create":
         return _create(api, args, base)
+    if verb == "console":
+        return console_verb(api, args)
+    if verb == "files":
+        return run_files_verb(api, args)
     answer: Answer[CommandResult]
     if verb == "list":
         answer = api.fetch(CommandResult, "GET", base)
@@ -449,6 +456,7 @@ VERBS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "dispatch": _dispatch,
     "containers": _containers,
     "events": _events,
+    "activity": run_activity,
 }
 
 
