@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from lightd_agent.commands import CommandLedger, CommandRunner, exec_environment
+from lightd_agent.command_ledger import CommandLedger
+from lightd_agent.commands import CommandRunner, exec_environment
 from lightd_agent.config import AgentConfig, CommandsSection
 from lightd_agent.docker_backend import DockerBackend
 from lightd_agent.events import EventBus

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from lightd_agent.config import AgentConfig
 from lightd_agent.enrolment import Enrolment
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER
+from tests.harness.wait import until
 
 TOKEN = "lightd_5f0e1d2c3b4a59687766554433221100"
 KEY = "enrolment-dispatch-key-0123456789abcdef0123"
@@ -53,10 +53,7 @@ async def test_a_dead_replica_is_left_for_the_next_and_a_large_fleet_slows_the_b
     enrolment = Enrolment(config, manager, KEY, transport=httpx.MockTransport(answer))
     await enrolment.start()
     try:
-        for _ in range(200):
-            if enrolment.last_heartbeat is not None:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: enrolment.last_heartbeat is not None, what="a first heartbeat")
         assert enrolment.registered and enrolment.base == "http://b:3001"
         # a went first, then b at once (no backoff between replicas)
         assert calls[0] == ("a", "/api/v1/nodes")

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from tests.agent.conftest import SERVE, TOKEN, remove_node, write_config
 from tests.harness.docker import Cleanup
 from tests.harness.servers import free_port
+from tests.harness.startup import wait_healthy
 from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
@@ -48,17 +48,7 @@ class AgentProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("agent did not start:\n" + self.log.read_text())
-            time.sleep(0.05)
+        wait_healthy(self.process, self.url, name="agent", logs=self.log.read_text)
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -142,10 +132,11 @@ def test_recovery_after_sigkill(
         keeper = agent.wait_state("keeper", "running")
         victim = agent.wait_state("victim", "running")
         selector = [f"lightd.node={node}", "lightd.role=install"]
-        deadline = time.monotonic() + 20
-        while not docker_client.containers.list(filters={"label": selector}):
-            assert time.monotonic() < deadline, "the install container never started"
-            time.sleep(0.05)
+        wait_until(
+            lambda: docker_client.containers.list(filters={"label": selector}),
+            20,
+            what="the install container started",
+        )
         assert agent.state("cutoff")["state"] == "installing"
 
         agent.kill9()

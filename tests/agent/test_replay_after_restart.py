@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from lightd_agent.app import create_app
-from lightd_agent.commands import TOKEN_SKEW, SeenCommands
+from lightd_agent.command_ledger import TOKEN_SKEW, SeenCommands
 from lightd_agent.config import load_config
 from lightd_agent.security import load_dispatch_key
 from lightd_coordinator.security import NodeKeySigner

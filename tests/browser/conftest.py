@@ -6,7 +6,6 @@ FAIL. Every test saves a screenshot under ``tests/artifacts/screenshots/`` (CI k
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from tests.integration.fleet import (
     AgentProcess,
     agent_document,
     coordinator_settings,
+    run_agent,
     running_coordinator,
 )
 
@@ -77,15 +77,7 @@ def fleet(
         node_id = f"web-{uuid.uuid4().hex[:8]}"
         document: dict[str, Any] = agent_document(tmp, base, node_id, allow_exec=True)
         document["coordinator"]["stats_interval"] = "500ms"
-        config = tmp / f"{node_id}.json"
-        config.write_text(json.dumps(document), encoding="utf-8")
-        agent = AgentProcess(
-            config=config,
-            log=tmp / f"{node_id}.log",
-            node_id=node_id,
-            port=document["server"]["port"],
-        )
-        agent.start()
+        agent = run_agent(tmp, document)
         try:
             yield Fleet(base, agent)
         finally:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from tests.harness.servers import free_port
-from tests.harness.wait import wait_until
+from tests.harness.startup import stop_process, wait_healthy
 
 __all__ = ["Replica", "replica", "replicas"]
 
@@ -88,25 +87,12 @@ def replica(
         )
     running = Replica(name=name, port=port, process=process, log=log)
     try:
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"replica {name} exited: {running.logs()[-3000:]}")
-            try:
-                return httpx.get(f"{running.url}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 30, interval=0.05, what=f"replica {name} started")
+        wait_healthy(
+            process, running.url, name=f"replica {name}", logs=lambda: running.logs()[-3000:]
+        )
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
 
 
 @contextmanager

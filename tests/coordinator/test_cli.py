@@ -22,7 +22,7 @@ from jose import jwt
 from lightd_coordinator.config import SAMPLE_AUTH_TOKEN, SAMPLE_JWT_SECRET
 from lightd_coordinator.security import COORDINATOR_AUDIENCE
 from tests.harness.servers import free_port
-from tests.harness.wait import wait_until
+from tests.harness.startup import stop_process, wait_healthy
 
 VENDETTA = str(Path(sys.executable).parent / "vendetta")
 COORD = [sys.executable, "-m", "lightd_coordinator"]
@@ -60,25 +60,17 @@ def started(args: list[str], cwd: Path, port: int) -> Iterator[subprocess.Popen[
         env=_env(),
     )
     try:
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"coordinator exited: {process.communicate()}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 20, interval=0.1, what="the coordinator started")
+        wait_healthy(
+            process,
+            f"http://127.0.0.1:{port}",
+            name="coordinator",
+            # its output only once it exited (reading a running child's pipes would block)
+            logs=lambda: "" if process.poll() is None else str(process.communicate()),
+            timeout=20,
+        )
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
         for pipe in (process.stdout, process.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()

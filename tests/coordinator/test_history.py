@@ -26,6 +26,7 @@ from lightd_shared.timestamps import format_timestamp, utcnow
 from tests.coordinator.harness import STATIC, coordinator, make_settings, node_body
 from tests.coordinator.replicas import replicas
 from tests.harness.redis import RedisServer
+from tests.harness.registration import register
 from tests.harness.servers import free_port
 
 AUTH = {"Authorization": f"Bearer {STATIC}"}
@@ -48,11 +49,6 @@ def _sample(server: str, at: datetime, cpu: float = 1.0) -> dict[str, Any]:
 
 def _client(base: str) -> httpx.Client:
     return httpx.Client(base_url=base, headers=AUTH, timeout=10)
-
-
-def _register(client: httpx.Client, node_id: str) -> None:
-    response = client.post("/api/v1/nodes", json=node_body(node_id, 9))
-    assert response.status_code == 201, response.text
 
 
 def _history(client: httpx.Client, node_id: str, server: str, **params: Any) -> dict[str, Any]:
@@ -203,7 +199,7 @@ def test_history_api_pages_oldest_first_and_checks_input() -> None:
         auth={"enabled": True}, registry={"stats_min_interval": "1s"}, server={"dev": True}
     )
     with coordinator(settings) as (base, _), _client(base) as client:
-        _register(client, "h1")
+        register(client, "h1", expect=(201,))
         now = utcnow()
         stamps = [now - timedelta(seconds=50 - i * 10) for i in range(5)]
         for i, at in enumerate(stamps):
@@ -256,7 +252,7 @@ def test_sqlite_history_survives_a_coordinator_restart(tmp_path: Path) -> None:
     )
     now = utcnow()
     with coordinator(settings) as (base, _), _client(base) as client:
-        _register(client, "p1")
+        register(client, "p1", expect=(201,))
         for i in range(3):
             at = now - timedelta(seconds=30 - i * 10)
             response = client.post(
@@ -269,7 +265,7 @@ def test_sqlite_history_survives_a_coordinator_restart(tmp_path: Path) -> None:
         assert _history(client, "p1", "web")["samples"] == before
         # unregistered, the node's history goes with it: the same id registered again has none
         assert client.delete("/api/v1/nodes/p1").status_code == 200
-        _register(client, "p1")
+        register(client, "p1", expect=(201,))
         assert _history(client, "p1", "web")["samples"] == []
 
 

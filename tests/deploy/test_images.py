@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from lightd_agent import __version__ as agent_version
 from lightd_coordinator import __version__ as coordinator_version
 from tests.deploy.conftest import BUILD_IMAGES, REPO, WHEELS, run_script
 from tests.harness.docker import Cleanup
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -61,18 +61,20 @@ def run(client: docker.DockerClient, cleanup: Cleanup, image: str, *command: str
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll until probe() returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    last: list[Any] = [None]
+
+    def answered() -> Any:
         try:
-            last = probe()
+            last[0] = probe()
         except (httpx.HTTPError, docker.errors.APIError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+            last[0] = exc
+            return None
+        return last[0]
+
+    try:
+        return wait_until(answered, timeout, interval=0.25, what=what)
+    except AssertionError:
+        pytest.fail(f"timed out waiting for {what}; last: {last[0]!r}")
 
 
 def published_url(container: Container, port: str) -> str:

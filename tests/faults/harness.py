@@ -16,8 +16,6 @@ The three checks the fault suite makes after each scenario:
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +24,8 @@ from typing import Any
 import docker
 import httpx
 
-from tests.integration.fleet import AgentProcess
+from tests.harness.wait import wait_until
+from tests.integration.fleet import AgentProcess, run_agent
 from tests.remote.agent import API_TOKEN, agent_config
 from tests.remote.recorder import Recorded, RemoteServer
 
@@ -39,16 +38,7 @@ def start_agent(
     """A ``lightd run`` process syncing every lifecycle change (``events: all``) to ``remote``."""
     document = agent_config(tmp / name, remote.url, events="all", **remote_settings)
     document["node"]["id"] = f"fault-{uuid.uuid4().hex[:8]}"
-    config = tmp / f"{name}.json"
-    config.write_text(json.dumps(document), encoding="utf-8")
-    agent = AgentProcess(
-        config=config,
-        log=tmp / f"{name}.log",
-        node_id=document["node"]["id"],
-        port=document["server"]["port"],
-    )
-    agent.start()
-    return agent
+    return run_agent(tmp, document, name=name)
 
 
 def client_of(agent: AgentProcess) -> httpx.Client:
@@ -75,14 +65,12 @@ def remote_health(client: httpx.Client) -> dict[str, Any]:
 
 
 def wait_drained(client: httpx.Client, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    section: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        section = remote_health(client)
-        if section["outbox_depth"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the outbox never drained: {section}")
+    wait_until(
+        lambda: remote_health(client)["outbox_depth"] == 0,
+        timeout,
+        interval=0.05,
+        what="the outbox drained",
+    )
 
 
 def status_of(update: Recorded) -> str:
@@ -139,7 +127,11 @@ def check_no_orphans(
     for server in known:
         answer = client.delete(f"/containers/{server}")
         assert answer.status_code in (200, 202, 204), answer.text
-    deadline = time.monotonic() + 30
-    while docker_client.containers.list(all=True, filters={"label": f"lightd.node={node_id}"}):
-        assert time.monotonic() < deadline, "containers left after every server was deleted"
-        time.sleep(0.1)
+    wait_until(
+        lambda: (
+            not docker_client.containers.list(all=True, filters={"label": f"lightd.node={node_id}"})
+        ),
+        30,
+        interval=0.1,
+        what="no container left after every server was deleted",
+    )

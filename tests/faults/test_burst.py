@@ -9,7 +9,6 @@ order per server, and no container is orphaned.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from tests.harness.docker import Cleanup
 from tests.integration.fleet import (
     API_TOKEN,
     STATIC,
-    AgentProcess,
     agent_document,
+    run_agent,
     start_coordinator,
     wait_until,
 )
@@ -65,12 +64,7 @@ def test_a_burst_of_dispatches_and_creates(
     node_id = f"burst-{uuid.uuid4().hex[:8]}"
     document = agent_document(tmp_path, coordinator.url, node_id, allow_exec=True)
     document["remote"].update(url=remote.url, token=REMOTE_TOKEN)  # record what it sends
-    config = tmp_path / "agent.json"
-    config.write_text(json.dumps(document), encoding="utf-8")
-    agent = AgentProcess(
-        config=config, log=tmp_path / "agent.log", node_id=node_id, port=document["server"]["port"]
-    )
-    agent.start()
+    agent = run_agent(tmp_path, document, name="agent")
     client = httpx.Client(
         base_url=agent.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=60
     )

@@ -10,7 +10,6 @@ reaches it once and in order per server, and no container is left behind.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.faults.harness import (
     wait_drained,
 )
 from tests.harness.docker import Cleanup
+from tests.harness.wait import wait_until
 from tests.remote.agent import wait_state
 from tests.remote.recorder import RemoteServer
 
@@ -99,10 +99,11 @@ def test_remote_fault_and_agent_sigkill_mid_install_lose_nothing(
         wait_state(client, "steady", {"running"})
         cut = spec("cut", test_image, labels, install="sleep 120")
         assert client.post("/containers", json=cut).status_code == 202
-        deadline = time.monotonic() + 30
-        while not _install_running(docker_client, agent.node_id, "cut"):
-            assert time.monotonic() < deadline, "the install container never ran"
-            time.sleep(0.05)
+        wait_until(
+            lambda: _install_running(docker_client, agent.node_id, "cut"),
+            30,
+            what="the install container running",
+        )
         queued = remote_health(client)["outbox_depth"]
         assert queued >= 4  # steady's updates at least: none acknowledged
         agent.kill()

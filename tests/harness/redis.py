@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 __all__ = ["RedisServer", "redis_server"]
 
@@ -63,14 +63,20 @@ class RedisServer:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + 10
-        while not self.ping():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server on port {self.port} did not start: "
-                    + (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                )
-            time.sleep(0.02)
+        process = self.process
+
+        def answering() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited: {self._log()}")
+            return self.ping()
+
+        try:
+            wait_until(answering, 10, what=f"redis-server answering on port {self.port}")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}: {self._log()}") from None
+
+    def _log(self) -> str:
+        return (self.directory / "redis.log").read_text(errors="replace")[-2000:]
 
     def ping(self) -> bool:
         """Whether it answers (a PONG, or the refusal of a server that wants a password)."""

@@ -23,14 +23,19 @@ def node_body(node_id: str, port: int, **extra: Any) -> dict[str, Any]:
 
 
 def register(
-    target: str | httpx.Client, node_id: str, port: int = 9, **extra: Any
+    target: str | httpx.Client,
+    node_id: str,
+    port: int = 9,
+    *,
+    expect: tuple[int, ...] = (200, 201),
+    **extra: Any,
 ) -> httpx.Response:
     """Register ``node_id`` (``target``: the coordinator's base URL or a client on it); the
-    answer must be 200 or 201."""
+    answer's status must be one of ``expect`` (``(201,)``: a node new to the registry)."""
     body = node_body(node_id, port, **extra)
     if isinstance(target, httpx.Client):
         response = target.post("/api/v1/nodes", json=body)
     else:
         response = httpx.post(f"{target}/api/v1/nodes", json=body)
-    assert response.status_code in (200, 201), response.text
+    assert response.status_code in expect, response.text
     return response

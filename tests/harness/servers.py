@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+
+from tests.harness.wait import wait_until
 
 
 def free_port() -> int:
@@ -41,11 +42,13 @@ def serve(app: Any, *, port: int | None = None, **config: Any) -> Iterator[str]:
     server = ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"test server on port {port} did not start")
-        time.sleep(0.01)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError(f"test server on port {port} did not start (its thread ended)")
+        return bool(server.started)
+
+    wait_until(started, 15, interval=0.01, what=f"test server on port {port} started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

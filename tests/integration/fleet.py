@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import yaml
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.harness.servers import free_port, serve
+from tests.harness.startup import stop_process, wait_healthy
 from tests.harness.wait import wait_until as wait_until
 
 LIGHTD = str(Path(sys.executable).with_name("lightd"))
@@ -113,29 +113,17 @@ class AgentProcess:
             self.process = subprocess.Popen(
                 [LIGHTD, "run", "-c", str(self.config)], stdout=sink, stderr=sink
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"agent {self.node_id} exited:\n{self.log.read_text()}")
-            try:
-                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
-                if health.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"agent {self.node_id} did not come up:\n{self.log.read_text()}")
+        wait_healthy(
+            self.process,
+            self.url,
+            name=f"agent {self.node_id}",
+            logs=self.log.read_text,
+            verify=self.verify,
+        )
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"agent {self.node_id} ignored SIGTERM") from None
+        if self.process is not None and not stop_process(self.process):
+            raise AssertionError(f"agent {self.node_id} ignored SIGTERM")
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no flush, no goodbye to the coordinator."""
@@ -189,29 +177,11 @@ class CoordinatorProcess:
             self.process = subprocess.Popen(
                 [*COORDINATOR, "start", "-c", str(self.config)], stdout=sink, stderr=sink, env=env
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"coordinator exited:\n{self.logs()}")
-            try:
-                health = httpx.get(f"{self.url}/health", timeout=2, verify=self.verify)
-                if health.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"coordinator did not come up:\n{self.logs()}")
+        wait_healthy(self.process, self.url, name="coordinator", logs=self.logs, verify=self.verify)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError("coordinator ignored SIGTERM") from None
+        if self.process is not None and not stop_process(self.process):
+            raise AssertionError("coordinator ignored SIGTERM")
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no flush."""
@@ -243,10 +213,25 @@ def start_agent(
 ) -> AgentProcess:
     node_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
     document = agent_document(tmp, coordinator, node_id, allow_exec=allow_exec, token=token)
-    config = tmp / f"{node_id}.json"
+    return run_agent(tmp, document)
+
+
+def run_agent(
+    tmp: Path, document: dict[str, Any], *, name: str | None = None, **options: Any
+) -> AgentProcess:
+    """Write ``document`` to ``<tmp>/<name>.json`` (``name``: the node id unless given) and
+    start ``lightd run`` on it, logging to ``<name>.log``; ``options`` go to the process
+    (``scheme``, ``verify``). The one way the tests start an agent process."""
+    node_id = document["node"]["id"]
+    name = name or node_id
+    config = tmp / f"{name}.json"
     config.write_text(json.dumps(document), encoding="utf-8")
     agent = AgentProcess(
-        config=config, log=tmp / f"{node_id}.log", node_id=node_id, port=document["server"]["port"]
+        config=config,
+        log=tmp / f"{name}.log",
+        node_id=node_id,
+        port=document["server"]["port"],
+        **options,
     )
     agent.start()
     return agent

@@ -31,6 +31,7 @@ from tests.integration.fleet import (
     CoordinatorProcess,
     agent_document,
     coordinator_document,
+    run_agent,
     start_coordinator,
     wait_until,
 )
@@ -94,18 +95,7 @@ def _agent(
 ) -> AgentProcess:
     document = agent_document(tmp, coordinator, node_id, allow_exec=True)
     document["server"]["tls"] = tls
-    config = tmp / f"{node_id}.json"
-    config.write_text(json.dumps(document), encoding="utf-8")
-    agent = AgentProcess(
-        config=config,
-        log=tmp / f"{node_id}.log",
-        node_id=node_id,
-        port=document["server"]["port"],
-        scheme="https" if "cert_file" in tls else "http",
-        verify=verify,
-    )
-    agent.start()
-    return agent
+    return run_agent(tmp, document, scheme="https" if "cert_file" in tls else "http", verify=verify)
 
 
 def test_agent_enrols_over_https_and_takes_commands_over_mutual_tls(

@@ -120,6 +120,7 @@ class RemoteServer:
                 Recorded(request.method, path, dict(request.headers), body, status)
             )
         if b.delay:
+            # a slow or hanging remote is the behaviour under test: this sleep is the remote's
             await asyncio.sleep(b.delay)
         if (
             path == f"{PREFIX}/update"

@@ -24,7 +24,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import httpx
 import pytest
 
 from tests.harness.docker import Cleanup
+from tests.harness.startup import wait_healthy
 from tests.remote.agent import API_TOKEN, agent_client, agent_config, wait_state, write_config
 from tests.remote.processes import wait_for
 from tests.remote.recorder import RemoteServer
@@ -47,20 +47,6 @@ PROBES = 40  # concurrent gate probes: anyio's thread-pool size
 def _run_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen([LIGHTD, "run", "-c", str(config)], stdout=sink, stderr=sink)
-
-
-def _wait_up(client: httpx.Client, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"agent exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if client.get("/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"agent did not come up:\n{log.read_text()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -151,7 +137,7 @@ def test_concurrent_actions_during_an_outage_are_never_refused_and_nothing_is_lo
     agent = _run_agent(config, log)
     client = agent_client(base_url)
     try:
-        _wait_up(client, agent, log)
+        wait_healthy(agent, base_url, name="agent", logs=log.read_text)
         for server in servers:
             response = client.post("/containers", json=_spec(server, test_image, docker_cleanup))
             assert response.status_code == 202, response.text
@@ -197,7 +183,7 @@ def test_a_refused_action_is_in_the_agent_log_with_its_reason_and_server(
     agent = _run_agent(config, log)
     client = agent_client(base_url)
     try:
-        _wait_up(client, agent, log)
+        wait_healthy(agent, base_url, name="agent", logs=log.read_text)
         remote.stop()
         spec = _spec("full-1", test_image, docker_cleanup)
         assert client.post("/containers", json=spec).status_code == 202

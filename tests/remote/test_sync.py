@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from lightd_agent.events import LifecycleEvent
@@ -93,13 +92,16 @@ async def test_runtime_statuses_only_with_events_all(
     )
     for kind in ("Running", "Stopped", "Crashed", "Deleted", "Ready"):
         all_bus.publish(LifecycleEvent(server="all", kind=kind, state="x"))
-    await eventually(lambda: len(remote.updates()) == 4)
-    await anyio.sleep(0.2)
-    assert [u.body["status"] for u in remote.updates()] == [
+    # a last update of the same server: one server's updates arrive in order, so once it is
+    # in, everything before it was sent or never will be (Deleted)
+    all_bus.publish(LifecycleEvent(server="all", kind="Error", state="failed", error="last"))
+    await eventually(lambda: any(u.body.get("error") == "last" for u in remote.updates()))
+    assert [u.body.get("status", u.body.get("error")) for u in remote.updates()] == [
         "running",
         "stopped",
         "crashed",
         "ready",
+        "last",
     ]
     assert sync_all.snapshot().outbox_depth == 0
 
@@ -172,11 +174,11 @@ async def test_401_is_logged_clearly_and_not_hammered(
     bus.publish(event("s1", "Started"))
     await eventually(lambda: len(remote.updates(401)) >= 1)
     began = time.monotonic()
-    await anyio.sleep(1.2)
+    await eventually(lambda: len(remote.updates(401)) >= 4)
     elapsed = time.monotonic() - began
     attempts = len(remote.updates(401))
     # Once per health interval (300 ms), never a tight loop: at most one per interval + 1.
-    assert 2 <= attempts <= int(elapsed / 0.3) + 2
+    assert 4 <= attempts <= int(elapsed / 0.3) + 2
     assert any(TOKEN_HINT in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     # with the remote's own words (the coordinator explains a missing node proof there)
     assert "test remote answers 401" in caplog.text
@@ -239,9 +241,12 @@ async def test_500_is_retried_with_the_same_key_until_acknowledged(
     await eventually(lambda: len(remote.updates(200)) == 2)
     assert [u.headers["x-lightd-sequence"] for u in remote.updates(200)] == ["1", "2"]
     await eventually(lambda: sync.snapshot().outbox_depth == 0)
-    count = len(remote.updates(None))
-    await anyio.sleep(0.5)
-    assert len(remote.updates(None)) == count  # acknowledged: never sent again
+    # a third update of the same server is sent only after the first two are done with
+    bus.publish(event("s1", "Error", error="failed", data="third"))
+    await eventually(lambda: len(remote.updates(200)) == 3)
+    assert [u.headers["x-lightd-sequence"] for u in remote.updates(None)][-1] == "3"
+    acknowledged = [u.headers["x-lightd-sequence"] for u in remote.updates(200)]
+    assert acknowledged == ["1", "2", "3"]  # acknowledged: never sent again
 
 
 async def test_retry_after_is_honoured(remote: RemoteServer, make_sync: Any) -> None:
@@ -349,10 +354,11 @@ async def test_disabled_remote_records_and_sends_nothing(
     settings = settings_for(remote.url).model_copy(update={"enabled": False})
     sync, bus = await make_sync(settings)
     bus.publish(event("s1", "Started"))
-    await anyio.sleep(0.3)
+    # nothing was queued and no loop runs that could send it later: no need to wait and see
+    assert sync.snapshot().outbox_depth == 0
+    assert sync._tasks == [] and sync._client is None
     assert remote.requests == []
     assert sync.snapshot().remote == "disabled"
-    assert sync.snapshot().outbox_depth == 0
 
 
 class BrokenDisk:
@@ -363,6 +369,8 @@ class BrokenDisk:
     def __init__(self, sync: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.broken = False
         self.failures = 0
+        self.refused = 0
+        """Writes refused so far."""
         self._enqueue = sync.outbox.enqueue
         self._enqueue_many = sync.outbox.enqueue_many
         monkeypatch.setattr(sync.outbox, "enqueue", self.enqueue)
@@ -371,8 +379,10 @@ class BrokenDisk:
     def enqueue(self, server: str, body: dict[str, Any], **kwargs: Any) -> int:
         if self.failures:
             self.failures -= 1
+            self.refused += 1
             raise sqlite3.OperationalError("disk I/O error")
         if self.broken:
+            self.refused += 1
             raise sqlite3.OperationalError("disk I/O error")
         result: int = self._enqueue(server, body, **kwargs)
         return result
@@ -410,7 +420,9 @@ async def test_updates_the_outbox_could_not_take_are_kept_and_arrive_in_order(
     assert snapshot.outbox_unwritten == 3
     assert snapshot.degraded_reason is not None
     assert "cannot be written" in snapshot.degraded_reason
-    await anyio.sleep(1.3)  # the delivery loop retries the write (and fails) meanwhile
+    # the delivery loop retries the writes (and fails): wait for a second round of them
+    refused = disk.refused
+    await eventually(lambda: disk.refused >= refused + 3)
     assert len(remote.updates()) == 1
     assert bus.refusal() is not None
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import DockerBackend
-from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
+from lightd_agent.command_ledger import SEEN_COMMANDS_FILE, CommandLedger, SeenCommands
+from lightd_agent.commands import CommandRunner
 from lightd_agent.config import AgentConfig
 from lightd_agent.console.service import Console
 from lightd_agent.events import EventBus

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -71,6 +71,9 @@ class LifecycleEvent:
     ``error``/``data`` are set for ``Error`` (``error`` is ``failed``, ``timeout`` or a custom
     message; ``data`` says what happened in words an operator can act on). ``state`` is the
     server's state word after the change (``installing``, ``ready``, ``running``, ...).
+
+    Its fields are those of the wire's :class:`lightd_shared.containers.ServerEvent`, which is
+    read from it by attribute; ``tests/agent/test_field_lists.py`` checks that they agree.
     """
 
     server: str
@@ -182,16 +185,7 @@ class EventBus:
 
     def number(self, event: LifecycleEvent) -> LifecycleEvent:
         """The event with its id: increasing by one per event, in the order of the calls."""
-        return LifecycleEvent(
-            server=event.server,
-            kind=event.kind,
-            state=event.state,
-            error=event.error,
-            data=event.data,
-            exit_code=event.exit_code,
-            timestamp=event.timestamp,
-            id=next(self._ids),
-        )
+        return replace(event, id=next(self._ids))
 
     def persist(self, events: list[LifecycleEvent]) -> None:
         """Hand numbered events to every durable listener (any thread, in order)."""

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, Any
 
 from lightd_agent import __version__
 from lightd_agent.config import AgentConfig
 from lightd_shared.containers import AgentHealth
 from lightd_shared.timestamps import utcnow
 
+if TYPE_CHECKING:
+    from lightd_agent.core import Agent
+
 __all__ = ["build_health"]
 
 log = logging.getLogger(__name__)
 
 
-def build_health(app: FastAPI) -> AgentHealth:
+def build_health(agent: Agent) -> AgentHealth:
     """Version, uptime, Docker reachability, managed containers by state.
 
     Every ``name -> () -> dict`` in the agent's ``health_sections`` adds a section under its name
@@ -29,7 +30,6 @@ def build_health(app: FastAPI) -> AgentHealth:
     an agent that refuses lifecycle actions because an outbox is full or cannot be written is
     not "ok", whatever Docker says.
     """
-    agent = app.state.agent
     manager = agent.manager
     config: AgentConfig = agent.config
     started = manager.started_at

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lightd_agent.commands import CommandLedger
+from lightd_agent.command_ledger import CommandLedger
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent
 from lightd_agent.errors import Unavailable

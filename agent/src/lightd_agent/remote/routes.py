@@ -5,7 +5,7 @@ unlike the seed's note, applies the new settings to the running agent). Added: c
 push, the sync status, and the dead letters (list, replay, discard).
 
 The router takes its auth dependency as a required argument, so it cannot be mounted without
-one. :class:`RemoteSync` is read from the agent's ``remote_sync`` (``app.state.agent``).
+one. :class:`RemoteSync` is read from the agent's ``remote_sync`` (through ``AgentDep``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from lightd_agent import __version__
-from lightd_agent.api.deps import get_agent
+from lightd_agent.api.deps import AgentDep
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
@@ -32,8 +32,8 @@ from lightd_shared.routing import GuardFirstRoute
 __all__ = ["create_router", "get_remote_sync"]
 
 
-def get_remote_sync(request: Request) -> RemoteSync:
-    sync: RemoteSync | None = get_agent(request).remote_sync
+def get_remote_sync(agent: AgentDep) -> RemoteSync:
+    sync: RemoteSync | None = agent.remote_sync
     if sync is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "remote sync is not running")
     return sync

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from fastapi.exceptions import RequestValidationError
 
-from lightd_agent.api.deps import Authorized, get_agent
+from lightd_agent.api.deps import AgentDep, Authorized
 from lightd_agent.schedules.cron import check_cron
 from lightd_agent.schedules.scheduler import Scheduler
 from lightd_shared.routing import GuardFirstRoute
@@ -28,8 +28,8 @@ router = APIRouter(
 )
 
 
-def get_scheduler(request: Request) -> Scheduler:
-    return get_agent(request).scheduler
+def get_scheduler(agent: AgentDep) -> Scheduler:
+    return agent.scheduler
 
 
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]

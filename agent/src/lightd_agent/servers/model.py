@@ -7,6 +7,11 @@ Every field has one owner, the module that changes it; the others only read it:
 - ``installer``: :mod:`.install` (the background install task, while one runs)
 - ``restarts``: :mod:`.crash` (restart-policy window)
 - ``hold``: :mod:`.recovery` (why the policy refused the stored spec: never started again)
+
+The run facts (``state`` to ``container_id``) are the fields of the shared
+:class:`~lightd_shared.containers.ServerFacts`, which the state file (``StoredServer``) and the
+status views (``ContainerStatus``, ``ContainerView``) extend: :data:`FACTS` names them once, and
+the state file and the view are built from it (a test checks that :class:`Server` declares each).
 """
 
 from __future__ import annotations
@@ -15,12 +20,22 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from lightd_agent.errors import NotFound
 from lightd_agent.state import StoredServer
-from lightd_shared.containers import ContainerSpec, ContainerState, ContainerView, PortMapping
+from lightd_shared.containers import (
+    ContainerSpec,
+    ContainerState,
+    ContainerView,
+    PortMapping,
+    ServerFacts,
+)
 
-__all__ = ["Registry", "Server"]
+__all__ = ["FACTS", "Registry", "Server"]
+
+FACTS: tuple[str, ...] = tuple(name for name in ServerFacts.model_fields if name != "id")
+"""The run facts a :class:`Server` keeps: :class:`ServerFacts`' fields but ``id`` (the spec's)."""
 
 
 @dataclass(eq=False)
@@ -47,37 +62,20 @@ class Server:
 
     @classmethod
     def from_record(cls, record: StoredServer) -> Server:
-        return cls(
-            spec=record.spec,
-            state=record.state,
-            error=record.error,
-            exit_code=record.exit_code,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            container_id=record.container_id,
-        )
+        return cls(spec=record.spec, **{name: getattr(record, name) for name in FACTS})
+
+    def facts(self) -> dict[str, Any]:
+        """The run facts, by :data:`FACTS`."""
+        return {name: getattr(self, name) for name in FACTS}
 
     def record(self) -> StoredServer:
-        return StoredServer(
-            spec=self.spec,
-            state=self.state,
-            error=self.error,
-            exit_code=self.exit_code,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            container_id=self.container_id,
-        )
+        return StoredServer(spec=self.spec, **self.facts())
 
     def view(self) -> ContainerView:
         return ContainerView(
             id=self.id,
-            state=self.state,
-            error=self.error,
-            exit_code=self.exit_code,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
+            **self.facts(),
             restarts=len(self.restarts),
-            container_id=self.container_id,
             spec=self.spec,
             ports=list(self.published) or list(self.spec.ports),
         )

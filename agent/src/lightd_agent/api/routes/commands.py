@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, status
 
-from lightd_agent.api.deps import ConfigDep, get_agent
-from lightd_agent.commands import CommandLedger
+from lightd_agent.api.deps import AgentDep, CommandsDep, ConfigDep
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, AgentCommand, DispatchClaims
@@ -35,12 +34,12 @@ def _unauthorized(reason: str) -> HTTPException:
 
 @guard
 def dispatch_claims(
-    request: Request,
+    agent: AgentDep,
     config: ConfigDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> DispatchClaims:
     """The verified claims of the coordinator's token (the command id is checked in the route)."""
-    key: str | None = get_agent(request).dispatch_key
+    key: str | None = agent.dispatch_key
     if key is None or not config.coordinator.enabled:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
@@ -55,8 +54,8 @@ def dispatch_claims(
 @router.post(AGENT_COMMANDS_PATH, response_model=CommandResult, summary="Run a command")
 async def run_command(
     command: AgentCommand,
-    request: Request,
     config: ConfigDep,
+    ledger: CommandsDep,
     claims: Annotated[DispatchClaims, Depends(dispatch_claims)],
 ) -> CommandResult:
     """Run (once) the command the coordinator signed for this node and answer its result."""
@@ -67,6 +66,5 @@ async def run_command(
             status_code=status.HTTP_409_CONFLICT,
             detail=f"command is for node {command.node_id!r}; this is node {config.node.id!r}",
         )
-    ledger: CommandLedger = get_agent(request).commands
     result, _ = await ledger.submit(command, token_expires=claims.exp)
     return result

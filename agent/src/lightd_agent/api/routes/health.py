@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from lightd_agent.api.deps import AgentDep
 from lightd_agent.health import build_health
 from lightd_shared.containers import AgentHealth
 
@@ -11,5 +12,5 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=AgentHealth, summary="Agent health (no auth)")
-def health(request: Request) -> AgentHealth:
-    return build_health(request.app)
+def health(agent: AgentDep) -> AgentHealth:
+    return build_health(agent)
