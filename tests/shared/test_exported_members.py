@@ -14,6 +14,7 @@ import lightd_shared
 
 MODULES = [
     "auth",
+    "backups",
     "base",
     "commands",
     "containers",

@@ -22,6 +22,8 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container backup.create | backup.list params: timeout, server, ignore
+    container backup.get | backup.restore | backup.delete  params: timeout, server, backup
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -42,6 +44,14 @@ from pydantic import (
     field_validator,
 )
 
+from lightd_shared.backups import (
+    BackupInfo,
+    BackupList,
+    BackupParams,
+    BackupRemoved,
+    CreateBackupParams,
+    backup_answer_kind,
+)
 from lightd_shared.base import Payload, Request
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
@@ -52,6 +62,7 @@ __all__ = [
     "COMMAND",
     "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
+    "BackupCommand",
     "Command",
     "CommandEcho",
     "CommandParams",
@@ -60,6 +71,7 @@ __all__ = [
     "CommandType",
     "ContainerAction",
     "ContainerAnswer",
+    "CreateBackupCommand",
     "CreateCommand",
     "CreateParams",
     "DeleteCommand",
@@ -97,6 +109,11 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "backup.create",
+    "backup.list",
+    "backup.get",
+    "backup.restore",
+    "backup.delete",
 ]
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
@@ -110,6 +127,11 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "backup.create",
+    "backup.list",
+    "backup.get",
+    "backup.restore",
+    "backup.delete",
 )
 
 
@@ -220,6 +242,22 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class CreateBackupCommand(_Command):
+    """``backup.create`` (params.ignore adds patterns) and ``backup.list``."""
+
+    type: Literal["container"]
+    action: Literal["backup.create", "backup.list"]
+    params: CreateBackupParams
+
+
+class BackupCommand(_Command):
+    """``backup.get``, ``backup.restore``, ``backup.delete`` of ``params.backup``."""
+
+    type: Literal["container"]
+    action: Literal["backup.get", "backup.restore", "backup.delete"]
+    params: BackupParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -232,6 +270,11 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "backup.create": "backup_create",
+    "backup.list": "backup_create",
+    "backup.get": "backup",
+    "backup.restore": "backup",
+    "backup.delete": "backup",
 }
 
 
@@ -260,7 +303,9 @@ Command = Annotated[
     | Annotated[StopCommand, Tag("stopping")]
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
-    | Annotated[ExecInsideCommand, Tag("exec_inside")],
+    | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[CreateBackupCommand, Tag("backup_create")]
+    | Annotated[BackupCommand, Tag("backup")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -305,6 +350,9 @@ class ServerRemoved(Payload):
 
 
 def _answer_kind(value: Any) -> str:
+    backup = backup_answer_kind(value)
+    if backup is not None:
+        return backup
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
@@ -317,7 +365,10 @@ def _answer_kind(value: Any) -> str:
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
-    | Annotated[ContainerStatus, Tag("status")],
+    | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[BackupList, Tag("backup_list")]
+    | Annotated[BackupRemoved, Tag("backup_removed")]
+    | Annotated[BackupInfo, Tag("backup")],
     Discriminator(_answer_kind),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
