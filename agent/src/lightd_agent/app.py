@@ -30,6 +30,8 @@ from lightd_agent.api.routes import commands, containers, events, follow, health
 from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
+from lightd_agent.backups import backups_subsystem
+from lightd_agent.backups import routes as backup_routes
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent, Subsystem
 from lightd_agent.enrolment import coordinator_subsystem
@@ -234,6 +236,7 @@ def create_app(
         subsystems=[
             remote_subsystem,
             remotes_subsystem,
+            backups_subsystem,
             *(subsystems or []),
             coordinator_subsystem,
             stats_subsystem,
@@ -269,6 +272,7 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
+    app.include_router(backup_routes.router)
     if protected:
         app.include_router(schema.router)
     return app

@@ -46,16 +46,22 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from lightd_agent.backups.commands import run_backup_command
+from lightd_agent.backups.commands import summary as backup_summary
+from lightd_agent.backups.service import BackupService
 from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.lifecycle import Server, ServerManager
+from lightd_shared.backups import BackupInfo, BackupList, BackupRemoved
 from lightd_shared.commands import (
     COMMAND,
     CONTAINER_ACTIONS,
+    BackupCommand,
     CommandResult,
     CommandStatus,
     ContainerAnswer,
+    CreateBackupCommand,
     CreateCommand,
     DeleteCommand,
     ExecCommand,
@@ -107,6 +113,8 @@ def _summary(answer: ContainerAnswer) -> str:
     """The one line for people in ``output`` beside a typed answer."""
     if isinstance(answer, ContainerList):
         return f"{answer.count} server(s)"
+    if isinstance(answer, BackupInfo | BackupList | BackupRemoved):
+        return backup_summary(answer)
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
@@ -129,12 +137,19 @@ class CommandRunner:
     """Runs one command to its end and says how it went, never raising."""
 
     def __init__(
-        self, settings: CommandsSection, manager: ServerManager, bus: EventBus, node_id: str
+        self,
+        settings: CommandsSection,
+        manager: ServerManager,
+        bus: EventBus,
+        node_id: str,
+        *,
+        backups: BackupService | None = None,
     ) -> None:
         self.settings = settings
         self.manager = manager
         self.bus = bus
         self.node_id = node_id
+        self.backups = backups
 
     async def run(self, command: AgentCommand) -> CommandResult:
         began = time.monotonic()
@@ -273,6 +288,11 @@ class CommandRunner:
             seconds = timeout if budget is None else budget.total_seconds()
             result = await manager.exec(typed.params.server, typed.params.command, seconds)
             return result.status, result.output, None
+        elif isinstance(typed, CreateBackupCommand | BackupCommand):
+            if self.backups is None:
+                raise _Failed("backups are not available on this agent")
+            line, answer = await run_backup_command(self.backups, typed)
+            return "success", line, answer
         elif isinstance(typed, DeleteCommand):
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import DockerBackend
+from lightd_agent.backups import BackupService
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus
@@ -61,9 +62,12 @@ class Agent:
             config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
         )
         self.manager = ServerManager(config, self.backend, self.bus)
+        self.backups = BackupService(config, self.manager, self.bus)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.commands = CommandLedger(
-            CommandRunner(config.commands, self.manager, self.bus, config.node.id),
+            CommandRunner(
+                config.commands, self.manager, self.bus, config.node.id, backups=self.backups
+            ),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )
         self.subsystems: list[Subsystem] = list(subsystems or [])

@@ -12,7 +12,8 @@ Before starting an action, API code asks :meth:`EventBus.refusal`: a *gate* (the
 bound) may refuse new lifecycle actions with a reason, answered as 503.
 
 Event kinds are the remote-sync seed's lifecycle names (``Started``, ``CreatingContainer``,
-``Ready``, ``Error``, ``ReinstallStarted``) plus runtime ones the seed lacks.
+``Ready``, ``Error``, ``ReinstallStarted``) plus runtime ones the seed lacks, and the backups'
+(``backup_started`` ... ``restore_failed``, :mod:`lightd_agent.backups`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ LifecycleKind = Literal[
     "Stopped",
     "Crashed",
     "Deleted",
+    "backup_started",
+    "backup_progress",
+    "backup_completed",
+    "backup_failed",
+    "restore_started",
+    "restore_progress",
+    "restore_completed",
+    "restore_failed",
 ]
 SEED_KINDS: frozenset[str] = frozenset(
     {"Started", "CreatingContainer", "Ready", "Error", "ReinstallStarted"}
