@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
@@ -22,6 +23,9 @@ import pytest
 
 from tests.agent.conftest import agent, anyio_backend, make_agent
 from tests.harness.servers import free_port
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["Moto", "agent", "anyio_backend", "make_agent", "moto"]
 
@@ -34,7 +38,7 @@ class Moto:
     url: str
     bucket: str
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> S3Client:
         return boto3.client(
             "s3",
             endpoint_url=self.url,

@@ -19,7 +19,7 @@ import pytest
 from lightd_agent.backups.archive import STAGING, ignore_spec, write_archive
 from lightd_agent.backups.extract import ArchiveRefused, extract_archive
 from lightd_agent.backups.swap import Journal, _swap_in, _swap_out, prepare, recover
-from tests.backups.volume import fill, snapshot
+from tests.backups.volume import Snapshot, fill, snapshot
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> tuple[bytes, str]:
@@ -43,7 +43,7 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
     return info
 
 
-HOSTILE = {
+HOSTILE: dict[str, list[tuple[tarfile.TarInfo, bytes | None]]] = {
     "dot-dot": [(_member("../escape"), b"x")],
     "absolute": [(_member("/tmp/escape"), b"x")],
     "nested-dot-dot": [(_member("a/../../escape"), b"x")],
@@ -108,7 +108,7 @@ def test_the_writer_never_follows_links_out_nor_reads_devices(tmp_path: Path) ->
     assert stats.checksum == hashlib.sha256(sink.getvalue()).hexdigest()
 
 
-def _volumes(tmp_path: Path) -> tuple[Path, dict[str, object], dict[str, object], Journal]:
+def _volumes(tmp_path: Path) -> tuple[Path, Snapshot, Snapshot, Journal]:
     root = tmp_path / "volume"
     root.mkdir()
     fill(root, seed="old")

@@ -273,6 +273,7 @@ def create_app(
     app.include_router(follow.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     app.include_router(backup_routes.router)
+    app.include_router(backup_routes.relay_router)
     if protected:
         app.include_router(schema.router)
     return app

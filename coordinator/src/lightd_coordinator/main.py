@@ -18,6 +18,7 @@ from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     auth,
+    backups,
     commands,
     containers,
     docs,
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(nodes.router)
     app.include_router(containers.router)
+    app.include_router(backups.router)
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)

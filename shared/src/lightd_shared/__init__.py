@@ -41,6 +41,9 @@ if _typing.TYPE_CHECKING:
     )
     from lightd_shared.backups import (
         BACKUP_ACTIONS,
+        BACKUP_DOWNLOAD_PATH,
+        BACKUP_DOWNLOAD_PREFIX,
+        BACKUP_DOWNLOAD_SUBJECT,
         BACKUP_EVENT_KINDS,
         BACKUP_STATES,
         MAX_IGNORE_PATTERNS,
@@ -444,6 +447,9 @@ _EXPORTS: dict[str, str] = {
     "encodable": "wire",
     "safe_text": "wire",
     "BACKUP_ACTIONS": "backups",
+    "BACKUP_DOWNLOAD_PATH": "backups",
+    "BACKUP_DOWNLOAD_PREFIX": "backups",
+    "BACKUP_DOWNLOAD_SUBJECT": "backups",
     "BACKUP_EVENT_KINDS": "backups",
     "BACKUP_STATES": "backups",
     "MAX_IGNORE_PATTERNS": "backups",
@@ -469,6 +475,9 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "AGENT_COMMANDS_PATH",
     "BACKUP_ACTIONS",
+    "BACKUP_DOWNLOAD_PATH",
+    "BACKUP_DOWNLOAD_PREFIX",
+    "BACKUP_DOWNLOAD_SUBJECT",
     "BACKUP_EVENT_KINDS",
     "BACKUP_STATES",
     "COMMAND",

@@ -32,6 +32,9 @@ from lightd_shared.types import Identifier
 
 __all__ = [
     "BACKUP_ACTIONS",
+    "BACKUP_DOWNLOAD_PATH",
+    "BACKUP_DOWNLOAD_PREFIX",
+    "BACKUP_DOWNLOAD_SUBJECT",
     "BACKUP_EVENT_KINDS",
     "BACKUP_STATES",
     "MAX_IGNORE_PATTERNS",
@@ -79,6 +82,13 @@ BACKUP_EVENT_KINDS: tuple[str, ...] = (
 """Event kinds on the agent's ``GET /events`` for backups and restores."""
 
 MAX_IGNORE_PATTERNS = 256
+
+BACKUP_DOWNLOAD_PATH = "/coordinator/backups/{server}/{backup}"
+"""The agent's archive download for the coordinator, which relays it to operators."""
+BACKUP_DOWNLOAD_SUBJECT = "coordinator/backups"
+"""``sub`` of the JWT (signed with the node's dispatch key) that opens only that download; its
+``jti`` starts with :data:`BACKUP_DOWNLOAD_PREFIX` + ``<server>/<backup>:``."""
+BACKUP_DOWNLOAD_PREFIX = "backup-download:"
 
 BackupId = Annotated[
     str,

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, status
 from fastapi.responses import StreamingResponse
 
-from lightd_agent.api.deps import Authorized
+from lightd_agent.api.deps import AgentDep, Authorized
 from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.backups.service import BackupService
 from lightd_agent.errors import AgentError
+from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.backups import (
+    BACKUP_DOWNLOAD_PATH,
+    BACKUP_DOWNLOAD_PREFIX,
+    BACKUP_DOWNLOAD_SUBJECT,
     BackupAccepted,
     BackupInfo,
     BackupList,
@@ -24,7 +28,7 @@ from lightd_shared.backups import (
     RestoreAccepted,
 )
 
-__all__ = ["router"]
+__all__ = ["relay_router", "router"]
 
 router = APIRouter(
     prefix="/containers",
@@ -141,3 +145,52 @@ async def delete_backup(
 ) -> BackupRemoved:
     await backups.delete(server_id, backup_id)
     return BackupRemoved(backup=backup_id, server=server_id)
+
+
+relay_router = APIRouter(tags=["backups"])
+
+
+def _relay_allowed(
+    agent: AgentDep,
+    server: str,
+    backup: str,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Only a JWT signed with this node's dispatch key for this one download opens it."""
+    config = agent.config
+    if not config.coordinator.enabled:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail="this agent is not enrolled with a coordinator (coordinator.enabled is false)",
+        )
+    try:
+        claims = verify_dispatch_token(
+            authorization,
+            agent.dispatch_key,
+            node_id=config.node.id,
+            command_id=None,
+            subject=BACKUP_DOWNLOAD_SUBJECT,
+        )
+    except DispatchTokenError as exc:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=f"backup download refused: {exc}",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
+    if not claims.jti.startswith(f"{BACKUP_DOWNLOAD_PREFIX}{server}/{backup}:"):
+        raise HTTPException(
+            status_code=401, detail="backup download refused: the token is for another backup"
+        )
+
+
+@relay_router.get(
+    BACKUP_DOWNLOAD_PATH,
+    summary="A backup's archive, for the coordinator to relay",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}, **_ERRORS},
+    dependencies=[Depends(_relay_allowed)],
+)
+async def relay_download(
+    server: str, backup: BackupIdPath, backups: BackupsDep
+) -> StreamingResponse:
+    return await download_backup(server, backup, backups)

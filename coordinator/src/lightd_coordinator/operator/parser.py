@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from lightd_coordinator.operator.verbs_backups import add_backup_verbs
+
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
 OPERATOR_COMMANDS: tuple[str, ...] = ("nodes", "dispatch", "containers", "services", "events")
@@ -118,6 +120,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="one word: runs with /bin/sh -c; several: as is (put options after them, or use --)",
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
+    add_backup_verbs(c_sub, verb)
 
     verb(sub.add_parser("services", help="services per node"))
 

@@ -40,6 +40,7 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_backups import run_backup
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -402,6 +403,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     verb = args.containers_verb
     if verb == "create":
         return _create(api, args, base)
+    if verb == "backup":
+        return run_backup(api, args, base)
     answer: Answer[CommandResult]
     if verb == "list":
         answer = api.fetch(CommandResult, "GET", base)
