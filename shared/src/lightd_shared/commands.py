@@ -39,10 +39,13 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     TypeAdapter,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from lightd_shared.backups import (
     BackupInfo,
@@ -362,6 +365,22 @@ def _answer_kind(value: Any) -> str:
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
+class _OverlappingMembers:
+    """Documents the answer union as ``anyOf``, not ``oneOf``: in JSON Schema its members
+    overlap (a ``ContainerList`` requires only ``count``, a backup's metadata has an ``id`` and a
+    ``state`` like a server's status), so a ``oneOf`` would refuse every valid answer that fits
+    two of them. Validation in Python still picks exactly one member (the discriminator)."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        if "oneOf" in schema:
+            schema["anyOf"] = schema.pop("oneOf")
+            schema.pop("discriminator", None)
+        return schema
+
+
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
@@ -370,6 +389,7 @@ ContainerAnswer = Annotated[
     | Annotated[BackupRemoved, Tag("backup_removed")]
     | Annotated[BackupInfo, Tag("backup")],
     Discriminator(_answer_kind),
+    _OverlappingMembers(),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
 ``installing``), or a deletion."""
