@@ -4,7 +4,8 @@ The agent is killed while the archive is being extracted, while the old content 
 aside, while the new content is being moved in, and during the cleanup (the point is read from
 the restore journal the agent left on disk). Started again, it finishes or rolls back the
 restore before any server starts: the volume then holds the old content (cut during the
-extraction) or the new one (cut once the swap had begun), whole, never a mix.
+extraction) or the new one (cut once the swap had begun), whole, never a mix. A backup cut off
+the same way is ``failed`` after the restart, saying why.
 """
 
 from __future__ import annotations
@@ -98,6 +99,24 @@ def test_restore_killed_midway_leaves_old_or_new_whole(
             60,
             what="the server running",
         )
+        # a backup cut off by the kill is failed after the restart, its partial archive gone
+        (root / "huge.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+        started = client.post(f"/containers/{SERVER}/backups")
+        assert started.status_code == 202, started.text
+        cut_id = started.json()["id"]
+        partial = storage / "state" / "backups" / SERVER / f"{cut_id}.tar.gz.partial"
+        wait_until(partial.exists, 30, interval=0.001, what="the backup writing its archive")
+        agent.kill()
+        agent.start()
+        cut = client.get(f"/containers/{SERVER}/backups/{cut_id}").json()
+        assert cut["state"] == "failed", cut
+        assert "the agent stopped while this backup was running" in cut["error"]
+        assert not partial.exists()
+        assert client.delete(f"/containers/{SERVER}/backups/{cut_id}").status_code == 200
+        (root / "huge.bin").unlink()
+        if client.get(f"/containers/{SERVER}/status").json()["state"] != "running":
+            assert client.post(f"/containers/{SERVER}/start").status_code == 200
+
         _content(root, "new")
         new = snapshot(root)
         info = backup(client, SERVER)

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from lightd_shared.timestamps import parse_timestamp
 from tests.agent.conftest import SERVE, Agent, AgentFactory
-from tests.backups.volume import backup, change, fill, restore, snapshot, wait_restore
+from tests.backups.volume import (
+    backup,
+    change,
+    fill,
+    restore,
+    snapshot,
+    wait_backup,
+    wait_restore,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -147,3 +157,30 @@ def test_refusals(agent: Agent, test_image: str) -> None:
     assert unauthorised.status_code == 401
     assert client.get("/containers/ref/backups/..%2Fetc").status_code in (404, 422)
     assert client.get("/containers/ref/backups").json() == {"backups": [], "count": 0}
+
+
+def test_busy_progress_and_a_stopped_server_stays_stopped(
+    make_agent: AgentFactory, test_image: str
+) -> None:
+    agent = make_agent(backups={"progress_interval": "100ms"})
+    agent.install("busy", test_image, startup_command=SERVE)
+    root = _root(agent, "busy")
+    fill(root)
+    (root / "big.bin").write_bytes(os.urandom(48 * 1024 * 1024))  # a backup that takes a while
+    first = agent.client.post("/containers/busy/backups")
+    assert first.status_code == 202, first.text
+    second = agent.client.post("/containers/busy/backups")
+    assert second.status_code == 409 and "busy with a backup" in second.json()["detail"]
+    info = wait_backup(agent.client, "busy", first.json()["id"])
+    assert info["state"] == "completed", info
+    took = (parse_timestamp(info["finished"]) - parse_timestamp(info["created"])).total_seconds()
+    progress = [e for e in agent.events if e.server == "busy" and e.kind == "backup_progress"]
+    assert 1 <= len(progress) <= took / 0.1 + 1, (len(progress), took)
+
+    stopped = agent.client.post("/containers/busy/stop")
+    assert stopped.status_code == 200, stopped.text
+    (root / "big.bin").unlink()
+    done = restore(agent.client, "busy", info["id"])
+    assert done["last_restore"]["state"] == "completed"
+    assert (root / "big.bin").stat().st_size == 48 * 1024 * 1024
+    assert agent.status("busy")["state"] == "stopped"  # it was stopped: not started

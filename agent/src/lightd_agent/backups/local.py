@@ -62,3 +62,11 @@ class LocalTarget(Target):
 
     def describe(self) -> str:
         return f"local {self.directory}"
+
+    def discard_partial(self) -> list[Path]:
+        """At start: archives a backup cut off by a crash was writing (never a backup's)."""
+        found = sorted(self.directory.glob("*/*.tar.gz.partial")) if self.directory.is_dir() else []
+        for path in found:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return found

@@ -122,6 +122,9 @@ class BackupService:
                 )
                 info.last_restore = info.last_restore
                 self.store.save(info)
+        if isinstance(self.target, LocalTarget):
+            for path in self.target.discard_partial():
+                log.info("removed %s, left by a backup that was cut off", path)
         for info in self.store.fail_interrupted():
             log.warning(
                 "backup %s of server %s was running when the agent stopped; marked failed",
@@ -189,9 +192,18 @@ class BackupService:
             raise Conflict(f"server {server.id!r} is installing; wait until it is ready")
         self._busy[server.id] = what
 
-    def _spawn(self, server_id: str, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work, name=f"backups of {server_id}")
+    def _spawn(
+        self, server_id: str, work: Coroutine[Any, Any, None], *, power: bool = False
+    ) -> None:
+        task = asyncio.create_task(
+            work, name=f"{'restore' if power else 'backup'} of {server_id}"
+        )
         self._tasks.add(task)
+        if power:
+            # a restore is a power action: the shutdown's drain waits for it within the grace,
+            # as for the others (the manager's set of running actions)
+            self.manager._actions.add(task)
+            task.add_done_callback(self.manager._actions.discard)
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.discard(t)
@@ -348,7 +360,7 @@ class BackupService:
             self._busy.pop(server.id, None)
             raise
         self._publish(server, "restore_started", f"restore from backup {info.id} started")
-        self._spawn(server.id, self._run_restore(server, info))
+        self._spawn(server.id, self._run_restore(server, info), power=True)
         return info
 
     def _restore_sync(self, server: Server, info: BackupInfo, publish: Callable[..., None]) -> int:
