@@ -2,7 +2,8 @@
 written or followed, and a refused archive leaves nothing behind but what the caller drops.
 
 Also the journal's recovery, phase by phase: after a cut at any phase the volume holds the old
-content or the new one, whole.
+content or the new one, whole; and a restore into a root that is a mount point (a loop-mounted
+ext4 image), which is never renamed and whose ``lost+found`` is left alone.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import hashlib
 import io
 import os
 import shutil
+import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lightd_agent.backups.archive import STAGING, ignore_spec, write_archive
 from lightd_agent.backups.extract import ArchiveRefused, extract_archive
-from lightd_agent.backups.swap import Journal, _swap_in, _swap_out, prepare, recover
+from lightd_agent.backups.swap import Journal, _swap_in, _swap_out, finish, prepare, recover
 from tests.backups.volume import Snapshot, fill, snapshot
 
 
@@ -149,4 +152,43 @@ def test_recovery_leaves_old_or_new_whole(tmp_path: Path, cut: str) -> None:
     holds = recover(Journal.read(journal.path))
     assert holds == ("old" if cut == "extracting" else "new")
     assert snapshot(root) == (old if holds == "old" else new)
+    assert not journal.path.exists()
+
+
+@pytest.fixture
+def mounted_root(tmp_path: Path) -> Iterator[Path]:
+    """A volume root that is a mount point: a loop-mounted ext4 image (as a disk quota makes)."""
+    image = tmp_path / "volume.img"
+    root = tmp_path / "mnt"
+    root.mkdir()
+    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(root)], check=True)
+    try:
+        assert os.path.ismount(root)
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+def test_restore_into_a_root_that_is_a_mount_point(mounted_root: Path) -> None:
+    root = mounted_root
+    fill(root, seed="backed-up")
+    lost = os.stat(root / "lost+found")
+    wanted = snapshot(root)
+    archive = io.BytesIO()
+    stats = write_archive(root, archive, ignore_spec([]))
+    with tarfile.open(fileobj=io.BytesIO(archive.getvalue()), mode="r:gz") as tar:
+        assert not any(n.startswith("lost+found") for n in tar.getnames())
+
+    (root / "server.properties").write_text("changed")
+    (root / "extra").mkdir()
+    journal = Journal(path=root.parent / "state" / "m.json", server="m", backup="b", root=str(root))
+    new = prepare(journal)
+    extract_archive(io.BytesIO(archive.getvalue()), new, stats.checksum)
+    finish(journal)
+
+    assert os.path.ismount(root)  # the root itself was never renamed
+    assert snapshot(root) == wanted
+    assert os.stat(root / "lost+found").st_ino == lost.st_ino  # the filesystem's own, untouched
     assert not journal.path.exists()

@@ -8,7 +8,8 @@ left out and named in :attr:`ArchiveStats.skipped`:
 
 - device files, FIFOs and sockets (never read);
 - symlinks whose target is absolute or climbs out of the volume (a restore refuses those);
-- the restore's own staging directory (:data:`STAGING`) at the volume's root.
+- the restore's own staging directory (:data:`STAGING`) and ``lost+found`` at the volume's
+  root (:data:`KEPT`).
 
 Symlinks inside the volume are kept as symlinks (never followed); hard links inside it are kept
 as links to the first path of the same file. Paths matching the ignore list (``.gitignore``
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO
 import pathspec
 
 __all__ = [
+    "KEPT",
     "MAX_SKIPPED_NAMED",
     "STAGING",
     "ArchiveStats",
@@ -44,6 +46,10 @@ __all__ = [
 
 STAGING = ".lightd-restore"
 """The restore's staging directory at a volume's root; never part of a backup."""
+
+KEPT: frozenset[str] = frozenset({STAGING, "lost+found"})
+"""Names at a volume's root that belong to the agent or the filesystem, not to the server: never
+backed up, never swapped by a restore (``lost+found`` when the root is an ext4 mount)."""
 
 MAX_SKIPPED_NAMED = 100
 
@@ -163,7 +169,7 @@ def write_archive(
                 for name in names:
                     if cancelled():
                         raise Cancelled("the backup was cut off")
-                    if not prefix and name == STAGING:
+                    if not prefix and name in KEPT:
                         continue
                     path = prefix + name
                     try:

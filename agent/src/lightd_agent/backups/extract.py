@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from lightd_agent.backups.archive import STAGING, Cancelled, link_escapes
+from lightd_agent.backups.archive import KEPT, Cancelled, link_escapes
 
 __all__ = ["ArchiveRefused", "ChecksumMismatch", "extract_archive"]
 
@@ -73,8 +73,8 @@ def _walk(path: str, symlinks: set[str]) -> str:
         raise ArchiveRefused(f"archive member {path!r} has a '..' part")
     if not parts:
         raise ArchiveRefused(f"archive member {path!r} names the volume's root")
-    if parts[0] == STAGING:
-        raise ArchiveRefused(f"archive member {path!r} uses the reserved name {STAGING}")
+    if parts[0] in KEPT:
+        raise ArchiveRefused(f"archive member {path!r} uses the reserved name {parts[0]}")
     # every directory on the way must not be a symlink the archive made
     for i in range(1, len(parts)):
         if "/".join(parts[:i]) in symlinks:

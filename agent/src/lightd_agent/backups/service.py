@@ -195,9 +195,7 @@ class BackupService:
     def _spawn(
         self, server_id: str, work: Coroutine[Any, Any, None], *, power: bool = False
     ) -> None:
-        task = asyncio.create_task(
-            work, name=f"{'restore' if power else 'backup'} of {server_id}"
-        )
+        task = asyncio.create_task(work, name=f"{'restore' if power else 'backup'} of {server_id}")
         self._tasks.add(task)
         if power:
             # a restore is a power action: the shutdown's drain waits for it within the grace,

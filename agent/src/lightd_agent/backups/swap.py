@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from lightd_agent.backups.archive import STAGING
+from lightd_agent.backups.archive import KEPT, STAGING
 from lightd_agent.backups.files import fsync_dir, write_atomic
 
 __all__ = ["Journal", "Phase", "finish", "prepare", "recover", "recover_all", "staging"]
@@ -101,9 +101,9 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _move_children(source: Path, dest: Path, *, skip: str | None = None) -> None:
+def _move_children(source: Path, dest: Path, *, skip: frozenset[str] = frozenset()) -> None:
     for name in sorted(os.listdir(source)):
-        if name == skip:
+        if name in skip:
             continue
         os.rename(source / name, dest / name)
     fsync_dir(source)
@@ -111,7 +111,7 @@ def _move_children(source: Path, dest: Path, *, skip: str | None = None) -> None
 
 
 def _swap_out(root: Path) -> None:
-    _move_children(root, staging(root) / "old", skip=STAGING)
+    _move_children(root, staging(root) / "old", skip=KEPT)
 
 
 def _swap_in(root: Path) -> None:
