@@ -34,7 +34,7 @@ from lightd_agent.backups.extract import extract_archive
 from lightd_agent.backups.local import LocalTarget
 from lightd_agent.backups.store import BackupStore
 from lightd_agent.backups.swap import Journal, finish, prepare, recover_all, roll_back
-from lightd_agent.backups.target import Target
+from lightd_agent.backups.target import Target, TargetError
 from lightd_agent.config import AgentConfig
 from lightd_agent.errors import AgentError, BadRequest, Conflict, NotFound, Unavailable
 from lightd_agent.events import EventBus, LifecycleEvent, LifecycleKind
@@ -167,7 +167,10 @@ class BackupService:
     async def open_download(self, server_id: str, backup_id: str) -> tuple[Iterator[bytes], int]:
         """The archive's bytes (to iterate in a thread) and its size."""
         info = self._completed(server_id, backup_id, "can be downloaded")
-        source = await asyncio.to_thread(self.target.open, _key(info))
+        try:
+            source = await asyncio.to_thread(self.target.open, _key(info))
+        except TargetError as exc:
+            raise Unavailable(f"backup {backup_id!r} cannot be read: {exc}") from None
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -341,7 +344,10 @@ class BackupService:
             info.last_restore is not None and info.last_restore.state == "running"
         ):
             raise Conflict(f"backup {backup_id!r} is in use ({self._busy.get(server_id)})")
-        await asyncio.to_thread(self._remove, info)
+        try:
+            await asyncio.to_thread(self._remove, info)
+        except TargetError as exc:
+            raise Unavailable(f"backup {backup_id!r} cannot be deleted: {exc}") from None
         return info
 
     # -- restore ----------------------------------------------------------------------------
