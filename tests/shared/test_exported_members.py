@@ -21,6 +21,7 @@ MODULES = [
     "dispatch",
     "durations",
     "events",
+    "files",
     "logformat",
     "monitoring",
     "nodes",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from lightd_agent import __version__
 from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
-from lightd_agent.api.routes import commands, containers, events, follow, health, schema
+from lightd_agent.api.routes import commands, containers, events, files, follow, health, schema
 from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
@@ -101,12 +101,16 @@ class _BodyLimit:
     as for a too large ``Content-Length``.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, exempt: Callable[[str], bool] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # a route with its own bound (the file upload: files.max_upload) reads past this one
+        if scope["type"] != "http" or (self.exempt and self.exempt(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -261,7 +265,7 @@ def create_app(
     app.add_exception_handler(ENGINE_API_ERROR, _docker_refused)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(_BodyLimit, limit=config.server.max_body_size)
+    app.add_middleware(_BodyLimit, limit=config.server.max_body_size, exempt=files.is_upload)
     app.add_middleware(_Draining, agent=agent)
     # outermost: a blocked client is answered before anything else runs
     app.add_middleware(FailedAuthLimit, settings=config.server.rate_limit)
@@ -274,6 +278,7 @@ def create_app(
     app.include_router(remote_router(dependencies=[Authorized]))
     app.include_router(backup_routes.router)
     app.include_router(backup_routes.relay_router)
+    app.include_router(files.router)
     if protected:
         app.include_router(schema.router)
     return app

@@ -52,6 +52,8 @@ from lightd_agent.backups.service import BackupService
 from lightd_agent.config import CommandsSection
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
+from lightd_agent.files.commands import is_files_command, run_files_command
+from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
 from lightd_shared.backups import BackupInfo, BackupList, BackupRemoved
 from lightd_shared.commands import (
@@ -117,6 +119,7 @@ def _summary(answer: ContainerAnswer) -> str:
         return backup_summary(answer)
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
 
@@ -144,7 +147,9 @@ class CommandRunner:
         node_id: str,
         *,
         backups: BackupService | None = None,
+        files: FileService | None = None,
     ) -> None:
+        self.files = files
         self.settings = settings
         self.manager = manager
         self.bus = bus
@@ -275,6 +280,9 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
+            output, answer = await run_files_command(self.files, typed)
+            return "success", output, answer
         if isinstance(typed, ListCommand):
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))

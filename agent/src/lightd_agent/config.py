@@ -54,6 +54,7 @@ __all__ = [
     "ConfigError",
     "CoordinatorSection",
     "DockerSection",
+    "FilesSection",
     "LoggingSection",
     "NamedRemoteSettings",
     "NodeSection",
@@ -344,6 +345,35 @@ class BackupsSection(_Section):
         return self
 
 
+class FilesSection(_Section):
+    """Bounds of the file routes (``/volumes/{id}/...``, see lightd_agent.files)."""
+
+    max_upload: int = Field(
+        default=1024**3, ge=1, description="Largest streamed upload (PUT .../upload) in bytes"
+    )
+    max_read_inline: int = Field(
+        default=256 * 1024, ge=1, description="Largest file a files.read command returns whole"
+    )
+    max_entries: int = Field(
+        default=100_000, ge=1, description="Most entries a listed directory may hold (else 413)"
+    )
+    max_search_visits: int = Field(
+        default=200_000, ge=1, description="Most entries one search looks at"
+    )
+    archive_max_size: int = Field(
+        default=4 * 1024**3, ge=1, description="Most bytes one decompress or compress writes"
+    )
+    archive_max_ratio: int = Field(
+        default=100, ge=1, description="Most bytes written per byte of archive (past 1 MiB)"
+    )
+    archive_max_entries: int = Field(
+        default=100_000, ge=1, description="Most members one archive may hold"
+    )
+    workers: int = Field(
+        default=4, ge=1, le=64, description="File operations running at once (threads)"
+    )
+
+
 class NamedRemoteSettings(RemoteSettings):
     """One entry of ``remotes``: a remote block plus a name (which also names its outbox)."""
 
@@ -369,6 +399,7 @@ class AgentConfig(_Section):
         default_factory=list, description="Further remotes, each with its own outbox"
     )
     backups: BackupsSection = Field(default_factory=BackupsSection)
+    files: FilesSection = Field(default_factory=FilesSection)
 
     @model_validator(mode="after")
     def _remote_names_unique(self) -> Self:
@@ -420,6 +451,7 @@ class _EnvOverrides(BaseSettings):
     commands: dict[str, Any] | None = None
     remotes: list[Any] | None = None
     backups: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

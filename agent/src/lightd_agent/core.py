@@ -28,6 +28,7 @@ from lightd_agent.backups import BackupService
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
 from lightd_agent.events import EventBus
+from lightd_agent.files import FileService
 from lightd_agent.security import load_dispatch_key
 from lightd_agent.servers import ServerManager
 
@@ -63,10 +64,16 @@ class Agent:
         )
         self.manager = ServerManager(config, self.backend, self.bus)
         self.backups = BackupService(config, self.manager, self.bus)
+        self.files = FileService(config, self.manager)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.commands = CommandLedger(
             CommandRunner(
-                config.commands, self.manager, self.bus, config.node.id, backups=self.backups
+                config.commands,
+                self.manager,
+                self.bus,
+                config.node.id,
+                backups=self.backups,
+                files=self.files,
             ),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),
         )

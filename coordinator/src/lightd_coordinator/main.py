@@ -23,6 +23,7 @@ from lightd_coordinator.api.routes import (
     containers,
     docs,
     events,
+    files,
     history,
     monitoring,
     nodes,
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(docs.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(files.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
@@ -136,7 +138,9 @@ def create_app(
         write_timeout=settings.server.write_timeout.total_seconds(),
         exempt={settings.websocket.path},
     )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.server.max_body_size, exempt=files.is_upload
+    )
     # before anything but CORS (whose headers a browser needs to read even a 429)
     app.add_middleware(FailedAuthLimit, settings=settings.server.rate_limit)
     origins = settings.websocket.origins

@@ -24,6 +24,7 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container exec                       params: timeout, server, command, exec_timeout
     container backup.create | backup.list params: timeout, server, ignore
     container backup.get | backup.restore | backup.delete  params: timeout, server, backup
+    container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
 server list, a server's status, or a deletion); ``output`` is then one line for people (for
@@ -58,6 +59,7 @@ from lightd_shared.backups import (
 from lightd_shared.base import Payload, Request
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
+from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -289,13 +291,15 @@ def _command_kind(value: Any) -> str | None:
     if kind == "exec":
         return "exec"
     if kind == "container" and isinstance(action, str):
+        if action.startswith("files."):
+            return "files"
         return _MEMBER.get(action)
     return None
 
 
 _UNKNOWN = (
     "unknown container action or command type: 'type' is 'exec' (a shell command) or "
-    f"'container' with an 'action' of {', '.join(CONTAINER_ACTIONS)}"
+    f"'container' with an 'action' of {', '.join((*CONTAINER_ACTIONS, *FILES_ACTIONS))}"
 )
 
 Command = Annotated[
@@ -308,7 +312,8 @@ Command = Annotated[
     | Annotated[LogsCommand, Tag("logs")]
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
     | Annotated[CreateBackupCommand, Tag("backup_create")]
-    | Annotated[BackupCommand, Tag("backup")],
+    | Annotated[BackupCommand, Tag("backup")]
+    | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
 """A command as an operator sends it: one member per kind, unknown fields rejected."""
@@ -322,11 +327,11 @@ def describe_command_errors(errors: list[Any]) -> str:
 
     The union member's tag, which pydantic puts first in each location, is left out.
     """
-    tags = set(_MEMBER.values()) | {"exec"}
+    tags = set(_MEMBER.values()) | {"exec", "files", *FILES_ACTIONS}
     parts = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]
-        if loc and loc[0] in tags:
+        while loc and loc[0] in tags:  # a files.* command is a union inside the union
             loc = loc[1:]
         where = ".".join(loc)
         parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
@@ -353,6 +358,8 @@ class ServerRemoved(Payload):
 
 
 def _answer_kind(value: Any) -> str:
+    if isinstance(value, FilesAnswer) or (isinstance(value, dict) and value.get("kind") == "files"):
+        return "files"
     backup = backup_answer_kind(value)
     if backup is not None:
         return backup
@@ -387,7 +394,8 @@ ContainerAnswer = Annotated[
     | Annotated[ContainerStatus, Tag("status")]
     | Annotated[BackupList, Tag("backup_list")]
     | Annotated[BackupRemoved, Tag("backup_removed")]
-    | Annotated[BackupInfo, Tag("backup")],
+    | Annotated[BackupInfo, Tag("backup")]
+    | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
     _OverlappingMembers(),
 ]

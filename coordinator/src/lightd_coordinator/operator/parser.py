@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightd_coordinator.operator.verbs_backups import add_backup_verbs
+from lightd_coordinator.operator.verbs_files import add_files_verbs
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
@@ -121,6 +122,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
     add_backup_verbs(c_sub, verb)
+    add_files_verbs(c_sub, verb)  # containers files ls|cat|write|upload|download|... (own module)
 
     verb(sub.add_parser("services", help="services per node"))
 

@@ -41,6 +41,7 @@ from lightd_coordinator.operator.rendering import (
     update_text,
 )
 from lightd_coordinator.operator.verbs_backups import run_backup
+from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -405,6 +406,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
         return _create(api, args, base)
     if verb == "backup":
         return run_backup(api, args, base)
+    if verb == "files":
+        return run_files_verb(api, args)
     answer: Answer[CommandResult]
     if verb == "list":
         answer = api.fetch(CommandResult, "GET", base)
