@@ -113,7 +113,11 @@ def _host(address: str) -> str:
     "/{backup}/download",
     summary="A backup's archive (tar.gz), streamed from the agent",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/gzip": {}}}},
+    responses={
+        200: {"content": {"application/gzip": {}}},
+        404: {"description": "unknown node, server or backup"},
+        409: {"description": "the node cannot serve it now (unreachable, busy, not completed)"},
+    },
 )
 async def download_backup(
     node_id: NodeId, server: ServerId, backup: BackupIdPath, coordinator: CoordinatorDep
@@ -145,10 +149,10 @@ async def download_backup(
     try:
         response = await coordinator.client.send(request, stream=True)
     except httpx.HTTPError as exc:
-        raise HTTPException(
-            status_code=502,
+        raise HTTPException(  # the download can be retried once the node answers again
+            status_code=409,
             detail=f"node {node.id} unreachable at {node.address}:{node.port}: "
-            f"{type(exc).__name__}",
+            f"{type(exc).__name__}; retry when it is back",
         ) from None
     if response.status_code != 200:
         body = b""
@@ -162,7 +166,7 @@ async def download_backup(
             detail = str(json.loads(detail).get("detail", detail))
         except (ValueError, AttributeError):
             pass
-        status = response.status_code if response.status_code in (404, 409, 503) else 502
+        status = 404 if response.status_code == 404 else 409
         raise HTTPException(
             status_code=status, detail=f"node {node.id} refused the download: {detail}"
         )
