@@ -22,6 +22,7 @@ import pytest
 from lightd_agent.app import create_app
 from lightd_agent.config import AgentConfig, load_config
 from lightd_agent.events import EventBus, LifecycleEvent
+from lightd_agent.schedules import Clock
 from tests.harness.docker import Cleanup
 from tests.harness.servers import serve
 from tests.harness.wait import wait_until
@@ -146,7 +147,9 @@ def make_agent(
     stack: list[Any] = []
     nodes: list[str] = []
 
-    def start(node: str | None = None, **sections: dict[str, Any]) -> Agent:
+    def start(
+        node: str | None = None, *, clock: Clock | None = None, **sections: dict[str, Any]
+    ) -> Agent:
         node = node or f"test-{uuid.uuid4().hex[:10]}"
         nodes.append(node)
         base = tmp_path / node
@@ -156,7 +159,7 @@ def make_agent(
         bus = EventBus()
         recorded: list[LifecycleEvent] = []
         bus.add_listener(recorded.append)
-        app = create_app(config, config_path=path, bus=bus)
+        app = create_app(config, config_path=path, bus=bus, clock=clock)
         server = serve(app)
         url = server.__enter__()
         stack.append(server)

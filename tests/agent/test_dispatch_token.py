@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from jose import jwt
@@ -45,31 +46,82 @@ def test_keys_are_fresh_and_long() -> None:
     assert len(KEY) >= 32
 
 
+# The headers are built when each test runs, not when the module is collected: a token made at
+# collection with a 60 s life would expire before a long session reached this file.
 @pytest.mark.parametrize(
-    ("header", "reason"),
+    ("make_header", "reason"),
     [
-        (None, "missing"),
-        ("Basic abc", "missing"),
-        ("Bearer a.b", "malformed"),
-        ("Bearer !!.??.**", "malformed"),
-        (_header(exp=int(time.time()) - 60), "expired"),
-        (_header(aud="node-2"), "another node"),
-        (_header(jti="cmd_2_node-1"), "another command"),
-        (_header(sub="someone"), "not issued"),
-        (_header(exp="soon"), "incomplete"),
-        (
-            "Bearer " + jwt.encode({"aud": "node-1"}, "other-secret-123456", algorithm="HS256"),
-            "signature",
+        pytest.param(
+            lambda: None,
+            "missing",
+            id="missing",
         ),
-        (
+        pytest.param(
+            lambda: "Basic abc",
+            "missing",
+            id="missing",
+        ),
+        pytest.param(
+            lambda: "Bearer a.b",
+            "malformed",
+            id="malformed",
+        ),
+        pytest.param(
+            lambda: "Bearer !!.??.**",
+            "malformed",
+            id="malformed",
+        ),
+        pytest.param(
+            lambda: _header(exp=int(time.time()) - 60),
+            "expired",
+            id="expired",
+        ),
+        pytest.param(
+            lambda: _header(aud="node-2"),
+            "another node",
+            id="another node",
+        ),
+        pytest.param(
+            lambda: _header(jti="cmd_2_node-1"),
+            "another command",
+            id="another command",
+        ),
+        pytest.param(
+            lambda: _header(sub="someone"),
+            "not issued",
+            id="not issued",
+        ),
+        pytest.param(
+            lambda: _header(exp="soon"),
+            "incomplete",
+            id="incomplete",
+        ),
+        pytest.param(
+            lambda: (
+                "Bearer " + jwt.encode({"aud": "node-1"}, "other-secret-123456", algorithm="HS256")
+            ),
+            "signature",
+            id="signature",
+        ),
+        pytest.param(
             # signed with another node's key: a token for node-2 opens no node-1
-            NodeKeySigner(expires_in=60).authorization("node-1", "cmd_1_node-1", OTHER_KEY),
+            lambda: NodeKeySigner(expires_in=60).authorization("node-1", "cmd_1_node-1", OTHER_KEY),
             "signature",
+            id="signature",
         ),
-        ("Bearer " + jwt.encode({"aud": "node-1"}, KEY, algorithm="HS512"), "HS256"),
-        (f"Bearer {_b64({'alg': 'none'})}.{_b64({'aud': 'node-1'})}.", "HS256"),
+        pytest.param(
+            lambda: "Bearer " + jwt.encode({"aud": "node-1"}, KEY, algorithm="HS512"),
+            "HS256",
+            id="HS256",
+        ),
+        pytest.param(
+            lambda: f"Bearer {_b64({'alg': 'none'})}.{_b64({'aud': 'node-1'})}.",
+            "HS256",
+            id="HS256",
+        ),
     ],
 )
-def test_bad_tokens_are_refused(header: str | None, reason: str) -> None:
+def test_bad_tokens_are_refused(make_header: Callable[[], str | None], reason: str) -> None:
+    header = make_header()
     with pytest.raises(DispatchTokenError, match=reason):
         verify_dispatch_token(header, KEY, node_id="node-1", command_id="cmd_1_node-1")

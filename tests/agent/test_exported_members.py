@@ -30,6 +30,18 @@ EXPORTS = {
         "ServerManager",
     ],
     "lightd_agent.remote": ["RemoteSync"],
+    "lightd_agent.schedules": [
+        "SCHEDULES_FILE",
+        "AgentTaskActions",
+        "Clock",
+        "ManualClock",
+        "Schedule",
+        "ScheduleStore",
+        "Scheduler",
+        "SystemClock",
+        "TaskActions",
+        "TaskFailed",
+    ],
 }
 
 

@@ -213,7 +213,8 @@ async def test_crash_restarts_within_the_policy_then_stays_crashed(tmp_path: Pat
 async def test_an_oom_crash_says_so(rig: Rig) -> None:
     await rig.install("o1", restart_policy={"enabled": False})
     rig.backend.crash("o1", 137, oom=True)
-    await until(lambda: rig.manager.get("o1").state == "crashed")
+    await until(lambda: "Crashed" in rig.kinds("o1"))  # published once durable
+    assert rig.manager.get("o1").state == "crashed"
     assert "out of memory" in (rig.manager.get("o1").error or "")
     crashed = [e for e in rig.events if e.kind == "Crashed"]
     assert len(crashed) == 1 and crashed[0].exit_code == 137
@@ -325,8 +326,9 @@ async def test_docker_loss_then_reconcile(rig: Rig) -> None:
     rig.backend.crash("l1", 4)
     rig.backend.available = False
     rig.backend.reachable = True
-    await until(lambda: rig.manager.get("l1").state == "crashed", timeout=5)
-    assert rig.kinds("l1")[-1] == "Crashed"
+    # the event is published once its change is durable, a commit after the state in memory
+    await until(lambda: rig.kinds("l1")[-1:] == ["Crashed"], timeout=5)
+    assert rig.manager.get("l1").state == "crashed"
 
 
 # -- shutdown drain -----------------------------------------------------------------------

@@ -96,6 +96,7 @@ class FakeAgent:
             if behaviour.delay:
                 import asyncio
 
+                # a slow node IS what such a test is about (a timeout, an async answer)
                 await asyncio.sleep(behaviour.delay)
             if behaviour.accept_only:
                 return JSONResponse(

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import httpx
 import yaml
 
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 __all__ = ["Replica", "replica", "replicas"]
 
@@ -88,18 +88,16 @@ def replica(
         )
     running = Replica(name=name, port=port, process=process, log=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"replica {name} exited: {running.logs()[-3000:]}")
             try:
-                if httpx.get(f"{running.url}/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{running.url}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"replica {name} did not start: {running.logs()[-3000:]}")
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, 30, interval=0.05, what=f"replica {name} started")
         yield running
     finally:
         if process.poll() is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.coordinator.harness import (
 )
 from tests.harness.registration import register
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 DISPATCH_KEY = "node-dispatch-key-0123456789abcdef0123456789"
 COMMAND = {"type": "exec", "action": "echo 'hello world'", "params": {"timeout": "5s"}}
@@ -109,7 +109,8 @@ def test_connect_failures_are_retried_and_the_command_runs_once() -> None:
     fake_holder: dict[str, Any] = {}
 
     def start_late(ready: threading.Event, stop: threading.Event) -> None:
-        time.sleep(0.4)  # the first attempts find nothing listening
+        # the first attempts find nothing listening: start once two of them failed
+        wait_until(lambda: core["c"].dispatcher.deliveries >= 2, what="two failed attempts")
         with agent(port=port) as (fake, _):
             fake_holder["fake"] = fake
             ready.set()
@@ -117,7 +118,9 @@ def test_connect_failures_are_retried_and_the_command_runs_once() -> None:
 
     ready, stop = threading.Event(), threading.Event()
     thread = threading.Thread(target=start_late, args=(ready, stop), daemon=True)
-    with coordinator(settings) as (base, _):
+    core: dict[str, Any] = {}
+    with coordinator(settings) as (base, app):
+        core["c"] = app.state.coordinator
         _register(base, "late", port)
         thread.start()
         try:
@@ -167,12 +170,14 @@ def _hangup_server() -> Iterator[tuple[int, list[bytes]]]:
 
 
 def test_broken_connection_after_sending_is_not_retried() -> None:
-    with _hangup_server() as (port, seen), coordinator() as (base, _):
+    with _hangup_server() as (port, seen), coordinator() as (base, app):
         _register(base, "flaky", port)
         result = _send(base, "flaky").json()
         assert result["status"] == "failed"
         assert "never runs twice" in result["output"]
-        time.sleep(0.3)
+        # the command has ended (nothing left in flight to retry it) after one delivery
+        dispatcher = app.state.coordinator.dispatcher
+        assert dispatcher.in_flight == 0 and dispatcher.deliveries == 1
         assert len(seen) == 1
 
 
@@ -202,12 +207,12 @@ def test_async_command_answers_202_then_the_result_is_stored() -> None:
         assert response.status_code == 202
         pending = response.json()
         assert pending["status"] == "pending"
-        deadline = time.monotonic() + 10
-        while True:
-            stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
-            if stored["status"] != "pending" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+
+        def ended() -> dict[str, Any] | None:
+            stored: dict[str, Any] = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
+            return stored if stored["status"] != "pending" else None
+
+        stored = wait_until(ended, 10, what="the async command's result stored")
         assert stored["status"] == "success"
         assert stored["output"] == "hello world"
         assert fake.count == 1
@@ -221,11 +226,14 @@ def test_node_accepts_then_reports_the_result() -> None:
             target=lambda: outcome.setdefault("r", _send(base, "node-1")), daemon=True
         )
         thread.start()
-        deadline = time.monotonic() + 5
-        while fake.count == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: fake.count > 0, 5, what="the node received the command")
         command_id = fake.received[0]["id"]
-        time.sleep(0.1)
+        # the coordinator has read the node's 202 and waits for the report
+        wait_until(
+            lambda: httpx.get(f"{base}/api/v1/commands/{command_id}").json()["status"] == "running",
+            5,
+            what="the command stored as running",
+        )
         report = {
             "id": command_id,
             "node_id": "node-1",
@@ -415,10 +423,11 @@ def test_results_expire_after_result_ttl() -> None:
     with agent() as (_, port), coordinator(settings) as (base, _):
         _register(base, "node-1", port)
         result = _send(base, "node-1").json()
-        deadline = time.monotonic() + 5
-        while httpx.get(f"{base}/api/v1/commands/{result['id']}").status_code == 200:
-            assert time.monotonic() < deadline, "the result was never forgotten"
-            time.sleep(0.05)
+        wait_until(
+            lambda: httpx.get(f"{base}/api/v1/commands/{result['id']}").status_code == 404,
+            5,
+            what="the result forgotten",
+        )
         assert httpx.get(f"{base}/api/v1/commands/{result['id']}").status_code == 404
 
 
@@ -428,7 +437,14 @@ def test_commands_open_at_shutdown_end_failed(tmp_path: Path) -> None:
         with coordinator(settings) as (base, _):
             _register(base, "node-1", port)
             pending = _send(base, "node-1", params={"async": "true"}).json()
-            time.sleep(0.2)
+            wait_until(  # the node accepted it: open (running) when the coordinator stops
+                lambda: (
+                    httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()["status"]
+                    == "running"
+                ),
+                5,
+                what="the command stored as running",
+            )
         with coordinator(settings) as (base, _):
             stored = httpx.get(f"{base}/api/v1/commands/{pending['id']}").json()
             assert stored["status"] == "failed"

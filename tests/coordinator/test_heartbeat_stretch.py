@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import httpx
@@ -10,6 +9,7 @@ import httpx
 from lightd_coordinator.core import Coordinator
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER
 from tests.coordinator.harness import coordinator, make_settings, node_body
+from tests.harness.wait import wait_until
 
 
 def test_the_heartbeat_answer_stretches_with_the_fleet() -> None:
@@ -23,19 +23,15 @@ def test_the_heartbeat_answer_stretches_with_the_fleet() -> None:
         assert small.status_code == 200 and NEXT_HEARTBEAT_HEADER not in small.headers
         for i in range(1, 8):  # 8 nodes at 2/s: one heartbeat every 4 s each
             client.post("/api/v1/nodes", json=node_body(f"n{i}", 9000 + i))
-        deadline = time.monotonic() + 10
-        while core.fleet_size != 8:  # counted every health_check_interval (100 ms)
-            assert time.monotonic() < deadline, "the fleet was not counted"
-            time.sleep(0.02)
+        # counted every health_check_interval (100 ms)
+        wait_until(lambda: core.fleet_size == 8, 10, what="the fleet counted (8 nodes)")
         large = client.post("/api/v1/nodes/n0/heartbeat")
         assert large.status_code == 200
         assert float(large.headers[NEXT_HEARTBEAT_HEADER]) == 4.0
         assert core.fleet.node_timeout == timedelta(seconds=20)
         client.delete("/api/v1/nodes/n7")
         client.delete("/api/v1/nodes/n6")
-        while core.fleet_size != 6:
-            assert time.monotonic() < deadline + 10, "the fleet was not counted"
-            time.sleep(0.02)
+        wait_until(lambda: core.fleet_size == 6, 10, what="the fleet counted (6 nodes)")
         assert float(client.post("/api/v1/nodes/n0/heartbeat").headers[NEXT_HEARTBEAT_HEADER]) == 3
         assert core.fleet.node_timeout == timedelta(seconds=15)
 

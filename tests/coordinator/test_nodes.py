@@ -20,6 +20,7 @@ from lightd_shared.services import ServiceListing
 from lightd_shared.timestamps import utcnow
 from tests.coordinator.harness import agent, coordinator, make_settings, node_body, sse
 from tests.harness.registration import register as _register_node
+from tests.harness.wait import wait_until
 
 
 def _register(client: httpx.Client, node_id: str, port: int = 8080, **extra: Any) -> Any:
@@ -33,7 +34,7 @@ def test_register_get_update_delete() -> None:
         record = NodeRecord.model_validate_json(created.content)
         assert record.status == "active" and record.labels == {"env": "dev"}
 
-        time.sleep(0.01)
+        wait_until(lambda: utcnow() > record.last_seen, what="the clock moved on")
         again = _register(client, "node-1", port=9000, labels={"env": "dev"})
         assert again.status_code == 200
         updated = NodeRecord.model_validate_json(again.content)
@@ -94,8 +95,13 @@ def test_list_filters_and_pages() -> None:
 def test_status_view_has_last_seen_and_uptime() -> None:
     with coordinator() as (base, _), httpx.Client(base_url=base) as client:
         _register(client, "n")
-        time.sleep(1.1)
-        view = client.get("/api/v1/nodes/n/status").json()
+
+        def a_second_up() -> dict[str, Any] | None:
+            view: dict[str, Any] = client.get("/api/v1/nodes/n/status").json()
+            up = NodeStatusView.model_validate(view).uptime.total_seconds() >= 1
+            return view if up else None
+
+        view = wait_until(a_second_up, 10, what="a second of uptime")
         assert set(view) == {"node_id", "status", "last_seen", "uptime"}
         assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", view["uptime"])
         assert NodeStatusView.model_validate(view).uptime.total_seconds() >= 1
@@ -132,7 +138,7 @@ def test_heartbeats_keep_a_node_active() -> None:
     with coordinator(settings) as (base, _), httpx.Client(base_url=base) as client:
         _register(client, "n")
         for _ in range(15):  # 1.5 s: longer than node_timeout
-            time.sleep(0.1)
+            time.sleep(0.1)  # a node's heartbeat period: the pace IS what this test is about
             assert client.post("/api/v1/nodes/n/heartbeat", json={}).status_code == 200
         assert client.get("/api/v1/nodes/n").json()["status"] == "active"
 
@@ -144,11 +150,19 @@ def test_health_probe_keeps_a_node_with_a_health_url_active() -> None:
         coordinator(settings) as (base, _),
         httpx.Client(base_url=base) as client,
     ):
-        _register(client, "probed", port, health_url=f"http://127.0.0.1:{port}/health")
+        probed = _register(client, "probed", port, health_url=f"http://127.0.0.1:{port}/health")
         _register(client, "silent", port)
-        time.sleep(1.5)
-        assert client.get("/api/v1/nodes/probed").json()["status"] == "active"
-        assert client.get("/api/v1/nodes/silent").json()["status"] == "inactive"
+        # once the node registered later is past node_timeout, the earlier one is too: only
+        # the probes (which moved its last_seen on) keep it active
+        wait_until(
+            lambda: client.get("/api/v1/nodes/silent").json()["status"] == "inactive",
+            10,
+            what="the silent node timed out",
+        )
+        now = client.get("/api/v1/nodes/probed").json()
+        assert now["status"] == "active"
+        registered = NodeRecord.model_validate_json(probed.content)
+        assert NodeRecord.model_validate(now).last_seen > registered.last_seen
 
 
 def test_heartbeat_services_feed_service_discovery() -> None:
@@ -278,9 +292,22 @@ def test_a_stored_unparseable_url_is_one_log_line_not_a_traceback(
             coordinator(settings, registry=registry) as (base, _),
             httpx.Client(base_url=base) as client,
         ):
-            time.sleep(1.5)
+            # bad-probe was stored first: once it is past node_timeout, so is probed, which
+            # only its (good) probes keep active
+            wait_until(
+                lambda: client.get("/api/v1/nodes/bad-probe").json()["status"] == "inactive",
+                10,
+                what="the node with the bad health_url timed out",
+            )
+            wait_until(
+                lambda: (
+                    NodeRecord.model_validate(client.get("/api/v1/nodes/probed").json()).last_seen
+                    > good.record.last_seen
+                ),
+                5,
+                what="a probe counted as a heartbeat",
+            )
             assert client.get("/api/v1/nodes/probed").json()["status"] == "active"
-            assert client.get("/api/v1/nodes/bad-probe").json()["status"] == "inactive"
             result = client.post(
                 "/api/v1/nodes/bad-address/commands", json={"type": "exec", "action": "id"}
             ).json()

@@ -26,17 +26,14 @@ from tests.coordinator.harness import (
 )
 from tests.coordinator.replicas import Replica, replica, replicas
 from tests.harness.redis import RedisServer, redis_server
+from tests.harness.wait import wait_until
 
 COMMAND = {"type": "exec", "action": "echo hi", "params": {"timeout": "10s"}}
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    """Poll ``check`` until it holds (a condition, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
+    """Wait until ``check`` holds (the harness's one polling helper, with this file's timeout)."""
+    wait_until(check, timeout, interval=0.05, what=what)
 
 
 def _events(server: RedisServer) -> list[tuple[int, str, str]]:
@@ -108,7 +105,7 @@ def test_a_subscriber_resumes_on_b_when_a_dies(tmp_path: Path, redis: RedisServe
                 except httpx.HTTPError:
                     pass
                 i += 1
-                time.sleep(0.01)
+                time.sleep(0.01)  # the producer's pace: events keep coming while A dies
 
         producer = threading.Thread(target=produce, daemon=True)
         with sse(a.url) as stream:

@@ -19,6 +19,7 @@ from lightd_agent.config import load_config
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app as create_coordinator
 from tests.agent.conftest import SERVE, remove_node, write_config
+from tests.harness.disks import release_disks
 from tests.harness.servers import free_port, serve
 
 STATIC = "fuzz-static-token-0123456789"
@@ -126,6 +127,7 @@ def running_stack(tmp: Path, docker_client: docker.DockerClient, image: str) -> 
                 "heartbeat_interval": "1h",  # a fuzzed DELETE of the node stays deleted
             },
         )
+        stack.callback(release_disks, tmp)  # after the containers: a fuzzed limits.disk
         stack.callback(remove_node, docker_client, node)
         agent = stack.enter_context(
             serve(create_agent(load_config(path), config_path=path), port=port)

@@ -81,7 +81,9 @@ def test_log_follow_is_relayed_throttled_and_bounded(
             logs: list[str] = []
             skipped = 0
             began = time.monotonic()
-            with client.stream("GET", url, params={"follow": "true"}) as response:
+            # a follow starts with the last 150 lines unless asked for more: the whole burst
+            backlog = {"follow": "true", "tail": "5000"}
+            with client.stream("GET", url, params=backlog) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 for event, data in _events(response):

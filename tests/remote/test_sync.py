@@ -364,7 +364,9 @@ class BrokenDisk:
         self.broken = False
         self.failures = 0
         self._enqueue = sync.outbox.enqueue
+        self._enqueue_many = sync.outbox.enqueue_many
         monkeypatch.setattr(sync.outbox, "enqueue", self.enqueue)
+        monkeypatch.setattr(sync.outbox, "enqueue_many", self.enqueue_many)
 
     def enqueue(self, server: str, body: dict[str, Any], **kwargs: Any) -> int:
         if self.failures:
@@ -373,6 +375,16 @@ class BrokenDisk:
         if self.broken:
             raise sqlite3.OperationalError("disk I/O error")
         result: int = self._enqueue(server, body, **kwargs)
+        return result
+
+    def enqueue_many(self, updates: list[Any]) -> list[int]:
+        """The journal's group write: one transaction, so it fails (or not) as a whole."""
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        if self.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+        result: list[int] = self._enqueue_many(updates)
         return result
 
 

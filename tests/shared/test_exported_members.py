@@ -13,10 +13,13 @@ from types import ModuleType
 import lightd_shared
 
 MODULES = [
+    "activity",
     "auth",
     "backups",
     "base",
+    "bodylimit",
     "commands",
+    "console",
     "containers",
     "dispatch",
     "durations",
@@ -27,8 +30,11 @@ MODULES = [
     "nodes",
     "openapi",
     "pacing",
+    "quota",
     "ratelimit",
     "remote",
+    "routing",
+    "schedules",
     "services",
     "stats",
     "tables",

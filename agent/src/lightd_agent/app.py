@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,29 +20,35 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lightd_agent import __version__
 from lightd_agent.api import openapi
 from lightd_agent.api.deps import Authorized
 from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, files, follow, health, schema
-from lightd_agent.api.routing import method_not_allowed
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
 from lightd_agent.backups import backups_subsystem
 from lightd_agent.backups import routes as backup_routes
 from lightd_agent.config import AgentConfig
+from lightd_agent.console import routes as console_routes
 from lightd_agent.core import Agent, Subsystem
+from lightd_agent.disks.routes import router as disks_router
 from lightd_agent.enrolment import coordinator_subsystem
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
 from lightd_agent.health import build_health
 from lightd_agent.remote.routes import create_router as remote_router
 from lightd_agent.remote.subsystem import remote_subsystem, remotes_subsystem
+from lightd_agent.schedules import Clock
+from lightd_agent.schedules import routes as schedule_routes
+from lightd_agent.schedules.relay import schedule_relay_subsystem
 from lightd_agent.stats_report import stats_subsystem
 from lightd_agent.tls import configure_outbound
+from lightd_shared.bodylimit import BodyLimitMiddleware
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.routing import method_not_allowed
 from lightd_shared.wire import safe_text
 
 __all__ = ["Subsystem", "build_health", "create_app"]
@@ -60,6 +66,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(agent.manager.stop)
         stack.push_async_callback(agent.commands.close)
         stack.push_async_callback(agent.drain)
+        await agent.scheduler.start()
+        stack.push_async_callback(agent.scheduler.stop)
         log.info(
             "lightd agent started",
             extra={"node": agent.config.node.id, "version": __version__},
@@ -90,69 +98,6 @@ class _Draining:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyLimit:
-    """Refuse bodies over ``limit`` bytes with 413, by header or while reading a chunked body.
-
-    A chunked body is only found too large while a route reads it, and FastAPI turns any
-    exception raised while it reads a body into 400 "There was an error parsing the body",
-    except an ``HTTPException``: so :class:`_TooLarge` is one, and the answer is the same 413
-    as for a too large ``Content-Length``.
-    """
-
-    def __init__(
-        self, app: ASGIApp, limit: int, exempt: Callable[[str], bool] | None = None
-    ) -> None:
-        self.app = app
-        self.limit = limit
-        self.exempt = exempt
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # a route with its own bound (the file upload: files.max_upload) reads past this one
-        if scope["type"] != "http" or (self.exempt and self.exempt(scope.get("path", ""))):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge(self.limit)
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:  # read outside a route (FastAPI answers it inside one)
-            await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": _too_large(self.limit)}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def _too_large(limit: int) -> str:
-    return f"request body is larger than {limit} bytes (server.max_body_size)"
-
-
-class _TooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=_too_large(limit))
 
 
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
@@ -230,6 +175,7 @@ def create_app(
     subsystems: list[Subsystem] | None = None,
     bus: EventBus | None = None,
     backend: Backend | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """Build the agent. Nothing touches Docker until the lifespan starts."""
     agent = Agent(
@@ -237,6 +183,7 @@ def create_app(
         config_path=config_path,
         bus=bus,
         backend=backend,
+        clock=clock,
         subsystems=[
             remote_subsystem,
             remotes_subsystem,
@@ -244,6 +191,7 @@ def create_app(
             *(subsystems or []),
             coordinator_subsystem,
             stats_subsystem,
+            schedule_relay_subsystem,
         ],
     )
     protected = config.authorization.enabled
@@ -265,7 +213,9 @@ def create_app(
     app.add_exception_handler(ENGINE_API_ERROR, _docker_refused)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(_BodyLimit, limit=config.server.max_body_size, exempt=files.is_upload)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=config.server.max_body_size, exempt=files.is_upload
+    )
     app.add_middleware(_Draining, agent=agent)
     # outermost: a blocked client is answered before anything else runs
     app.add_middleware(FailedAuthLimit, settings=config.server.rate_limit)
@@ -275,9 +225,12 @@ def create_app(
     app.include_router(events.router)
     app.include_router(commands.router)
     app.include_router(follow.router)
+    app.include_router(console_routes.router)
     app.include_router(remote_router(dependencies=[Authorized]))
     app.include_router(backup_routes.router)
     app.include_router(backup_routes.relay_router)
+    app.include_router(disks_router)
+    app.include_router(schedule_routes.router)
     app.include_router(files.router)
     if protected:
         app.include_router(schema.router)

@@ -85,7 +85,10 @@ def _run(path: str | None) -> int:
     import uvicorn
 
     from lightd_agent.app import create_app
+    from lightd_agent.footprint import limit_malloc_arenas
     from lightd_agent.logs import configure_logging
+
+    limit_malloc_arenas()  # before any thread starts: see footprint.py
 
     configure_logging(
         config.logging.level,

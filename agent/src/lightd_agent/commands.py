@@ -50,11 +50,15 @@ from lightd_agent.backups.commands import run_backup_command
 from lightd_agent.backups.commands import summary as backup_summary
 from lightd_agent.backups.service import BackupService
 from lightd_agent.config import CommandsSection
+from lightd_agent.console.service import console_command
+from lightd_agent.disks.commands import run_quota_command, summary
 from lightd_agent.errors import AgentError, BadRequest, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.files.commands import is_files_command, run_files_command
 from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
+from lightd_agent.schedules.commands import ScheduleAnyCommand, run_schedule_command
+from lightd_agent.schedules.scheduler import Scheduler
 from lightd_shared.backups import BackupInfo, BackupList, BackupRemoved
 from lightd_shared.commands import (
     COMMAND,
@@ -62,6 +66,7 @@ from lightd_shared.commands import (
     BackupCommand,
     CommandResult,
     CommandStatus,
+    ConsoleCommand,
     ContainerAnswer,
     CreateBackupCommand,
     CreateCommand,
@@ -71,12 +76,16 @@ from lightd_shared.commands import (
     ListCommand,
     LogsCommand,
     PowerCommand,
+    QuotaGetCommand,
+    QuotaResizeCommand,
+    ScheduleAnswer,
     ServerRemoved,
     StopCommand,
     describe_command_errors,
 )
 from lightd_shared.containers import ContainerList, ContainerStatus
 from lightd_shared.dispatch import AgentCommand
+from lightd_shared.quota import QuotaView
 from lightd_shared.timestamps import utcnow
 
 __all__ = [
@@ -119,6 +128,8 @@ def _summary(answer: ContainerAnswer) -> str:
         return backup_summary(answer)
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
+    if isinstance(answer, QuotaView):  # a quota: its command says it (disks/)
+        return f"{answer.used_mb} of {answer.size_mb} MB used"
     assert isinstance(answer, ContainerStatus)  # files answers are summed up in lightd_agent.files
     return f"{answer.id}: {answer.state}" + (f" ({answer.error})" if answer.error else "")
 
@@ -147,6 +158,7 @@ class CommandRunner:
         node_id: str,
         *,
         backups: BackupService | None = None,
+        scheduler: Scheduler | None = None,
         files: FileService | None = None,
     ) -> None:
         self.files = files
@@ -155,6 +167,7 @@ class CommandRunner:
         self.bus = bus
         self.node_id = node_id
         self.backups = backups
+        self.scheduler = scheduler
 
     async def run(self, command: AgentCommand) -> CommandResult:
         began = time.monotonic()
@@ -164,7 +177,7 @@ class CommandRunner:
             else _DEFAULT_TIMEOUT
         )
         status: CommandStatus
-        data: ContainerAnswer | None = None
+        data: ContainerAnswer | ScheduleAnswer | None = None
         try:
             if command.type == "exec":
                 status, output = await self._exec(command.action, timeout)
@@ -264,7 +277,7 @@ class CommandRunner:
     # -- container -----------------------------------------------------------------------
     async def _container(
         self, command: AgentCommand, timeout: float
-    ) -> tuple[CommandStatus, str, ContainerAnswer | None]:
+    ) -> tuple[CommandStatus, str, ContainerAnswer | ScheduleAnswer | None]:
         try:
             typed = COMMAND.validate_json(
                 command.model_dump_json(exclude_none=True, exclude={"node_id"})
@@ -280,6 +293,10 @@ class CommandRunner:
                 raise Unavailable(f"lifecycle actions are refused right now: {reason}")
         manager = self.manager
         answer: ContainerAnswer
+        if isinstance(typed, ScheduleAnyCommand):
+            if self.scheduler is None:
+                raise _Failed("scheduled tasks are not available on this agent")
+            return run_schedule_command(self.scheduler, typed)
         if is_files_command(typed) and self.files is not None:  # lightd_agent.files.commands
             output, answer = await run_files_command(self.files, typed)
             return "success", output, answer
@@ -301,10 +318,15 @@ class CommandRunner:
                 raise _Failed("backups are not available on this agent")
             line, answer = await run_backup_command(self.backups, typed)
             return "success", line, answer
+        elif isinstance(typed, ConsoleCommand):
+            return await console_command(manager, typed)
         elif isinstance(typed, DeleteCommand):
             volumes = typed.params.volumes
             await manager.delete(typed.params.server, volumes=volumes)
             answer = ServerRemoved(id=typed.params.server, volumes_removed=volumes)
+        elif isinstance(typed, QuotaGetCommand | QuotaResizeCommand):
+            view = await run_quota_command(manager.quotas, typed)
+            return "success", summary(typed.params.server, view), view
         elif isinstance(typed, StopCommand):
             grace = typed.params.stop_timeout
             seconds = 10.0 if grace is None else grace.total_seconds()

@@ -53,6 +53,7 @@ __all__ = [
     "CommandsSection",
     "ConfigError",
     "CoordinatorSection",
+    "DisksSection",
     "DockerSection",
     "FilesSection",
     "LoggingSection",
@@ -160,6 +161,11 @@ class StorageSection(_Section):
     def volumes_dir(self) -> Path:
         """Where each server's own volume keeps its files: ``volumes/<server id>``."""
         return self.base_path / "volumes"
+
+    @property
+    def disks_dir(self) -> Path:
+        """Where the disk image of each server with ``limits.disk`` lives: ``disks/<id>.img``."""
+        return self.base_path / "disks"
 
 
 class NodeSection(_Section):
@@ -345,6 +351,42 @@ class BackupsSection(_Section):
         return self
 
 
+class DisksSection(_Section):
+    """Enforced disk quotas (``limits.disk``): a loop-mounted ext4 image per server."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Enforce limits.disk (off: a create with limits.disk is refused with 409)",
+    )
+    tool_timeout: PositiveDuration = Field(
+        default=parse_duration("10m"),
+        description="Longest one mkfs.ext4, e2fsck, resize2fs or mount may take",
+    )
+
+
+class ConsoleSection(_Section):
+    """The live console (log follows) and the install logs kept per server."""
+
+    backlog: int = Field(
+        default=150, ge=0, description="Lines of past output a follow starts with (?tail=N)"
+    )
+    max_backlog: int = Field(
+        default=10_000, ge=0, le=100_000, description="The most ?tail=N a follow may ask for"
+    )
+    throttle_lines: int = Field(
+        default=2000, ge=1, description="Lines a server's follows may pass per throttle_period"
+    )
+    throttle_period: PositiveDuration = Field(
+        default=parse_duration("100ms"), description="The throttle's window"
+    )
+    max_line: int = Field(
+        default=65536, ge=1024, description="Bytes of one line kept (the rest is cut, marked)"
+    )
+    install_log_size: int = Field(
+        default=1024 * 1024, ge=4096, description="Bytes kept of each install log (the tail)"
+    )
+
+
 class FilesSection(_Section):
     """Bounds of the file routes (``/volumes/{id}/...``, see lightd_agent.files)."""
 
@@ -395,10 +437,12 @@ class AgentConfig(_Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     remotes: list[NamedRemoteSettings] = Field(
         default_factory=list, description="Further remotes, each with its own outbox"
     )
     backups: BackupsSection = Field(default_factory=BackupsSection)
+    disks: DisksSection = Field(default_factory=DisksSection)
     files: FilesSection = Field(default_factory=FilesSection)
 
     @model_validator(mode="after")
@@ -449,6 +493,7 @@ class _EnvOverrides(BaseSettings):
     logging: dict[str, Any] | None = None
     coordinator: dict[str, Any] | None = None
     commands: dict[str, Any] | None = None
+    console: dict[str, Any] | None = None
     remotes: list[Any] | None = None
     backups: dict[str, Any] | None = None
     files: dict[str, Any] | None = None

@@ -27,8 +27,17 @@ from lightd_agent.backend.docker_sdk import DockerBackend
 from lightd_agent.backups import BackupService
 from lightd_agent.commands import SEEN_COMMANDS_FILE, CommandLedger, CommandRunner, SeenCommands
 from lightd_agent.config import AgentConfig
+from lightd_agent.console.service import Console
 from lightd_agent.events import EventBus
 from lightd_agent.files import FileService
+from lightd_agent.schedules import (
+    SCHEDULES_FILE,
+    AgentTaskActions,
+    Clock,
+    Scheduler,
+    ScheduleStore,
+    SystemClock,
+)
 from lightd_agent.security import load_dispatch_key
 from lightd_agent.servers import ServerManager
 
@@ -55,6 +64,7 @@ class Agent:
         bus: EventBus | None = None,
         backend: Backend | None = None,
         subsystems: list[Subsystem] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -64,8 +74,17 @@ class Agent:
         )
         self.manager = ServerManager(config, self.backend, self.bus)
         self.backups = BackupService(config, self.manager, self.bus)
+        self.console = Console(config.console, self.manager)
         self.files = FileService(config, self.manager)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
+        self.clock: Clock = clock or SystemClock()
+        self.scheduler = Scheduler(
+            ScheduleStore(config.storage.state_dir / SCHEDULES_FILE),
+            AgentTaskActions(self.manager, self.bus, self.console),
+            self.clock,
+            self.bus,
+        )
+        """Scheduled tasks (``lightd_agent.schedules``), started after the manager."""
         self.commands = CommandLedger(
             CommandRunner(
                 config.commands,
@@ -73,6 +92,7 @@ class Agent:
                 self.bus,
                 config.node.id,
                 backups=self.backups,
+                scheduler=self.scheduler,
                 files=self.files,
             ),
             seen=SeenCommands(config.storage.state_dir / SEEN_COMMANDS_FILE),

@@ -4,7 +4,9 @@ Lifecycle code (install, power actions, Docker's event stream) calls :meth:`Even
 The bus then, in this order:
 
 1. calls every *durable listener* synchronously (the remote-sync outbox writes the update to
-   SQLite here, so an event that was published survives a crash right after);
+   SQLite here, so an event that was published survives a crash right after); the servers'
+   machine does this step in its writer thread, a group of events at a time
+   (:meth:`EventBus.persist`), and the next one on the loop once they are durable;
 2. hands the event to every live subscriber (the ``GET /events`` SSE streams) through a bounded
    queue; a subscriber that falls behind is dropped, never the event for the others.
 
@@ -60,6 +62,11 @@ LifecycleKind = Literal[
     "restore_progress",
     "restore_completed",
     "restore_failed",
+    # a schedule's runs (lightd_agent.schedules): data is a lightd_shared.schedules.ScheduleEvent
+    "schedule_started",
+    "schedule_task",
+    "schedule_finished",
+    "schedule_skipped",
 ]
 SEED_KINDS: frozenset[str] = frozenset(
     {"Started", "CreatingContainer", "Ready", "Error", "ReinstallStarted"}
@@ -86,7 +93,11 @@ class LifecycleEvent:
 
 
 class DurableListener(Protocol):
-    """Called synchronously for every event before anyone else sees it. Must not block long."""
+    """Called synchronously for every event before anyone else sees it. Must not block long.
+
+    The servers' events reach it from the durable writer's thread (``servers/writer.py``), not
+    from the event loop: a listener that touches asyncio objects hands over with
+    ``call_soon_threadsafe`` (``wakeup.set_event_threadsafe``)."""
 
     def __call__(self, event: LifecycleEvent) -> None: ...
 
@@ -136,6 +147,7 @@ class EventBus:
         # and exact in a JavaScript number.
         self._ids = itertools.count(time.time_ns() // 1000)
         self._listeners: list[DurableListener] = []
+        self._batch_listeners: list[Callable[[list[LifecycleEvent]], None]] = []
         self._gates: list[Gate] = []
         self._subscribers: set[Subscription] = set()
         self._history: deque[LifecycleEvent] = deque(maxlen=history)
@@ -145,6 +157,13 @@ class EventBus:
         """Register a durable listener; returns a function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_batch_listener(
+        self, listener: Callable[[list[LifecycleEvent]], None]
+    ) -> Callable[[], None]:
+        """Register a durable listener that takes a group of events at once (one commit)."""
+        self._batch_listeners.append(listener)
+        return lambda: self._batch_listeners.remove(listener)
 
     def add_gate(self, gate: Gate) -> Callable[[], None]:
         self._gates.append(gate)
@@ -161,9 +180,18 @@ class EventBus:
     def publish(self, event: LifecycleEvent) -> LifecycleEvent:
         """Number the event, persist it through the durable listeners, then fan it out.
 
-        Synchronous on purpose: when it returns, every durable listener has the event.
+        Synchronous on purpose: when it returns, every durable listener has the event. The
+        servers' machine goes through :meth:`number`, :meth:`persist` (in its writer thread,
+        a group at a time) and :meth:`fan_out` instead, in the same order.
         """
-        numbered = LifecycleEvent(
+        numbered = self.number(event)
+        self.persist([numbered])
+        self.fan_out(numbered)
+        return numbered
+
+    def number(self, event: LifecycleEvent) -> LifecycleEvent:
+        """The event with its id: increasing by one per event, in the order of the calls."""
+        return LifecycleEvent(
             server=event.server,
             kind=event.kind,
             state=event.state,
@@ -173,12 +201,20 @@ class EventBus:
             timestamp=event.timestamp,
             id=next(self._ids),
         )
+
+    def persist(self, events: list[LifecycleEvent]) -> None:
+        """Hand numbered events to every durable listener (any thread, in order)."""
+        for batch in list(self._batch_listeners):
+            batch(events)
         for listener in list(self._listeners):
-            listener(numbered)
-        self._history.append(numbered)
+            for event in events:
+                listener(event)
+
+    def fan_out(self, event: LifecycleEvent) -> None:
+        """Keep a persisted event in the history and offer it to the live subscribers."""
+        self._history.append(event)
         for subscription in list(self._subscribers):
-            subscription._offer(numbered)
-        return numbered
+            subscription._offer(event)
 
     def subscribe(self, after: int | None = None) -> Subscription:
         """Subscribe; with ``after``, first replay kept events with a greater id."""

@@ -67,6 +67,7 @@ def _protected(source: str, storage: StorageSection) -> str | None:
     for directory, what in (
         (storage.state_dir, "the agent's own state directory (server specs and dispatch.key)"),
         (storage.volumes_dir, "the directory of every server's own volume"),
+        (storage.disks_dir, "the directory of every server's disk image"),
     ):
         if _inside(Path(source), directory):
             return f"it is inside {what} {str(directory)!r}"

@@ -31,8 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jose import JWTError, jwt
-from jose.exceptions import ExpiredSignatureError, JWTClaimsError
 from pydantic import ValidationError
 
 from lightd_shared.dispatch import (
@@ -124,6 +122,8 @@ def node_proof(key: str, node_id: str, *, expires_in: int) -> str:
         "iat": now,
         "exp": now + expires_in,
     }
+    from jose import jwt  # imported on first use: ~9 MiB an agent without commands never holds
+
     return str(jwt.encode(claims, key, algorithm=ALGORITHM))
 
 
@@ -177,6 +177,11 @@ def verify_dispatch_token(
     if not authorization or not authorization.startswith("Bearer "):
         raise DispatchTokenError("missing bearer token")
     token = authorization.removeprefix("Bearer ").strip()
+    # imported on first use: python-jose and cryptography hold ~9 MiB that an agent which is
+    # never sent a command (no coordinator) does not need
+    from jose import JWTError, jwt
+    from jose.exceptions import ExpiredSignatureError, JWTClaimsError
+
     try:
         header = jwt.get_unverified_header(token)
     except JWTError as exc:

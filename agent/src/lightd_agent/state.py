@@ -15,20 +15,65 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lightd_agent.events import LifecycleEvent, LifecycleKind
 from lightd_shared.containers import ContainerSpec, ServerFacts
 
-__all__ = ["StateStore", "StoredServer"]
+__all__ = ["JournalEntry", "StateStore", "StoredServer"]
 
 log = logging.getLogger(__name__)
 
 
+class JournalEntry(BaseModel):
+    """One lifecycle event written ahead in its server's state file (see ``servers/writer.py``).
+
+    The state file written with a change also holds that change's events; each outbox records
+    the last event id it holds per server, so at start an event the outbox never got (a kill
+    between the two writes) is found here and written to it, in order. The state word is the
+    record's own, so it is not repeated.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    kind: LifecycleKind
+    error: str | None = None
+    data: str | None = None
+    exit_code: int | None = None
+    at: datetime
+
+    @classmethod
+    def of(cls, event: LifecycleEvent) -> JournalEntry:
+        return cls(
+            id=event.id,
+            kind=event.kind,
+            error=event.error,
+            data=event.data,
+            exit_code=event.exit_code,
+            at=event.timestamp,
+        )
+
+    def event(self, server: str, state: str) -> LifecycleEvent:
+        return LifecycleEvent(
+            server=server,
+            kind=self.kind,
+            state=state,
+            error=self.error,
+            data=self.data,
+            exit_code=self.exit_code,
+            timestamp=self.at,
+            id=self.id,
+        )
+
+
 class StoredServer(ServerFacts):
-    """What the state file of one server holds: its run facts and its spec (which holds its id)."""
+    """What the state file of one server holds: its run facts and its spec (which holds its id),
+    and the events of the change that wrote it (the write-ahead ``journal``)."""
 
     id: None = Field(default=None, exclude=True)
     spec: ContainerSpec
+    journal: list[JournalEntry] = Field(default_factory=list)
 
 
 class StateStore:
@@ -43,9 +88,14 @@ class StateStore:
     def path(self, server: str) -> Path:
         return self.directory / f"{server}.json"
 
-    def save(self, record: StoredServer) -> None:
-        """Write atomically (temp file, fsync, rename): a crash leaves the old or new file."""
+    def save(self, record: StoredServer, journal: list[JournalEntry] | None = None) -> None:
+        """Write atomically (temp file, fsync, rename): a crash leaves the old or new file.
+
+        ``journal``: the events of this change, written ahead with it (replaces the record's).
+        """
         self.prepare()
+        if journal is not None:
+            record = record.model_copy(update={"journal": journal})
         data = record.model_dump_json(indent=2).encode()
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:

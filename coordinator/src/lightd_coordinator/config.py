@@ -32,7 +32,7 @@ from pydantic_settings import (
 
 from lightd_coordinator.origins import check_origin_pattern
 from lightd_coordinator.tls import TlsSettings
-from lightd_shared.durations import Duration, format_duration
+from lightd_shared.durations import Duration, PositiveDuration, format_duration
 from lightd_shared.ratelimit import RateLimitSettings
 from lightd_shared.tokens import TOKEN_PATTERN
 from lightd_shared.types import Port
@@ -40,6 +40,7 @@ from lightd_shared.types import Port
 __all__ = [
     "SAMPLE_AUTH_TOKEN",
     "SAMPLE_JWT_SECRET",
+    "ActivitySettings",
     "AuthSettings",
     "ConfigError",
     "LoggingSettings",
@@ -204,6 +205,18 @@ class LoggingSettings(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class ActivitySettings(_Section):
+    """The activity log (``GET /api/v1/activity``), kept in the registry's store."""
+
+    enabled: bool = True
+    retention: PositiveDuration = Field(
+        default=timedelta(days=7), description="How long an entry is kept"
+    )
+    max_entries: int = Field(
+        default=10_000, ge=10, le=10_000_000, description="Entries kept at most (the newest)"
+    )
+
+
 _yaml_path: ContextVar[Path | None] = ContextVar("lightd_coordinator_yaml", default=None)
 
 
@@ -243,6 +256,7 @@ class Settings(BaseSettings):
     websocket: WebsocketSettings = Field(default_factory=WebsocketSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    activity: ActivitySettings = Field(default_factory=ActivitySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -387,6 +401,7 @@ def default_yaml(settings: Settings | None = None) -> str:
                 websocket=WebsocketSettings(),
                 auth=AuthSettings(),
                 logging=LoggingSettings(),
+                activity=ActivitySettings(),
             )
         finally:
             _yaml_path.reset(token)

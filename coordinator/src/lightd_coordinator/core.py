@@ -18,6 +18,7 @@ from datetime import timedelta
 import httpx
 
 from lightd_coordinator import __version__
+from lightd_coordinator.activity import ActivityLog, create_activity_store
 from lightd_coordinator.config import Settings
 from lightd_coordinator.dispatch import Dispatcher
 from lightd_coordinator.events import EventHub
@@ -70,6 +71,7 @@ class Coordinator:
             verify=settings.server.tls.client_verify(),
             headers={"User-Agent": f"lightd-coordinator/{__version__}"},
         )
+        self.activity = ActivityLog(create_activity_store(settings.registry), settings.activity)
         self.dispatcher = Dispatcher(
             registry=self.registry,
             hub=self.hub,
@@ -82,6 +84,7 @@ class Coordinator:
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
             agent_scheme=settings.server.tls.agent_scheme,
+            activity=self.activity,
         )
         self.hub.add_listener(self.dispatcher.on_event)
         self.history = HistoryKeeper(create_history(settings.registry), settings.registry)
@@ -100,6 +103,7 @@ class Coordinator:
     async def start(self) -> None:
         await self.registry.open()
         await self.history.store.open()
+        await self.activity.store.open()
         await self.hub.start()
         interval = self.settings.registry.health_check_interval
         expiry = min(self.settings.registry.result_ttl, timedelta(seconds=60))
@@ -126,6 +130,7 @@ class Coordinator:
         await self.hub.close()
         await self.client.aclose()
         await self.history.store.close()
+        await self.activity.store.close()
         await self.registry.close()
 
     async def _every(
@@ -211,6 +216,9 @@ class Coordinator:
         samples = await self.history.expire()
         if samples:
             log.debug("forgot %d stats samples older than registry.stats_retention", samples)
+        entries = await self.activity.expire()
+        if entries:
+            log.debug("forgot %d activity entries older than activity.retention", entries)
 
     async def probe_health(self) -> None:
         """GET every node's ``health_url``; a 2xx answer counts as a heartbeat.

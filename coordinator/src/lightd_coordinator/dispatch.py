@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import secrets
 import time
 from collections import Counter
@@ -42,6 +41,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from lightd_coordinator.activity.context import Note, current_note
+from lightd_coordinator.activity.log import ActivityLog
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
@@ -49,14 +50,15 @@ from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, Command
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
-from lightd_shared.pacing import url_host
+from lightd_shared.pacing import backoff_delay, url_host
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_START = 0.1
+_BACKOFF_BASE = 0.2
+"""The first retry waits 0.1 to 0.2 s, doubling per retry (:func:`backoff_delay`)."""
 _BACKOFF_MAX = 2.0
 _CONNECT_TIMEOUT = 5.0
 
@@ -76,6 +78,18 @@ class ReportRejected(Exception):
 def new_command_id(node_id: str) -> str:
     """``cmd_<unique>_<node>``: microseconds since the epoch plus 24 random bits."""
     return f"cmd_{time.time_ns() // 1000}{secrets.token_hex(3)}_{node_id}"
+
+
+class _Unknown:
+    """The caller did not read the node's dispatch key: the dispatcher looks it up."""
+
+
+UNKNOWN_KEY = _Unknown()
+
+
+def _log_failure(task: asyncio.Task[CommandResult]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("storing a command's result failed", exc_info=task.exception())
 
 
 def _echo(command: Command, command_id: str) -> CommandEcho:
@@ -98,6 +112,7 @@ class Dispatcher:
         result_ttl: timedelta,
         max_output: int,
         agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
+        activity: ActivityLog | None = None,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -110,6 +125,10 @@ class Dispatcher:
         self._max_output = max_output
         self._scheme = agent_scheme
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
+        self._pending_writes: dict[str, asyncio.Task[None]] = {}
+        """The ``pending`` record of each command being stored while it is sent (not before)."""
+        self._finishing: dict[str, asyncio.Task[CommandResult]] = {}
+        """Final results being stored and published after the caller has its answer."""
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
         self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
         """Callers waiting here for a command another replica runs (an Idempotency-Key repeat)."""
@@ -118,6 +137,9 @@ class Dispatcher:
         self.deliveries = 0
         self._unsigned: set[str] = set()
         """Nodes whose unsigned commands were already logged (once per node)."""
+        self._activity = activity
+        self._origins: dict[str, Note] = {}
+        """The request each running command came from (its activity log entry names it)."""
 
     # -- public --------------------------------------------------------------------------
     async def submit(
@@ -127,10 +149,19 @@ class Dispatcher:
         *,
         idempotency_key: str | None = None,
         wait: bool = True,
+        dispatch_key: str | _Unknown | None = UNKNOWN_KEY,
     ) -> tuple[CommandResult, bool]:
         """Start (or find, by idempotency key) a command; return its result and whether it is new.
 
         With ``wait`` the result is final; without it, a ``pending`` result comes back at once.
+        ``dispatch_key``: the node's key when the caller just read it with the node (the
+        route does), so the hot path makes no second registry read.
+
+        The hot path holds no lock and waits for no registry write before the command is
+        sent: the ``pending`` record is stored while the request is on its way (every later
+        write of this command waits for it first, so it never overwrites a result), and a
+        final answer is stored and published right after it is returned to the caller
+        (:meth:`get` on this replica waits for that write).
         """
         command_id = new_command_id(node.id)
         if idempotency_key is not None:
@@ -149,20 +180,50 @@ class Dispatcher:
                         f"({earlier}) on node {node.id}; use a new key for a new command"
                     )
                 return await self._existing(earlier, node.id, wait=wait), False
+        note = current_note.get()
+        if note is not None:
+            if command.user:
+                note.users.append(command.user)
+            spec = getattr(command.params, "spec", None)
+            note.server = getattr(command.params, "server", None) or getattr(spec, "id", None)
+            self._origins[command_id] = note
         pending = CommandResult(
             id=command_id, node_id=node.id, command=_echo(command, command_id), status="pending"
         )
-        await self._store(pending)
+        written = asyncio.create_task(self._store(pending), name=f"store {command_id}")
+        self._pending_writes[command_id] = written
+        written.add_done_callback(lambda _: self._pending_writes.pop(command_id, None))
         self._reports[command_id] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._run(node, command, command_id), name=command_id)
+        task = asyncio.create_task(
+            self._run(node, command, command_id, dispatch_key), name=command_id
+        )
         self._inflight[command_id] = task
         task.add_done_callback(lambda _: self._forget(command_id))
         if not wait:
+            await asyncio.shield(written)  # the caller may look the id up at once
             return pending, True
         return await asyncio.shield(task), True
 
     async def get(self, command_id: str) -> CommandResult | None:
+        await self._written(command_id)
         return await self._registry.get_result(command_id)
+
+    async def _written(self, command_id: str) -> None:
+        """Wait for this replica's writes of the command still under way (pending, final)."""
+        pending = self._pending_writes.get(command_id)
+        if pending is not None:
+            await asyncio.shield(pending)
+        finishing = self._finishing.get(command_id)
+        if finishing is not None:
+            await asyncio.shield(finishing)
+
+    def _finish_after(self, result: CommandResult) -> CommandResult:
+        """Store and publish a final result once the caller has it (the answer goes first)."""
+        task = asyncio.create_task(self._finish(result), name=f"finish {result.id}")
+        self._finishing[result.id] = task
+        task.add_done_callback(lambda _: self._finishing.pop(result.id, None))
+        task.add_done_callback(_log_failure)
+        return result
 
     async def report(self, command_id: str, result: CommandResult) -> CommandResult:
         """A node's report for a command it accepted earlier (``POST .../result``)."""
@@ -171,6 +232,9 @@ class Dispatcher:
                 400,
                 f"body id {result.id!r} does not match the command id {command_id!r} in the path",
             )
+        pending = self._pending_writes.get(command_id)
+        if pending is not None:  # a report that overtook the write of its pending record
+            await asyncio.shield(pending)
         stored = await self._registry.get_result(command_id)
         if stored is None:
             raise ReportRejected(404, f"no command {command_id!r} is known (or it has expired)")
@@ -225,6 +289,9 @@ class Dispatcher:
         """Stop waiting for nodes; commands still open end ``failed`` (not ``pending`` forever)."""
         open_ids = list(self._inflight)
         tasks = list(self._inflight.values())
+        writes = [*self._pending_writes.values(), *self._finishing.values()]
+        if writes:
+            await asyncio.gather(*writes, return_exceptions=True)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -251,6 +318,7 @@ class Dispatcher:
     # -- internals -----------------------------------------------------------------------
     def _forget(self, command_id: str) -> None:
         self._inflight.pop(command_id, None)
+        self._origins.pop(command_id, None)
         future = self._reports.pop(command_id, None)
         if future is not None and not future.done():
             future.cancel()
@@ -290,6 +358,9 @@ class Dispatcher:
 
     async def _finish(self, result: CommandResult) -> CommandResult:
         """Store a final result and announce it, unless one was stored first; the winner."""
+        pending = self._pending_writes.get(result.id)
+        if pending is not None:  # never let the pending record land after the result
+            await asyncio.shield(pending)
         won = await self._registry.finish_result(result, utcnow() + self._result_ttl)
         if won is not result:
             log.info(
@@ -301,6 +372,8 @@ class Dispatcher:
             )
             return won
         self.finished[result.status] += 1
+        if self._activity is not None:
+            await self._activity.command(result, self._origins.get(result.id))
         await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",
@@ -364,11 +437,17 @@ class Dispatcher:
             }
         )
 
-    async def _run(self, node: NodeRecord, command: Command, command_id: str) -> CommandResult:
+    async def _run(
+        self,
+        node: NodeRecord,
+        command: Command,
+        command_id: str,
+        dispatch_key: str | _Unknown | None = UNKNOWN_KEY,
+    ) -> CommandResult:
         started = time.monotonic()
         timeout = command.params.timeout or self._default_timeout
         try:
-            result = await self._deliver(node, command, command_id, started, timeout)
+            result = await self._deliver(node, command, command_id, started, timeout, dispatch_key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave a command pending because of a bug here
@@ -391,6 +470,7 @@ class Dispatcher:
         command_id: str,
         started: float,
         timeout: timedelta,
+        dispatch_key: str | _Unknown | None = UNKNOWN_KEY,
     ) -> CommandResult:
         echo = _echo(command, command_id)
         scheme = self._scheme(node.health_url)
@@ -401,13 +481,12 @@ class Dispatcher:
         deadline = started + timeout.total_seconds()
         limit = format_duration(timeout)
         attempt = 0
-        backoff = _BACKOFF_START
 
         async def end(status: str, output: str) -> CommandResult:
             result = self._ended(command_id, node.id, echo, status, output, started)
             return await self._finish(result)
 
-        key = await self._keys(node.id)
+        key = await self._keys(node.id) if isinstance(dispatch_key, _Unknown) else dispatch_key
         self._note_signing(node.id, signed=key is not None)
 
         def sign() -> str | None:
@@ -476,9 +555,9 @@ class Dispatcher:
                     extra={"command_id": command_id, "node_id": node.id},
                 )
                 pause = min(
-                    backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())
+                    backoff_delay(attempt, base=_BACKOFF_BASE, cap=_BACKOFF_MAX),
+                    max(0.0, deadline - time.monotonic()),
                 )
-                backoff = min(backoff * 2, _BACKOFF_MAX)
                 await asyncio.sleep(pause)
                 continue
             except httpx.TimeoutException:
@@ -532,12 +611,15 @@ class Dispatcher:
             answer = answer.model_copy(update={"id": command_id})
         if answer.status in FINAL_STATUSES:
             final = self._complete(answer, echo, node.id, measured=time.monotonic() - started)
-            return await self._finish(final)
+            return self._finish_after(final)
         # Accepted: the node reports the result later. Wait for it within the timeout.
         future = self._reports.get(command_id)
         if future is None:  # pragma: no cover - created in submit
             return await end("failed", "internal error: no report slot")
         if not future.done():
+            pending = self._pending_writes.get(command_id)
+            if pending is not None:
+                await asyncio.shield(pending)
             await self._store(answer.model_copy(update={"node_id": node.id, "command": echo}))
         try:
             return await asyncio.wait_for(

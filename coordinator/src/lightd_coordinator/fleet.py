@@ -1,14 +1,19 @@
 """The node fleet: registration, updates, heartbeats and liveness, each followed by its event.
 
-Routes and background tasks change nodes only through :class:`Fleet`, so every change is made
-under one lock (no lost updates between a heartbeat and a sweep) and announced on ``/ws``.
+Routes and background tasks change nodes only through :class:`Fleet`, so every change of one
+node is made under that node's lock (no lost updates between a registration, an update and a
+heartbeat of one node) and announced on ``/ws``; the sweep takes the fleet lock. No lock is
+held while a registration's proof is verified (the slow part: a signature check), and two
+nodes' registrations never wait for each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,10 +76,25 @@ class Fleet:
         self.registry = registry
         self.hub = hub
         self.node_timeout = node_timeout
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the sweep's
+        self._node_locks: dict[str, asyncio.Lock] = {}
         self._proven: dict[str, tuple[str, float]] = {}
+        self._proven_key: dict[str, str] = {}  # the key each of ``_proven`` was checked with
         """The last node proof verified per node and its ``exp``: a heartbeat repeating it
         costs neither a signature check nor a registry read."""
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, node_id: str) -> AsyncIterator[None]:
+        """One node's lock; forgotten once nobody holds or waits for it."""
+        lock = self._node_locks.get(node_id)
+        if lock is None:
+            lock = self._node_locks[node_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._node_locks.get(node_id) is lock:
+                del self._node_locks[node_id]
 
     # -- who may speak for a node ------------------------------------------------------------
     async def vouch(self, node_id: str, proof: str | None) -> None:
@@ -89,6 +109,18 @@ class Fleet:
                 return
         self._check_proof(node_id, await self.dispatch_key(node_id), proof)
 
+    def _proven_now(self, node_id: str, key: str | None, proof: str | None) -> bool:
+        """``proof`` was verified a moment ago against this very ``key`` (no second check)."""
+        seen = self._proven.get(node_id)
+        return (
+            key is not None
+            and proof is not None
+            and seen is not None
+            and seen[1] > time.time()
+            and tokens_equal(proof, seen[0])
+            and self._proven_key.get(node_id) == key
+        )
+
     def _check_proof(self, node_id: str, key: str | None, proof: str | None) -> None:
         if key is None:
             return
@@ -96,6 +128,7 @@ class Fleet:
         if proof:
             try:
                 self._proven[node_id] = (proof, verify_node_proof(proof, key, node_id=node_id))
+                self._proven_key[node_id] = key
                 return
             except InvalidToken as exc:
                 reason = f"{NODE_PROOF_HEADER} refused: {exc}"
@@ -130,7 +163,13 @@ class Fleet:
         self, registration: NodeRegistration, *, proof: str | None, vouch: bool
     ) -> tuple[NodeRecord, bool]:
         now = utcnow()
-        async with self._lock:
+        if vouch and proof:
+            # the signature check (the slow part) before any lock: against the key stored now;
+            # under the node's lock below a changed key is checked again
+            seen = await self.registry.get_node(registration.id)
+            if seen is not None and seen.dispatch_key is not None:
+                self._check_proof(registration.id, seen.dispatch_key, proof)
+        async with self._locked(registration.id):
             existing = await self.registry.get_node(registration.id)
             if vouch and existing is not None:
                 if existing.dispatch_key is None and existing.operator_registered:
@@ -142,8 +181,10 @@ class Fleet:
                         f"/api/v1/nodes/{registration.id}, or 'lightd-coordinator nodes delete "
                         f"{registration.id}'); otherwise give this agent another node.id"
                     )
-                self._check_proof(registration.id, existing.dispatch_key, proof)
+                if not self._proven_now(registration.id, existing.dispatch_key, proof):
+                    self._check_proof(registration.id, existing.dispatch_key, proof)
             self._proven.pop(registration.id, None)  # the key may change with this registration
+            self._proven_key.pop(registration.id, None)
             fields = registration.model_dump()
             if existing is None:
                 record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
@@ -187,6 +228,11 @@ class Fleet:
         stored = await self.registry.get_node(node_id)
         return stored.dispatch_key if stored is not None else None
 
+    async def get_for_dispatch(self, node_id: str) -> tuple[NodeRecord, str | None] | None:
+        """The node and its dispatch key from one registry read (the dispatch hot path)."""
+        stored = await self.registry.get_node(node_id)
+        return None if stored is None else (stored.record, stored.dispatch_key)
+
     async def get(self, node_id: str) -> NodeRecord | None:
         stored = await self.registry.get_node(node_id)
         return stored.record if stored is not None else None
@@ -202,7 +248,7 @@ class Fleet:
 
     async def _update(self, node_id: str, update: NodeUpdate) -> NodeRecord | None:
         changes = update.changes()
-        async with self._lock:
+        async with self._locked(node_id):
             existing = await self.registry.get_node(node_id)
             if existing is None:
                 return None
@@ -221,11 +267,12 @@ class Fleet:
         return record
 
     async def remove(self, node_id: str) -> NodeRecord | None:
-        async with self._lock:
+        async with self._locked(node_id):
             existing = await self.registry.get_node(node_id)
             if existing is None or not await self.registry.delete_node(node_id):
                 return None
             self._proven.pop(node_id, None)
+            self._proven_key.pop(node_id, None)
             await self.hub.publish("node_unregistered", _json(existing.record), node_id=node_id)
         log.info("node %s unregistered", node_id, extra={"node_id": node_id})
         return existing.record
@@ -244,7 +291,7 @@ class Fleet:
         if self.registry.atomic_heartbeat:
             outcome = await self._beat(node_id, now, status, services)
         else:
-            async with self._lock:
+            async with self._locked(node_id):
                 outcome = await self._beat(node_id, now, status, services)
         if outcome is None:
             return None

@@ -5,9 +5,11 @@
 dispatch key (``sub`` :data:`~lightd_shared.stats.LOG_FOLLOW_SUBJECT`: it opens that one
 stream and can run no command) and relays it as Server-Sent Events:
 
-- ``event: log``     one line of output (cut at ``max_line`` characters);
-- ``event: skipped`` ``{"lines": N}``: the agent sent more than ``lines_per_second``; those
-  lines were dropped, not queued (a chatty server cannot fill the coordinator's memory);
+- ``event: log``     one line of output, blank lines included (cut at ``max_line``
+  characters, just above the agent's own bound, so an agent's line comes whole);
+- ``event: skipped`` ``{"lines": N}``: lines dropped, not queued: by the agent's throttle
+  (its ``event: dropped``, passed on) or here, past ``lines_per_second`` (a chatty server
+  cannot fill the coordinator's memory);
 - ``event: end``     the agent's stream ended (the server stopped or was removed).
 
 At most ``max_streams`` follows run at once (``429`` beyond). The browser never calls an agent.
@@ -27,6 +29,7 @@ import anyio
 import httpx
 
 from lightd_coordinator.security import mint_token
+from lightd_shared.console import DroppedLines
 from lightd_shared.nodes import NodeRecord
 from lightd_shared.stats import LOG_FOLLOW_PATH, LOG_FOLLOW_PREFIX, LOG_FOLLOW_SUBJECT
 
@@ -60,6 +63,14 @@ class _Budget:
         return False
 
 
+def _dropped_lines(data: str) -> int:
+    """The count of an agent's ``event: dropped`` (``{"lines": N}``); 0 if unreadable."""
+    try:
+        return DroppedLines.model_validate_json(data).lines
+    except ValueError:
+        return 0
+
+
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
@@ -71,7 +82,7 @@ class LogFollower:
         *,
         max_streams: int = 64,
         lines_per_second: float = 200.0,
-        max_line: int = 4096,
+        max_line: int = 65536 + 64,
         token_expiry: float = 60.0,
     ) -> None:
         self._client = client
@@ -181,7 +192,11 @@ class FollowStream:
                 elif line.startswith("data:"):
                     data.append(line[5:].removeprefix(" "))
                 elif line == "":
-                    if event == "log" and data:
+                    if event == "dropped" and data:
+                        skipped += _dropped_lines("\n".join(data))
+                        yield {"event": "skipped", "data": json.dumps({"lines": skipped})}
+                        skipped = 0
+                    elif event == "log" and data:
                         text = "\n".join(data)
                         if budget.take(time.monotonic()):
                             if skipped:

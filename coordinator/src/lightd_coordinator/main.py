@@ -13,13 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lightd_coordinator import __version__
+from lightd_coordinator.activity.middleware import ActivityMiddleware
 from lightd_coordinator.api import openapi
 from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
+    activity,
     auth,
     backups,
     commands,
+    console,
     containers,
     docs,
     events,
@@ -27,21 +30,24 @@ from lightd_coordinator.api.routes import (
     history,
     monitoring,
     nodes,
+    quota,
     remote,
+    schedule_events,
+    schedules,
     services,
     ui,
 )
-from lightd_coordinator.api.routing import method_not_allowed
 from lightd_coordinator.config import Settings
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.dispatch import IdempotencyKeyReused
-from lightd_coordinator.limits import BodyLimitMiddleware
 from lightd_coordinator.origins import OriginCORSMiddleware
 from lightd_coordinator.registry import Registry, RegistryUnavailable
 from lightd_coordinator.registry.base import NodeChanged
 from lightd_coordinator.security import NodeTokenSigner
 from lightd_coordinator.timeouts import TimeoutMiddleware
+from lightd_shared.bodylimit import BodyLimitMiddleware
 from lightd_shared.ratelimit import FailedAuthLimit
+from lightd_shared.routing import method_not_allowed
 from lightd_shared.wire import safe_text
 
 __all__ = ["create_app"]
@@ -120,17 +126,24 @@ def create_app(
     app.include_router(nodes.router)
     app.include_router(containers.router)
     app.include_router(backups.router)
+    app.include_router(quota.router)
+    app.include_router(console.router)
     app.include_router(remote.router)
     app.include_router(commands.router)
     app.include_router(services.router)
     app.include_router(docs.router)
     app.include_router(history.router)
     app.include_router(ui.router)
+    app.include_router(activity.router)
+    app.include_router(schedules.router)
+    app.include_router(schedule_events.router)
     app.include_router(files.router)
     if settings.websocket.enabled:
         app.include_router(events.build_router(settings.websocket.path))
 
-    # innermost of the middleware: the timeouts and CORS below apply to it as to every route
+    # innermost: records each mutating call once the route answered (activity/middleware.py)
+    app.add_middleware(ActivityMiddleware, coordinator=coordinator)
+    # innermost but the activity log: the timeouts and CORS below apply to it as to every route
     app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,

@@ -24,6 +24,13 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container exec                       params: timeout, server, command, exec_timeout
     container backup.create | backup.list params: timeout, server, ignore
     container backup.get | backup.restore | backup.delete  params: timeout, server, backup
+    container quota.get                  params: timeout, server
+    container quota.resize               params: timeout, server, size (MB)
+    container console                    params: timeout, server, command (one line)
+    container schedules.list             params: timeout, server
+    container schedules.create           params: timeout, server, schedule (a schedule spec)
+    container schedules.update           params: timeout, server, schedule_id, changes
+    container schedules.delete | .run    params: timeout, server, schedule_id
     container files.*                    see lightd_shared.files (FilesCommand)
 
 A container command's result carries its answer typed in ``data`` (:data:`ContainerAnswer`: the
@@ -57,9 +64,12 @@ from lightd_shared.backups import (
     backup_answer_kind,
 )
 from lightd_shared.base import Payload, Request
+from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
 from lightd_shared.durations import Duration
 from lightd_shared.files import FILES_ACTIONS, FilesAnswer, FilesCommand
+from lightd_shared.quota import MAX_DISK, MIB, MIN_DISK, QuotaView
+from lightd_shared.schedules import ScheduleList, SchedulePatch, ScheduleSpec, ScheduleView
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier
 
@@ -67,6 +77,7 @@ __all__ = [
     "COMMAND",
     "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
+    "SCHEDULE_ACTIONS",
     "BackupCommand",
     "Command",
     "CommandEcho",
@@ -74,6 +85,8 @@ __all__ = [
     "CommandResult",
     "CommandStatus",
     "CommandType",
+    "ConsoleCommand",
+    "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
     "CreateBackupCommand",
@@ -89,6 +102,17 @@ __all__ = [
     "LogsParams",
     "Params",
     "PowerCommand",
+    "QuotaGetCommand",
+    "QuotaResizeCommand",
+    "QuotaResizeParams",
+    "ScheduleAnswer",
+    "ScheduleCreateCommand",
+    "ScheduleCreateParams",
+    "ScheduleListCommand",
+    "ScheduleRefCommand",
+    "ScheduleRefParams",
+    "ScheduleUpdateCommand",
+    "ScheduleUpdateParams",
     "ServerParams",
     "ServerRemoved",
     "StopCommand",
@@ -119,7 +143,22 @@ ContainerAction = Literal[
     "backup.get",
     "backup.restore",
     "backup.delete",
+    "quota.get",
+    "quota.resize",
+    "console",
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
 ]
+SCHEDULE_ACTIONS: tuple[str, ...] = (
+    "schedules.list",
+    "schedules.create",
+    "schedules.update",
+    "schedules.delete",
+    "schedules.run",
+)
 CONTAINER_ACTIONS: tuple[str, ...] = (
     "create",
     "start",
@@ -137,6 +176,10 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "backup.get",
     "backup.restore",
     "backup.delete",
+    "quota.get",
+    "quota.resize",
+    "console",
+    *SCHEDULE_ACTIONS,
 )
 
 
@@ -181,6 +224,18 @@ class ExecInsideParams(ServerParams):
         if not value or (isinstance(value, str) and not value.strip()):
             raise ValueError("command must not be empty")
         return value
+
+
+class ScheduleCreateParams(ServerParams):
+    schedule: ScheduleSpec = Field(description="The schedule to create")
+
+
+class ScheduleRefParams(ServerParams):
+    schedule_id: Identifier = Field(description="The schedule's id")
+
+
+class ScheduleUpdateParams(ScheduleRefParams):
+    changes: SchedulePatch = Field(description="The fields to change (as PATCH)")
 
 
 class CommandParams(BaseModel):
@@ -263,6 +318,64 @@ class BackupCommand(_Command):
     params: BackupParams
 
 
+class QuotaResizeParams(ServerParams):
+    size: int = Field(
+        ge=MIN_DISK // MIB,
+        le=MAX_DISK // MIB,
+        description="The new disk limit (limits.disk) in MB (1 MB = 1024 * 1024 bytes)",
+    )
+
+
+class QuotaGetCommand(_Command):
+    """``quota.get``: the server's disk quota (:class:`~lightd_shared.quota.QuotaView`)."""
+
+    type: Literal["container"]
+    action: Literal["quota.get"]
+    params: ServerParams
+
+
+class QuotaResizeCommand(_Command):
+    """``quota.resize``: grow (or, stopped and when the data fits, shrink) the disk."""
+
+    type: Literal["container"]
+    action: Literal["quota.resize"]
+    params: QuotaResizeParams
+
+
+class ConsoleParams(ServerParams):
+    command: ConsoleLine = Field(description="One line for the server's stdin")
+
+
+class ConsoleCommand(_Command):
+    type: Literal["container"]
+    action: Literal["console"]
+    params: ConsoleParams
+
+
+class ScheduleListCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.list"]
+    params: ServerParams
+
+
+class ScheduleRefCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.delete", "schedules.run"]
+    params: ScheduleRefParams
+
+
+class ScheduleCreateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.create"]
+    params: ScheduleCreateParams
+
+
+class ScheduleUpdateCommand(_Command):
+    type: Literal["container"]
+    action: Literal["schedules.update"]
+    params: ScheduleUpdateParams
+
+
 _MEMBER: dict[str, str] = {
     "list": "list",
     "create": "create",
@@ -280,6 +393,14 @@ _MEMBER: dict[str, str] = {
     "backup.get": "backup",
     "backup.restore": "backup",
     "backup.delete": "backup",
+    "quota.get": "quota_get",
+    "quota.resize": "quota_resize",
+    "console": "console",
+    "schedules.list": "schedule_list",
+    "schedules.delete": "schedule_ref",
+    "schedules.run": "schedule_ref",
+    "schedules.create": "schedule_create",
+    "schedules.update": "schedule_update",
 }
 
 
@@ -313,6 +434,13 @@ Command = Annotated[
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
     | Annotated[CreateBackupCommand, Tag("backup_create")]
     | Annotated[BackupCommand, Tag("backup")]
+    | Annotated[QuotaGetCommand, Tag("quota_get")]
+    | Annotated[QuotaResizeCommand, Tag("quota_resize")]
+    | Annotated[ConsoleCommand, Tag("console")]
+    | Annotated[ScheduleListCommand, Tag("schedule_list")]
+    | Annotated[ScheduleRefCommand, Tag("schedule_ref")]
+    | Annotated[ScheduleCreateCommand, Tag("schedule_create")]
+    | Annotated[ScheduleUpdateCommand, Tag("schedule_update")]
     | Annotated[FilesCommand, Tag("files")],
     Discriminator(_command_kind, custom_error_type="command_kind", custom_error_message=_UNKNOWN),
 ]
@@ -366,9 +494,13 @@ def _answer_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
+        if "size_mb" in value:
+            return "quota"
         return "removed" if value.get("state") == "deleted" else "status"
     if isinstance(value, ContainerList):
         return "list"
+    if isinstance(value, QuotaView):
+        return "quota"
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
@@ -395,12 +527,18 @@ ContainerAnswer = Annotated[
     | Annotated[BackupList, Tag("backup_list")]
     | Annotated[BackupRemoved, Tag("backup_removed")]
     | Annotated[BackupInfo, Tag("backup")]
+    | Annotated[QuotaView, Tag("quota")]
     | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
     _OverlappingMembers(),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
-``installing``), or a deletion."""
+``installing``), a deletion, or a disk quota (``quota.get``/``quota.resize``)."""
+
+
+ScheduleAnswer = ScheduleList | ScheduleView
+"""A ``schedules.*`` command's typed answer: the list, or one schedule. Kept beside
+:data:`ContainerAnswer`, not in it: an empty schedule list would also read as a server list."""
 
 
 class CommandResult(Payload):
@@ -411,7 +549,7 @@ class CommandResult(Payload):
     command: CommandEcho | None = None
     status: CommandStatus
     output: str = ""
-    data: ContainerAnswer | None = Field(
+    data: ContainerAnswer | ScheduleAnswer | None = Field(
         default=None,
         exclude_if=lambda value: value is None,  # an exec result keeps the seed's fields
         description="A container command's answer, typed (list, status, deletion); else absent",

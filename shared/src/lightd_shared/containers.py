@@ -22,6 +22,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from lightd_shared.base import Payload, Request
 from lightd_shared.durations import Duration, parse_duration
+from lightd_shared.quota import parse_disk
 from lightd_shared.timestamps import Timestamp
 from lightd_shared.types import Identifier, Labels, Port
 
@@ -124,6 +125,22 @@ MemorySize = Annotated[
 VolumeSpec = Annotated[str, AfterValidator(_check_volume)]
 
 
+def _check_disk(value: int | str | None) -> int | str | None:
+    if value is not None:
+        parse_disk(value)
+    return value
+
+
+DiskSize = Annotated[
+    int | str,
+    AfterValidator(_check_disk),
+    Field(
+        description="Bytes, or a size such as '512m' / '10g' (8m to 16t): an enforced disk quota",
+        examples=["512m"],
+    ),
+]
+
+
 class PortMapping(Request):
     """``{"container": 8080, "host": 18080, "protocol": "tcp"}``; ``host`` omitted: Docker picks."""
 
@@ -133,10 +150,13 @@ class PortMapping(Request):
 
 
 class Limits(Request):
-    """Resource limits: ``memory`` (bytes or ``"512m"``) and ``cpu`` (cores, e.g. ``1.5``)."""
+    """Resource limits: ``memory`` (bytes or ``"512m"``), ``cpu`` (cores, e.g. ``1.5``) and
+    ``disk`` (bytes or ``"10g"``: the volume becomes a fixed-size ext4 image, see
+    :mod:`lightd_shared.quota`)."""
 
     memory: MemorySize | None = None
     cpu: float | None = Field(default=None, gt=0, le=1024, description="CPU cores, e.g. 0.5")
+    disk: DiskSize | None = None
 
 
 class RestartPolicy(Request):

@@ -6,6 +6,10 @@ The SSE ``id:`` line carries the event's sequence number; it is not part of the 
 ``{"node", "server", "update"}``, whichever route brought it in (remote sync's ``/update`` or a
 relay through ``POST /api/v1/nodes/{id}/events``). ``node`` is always the node the coordinator
 authenticated, never a value taken from a body.
+
+``schedule_started``, ``schedule_task``, ``schedule_finished`` and ``schedule_skipped`` (a
+server's scheduled tasks) have :class:`ScheduleUpdate` ``{"node", "server", "event"}``, relayed
+by the node as :class:`RelayedScheduleEvent`, ``node`` set the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import Field, model_validator
 
 from lightd_shared.base import Payload
 from lightd_shared.remote import ErrorUpdate, RemoteUpdate, StatusUpdate
+from lightd_shared.schedules import ScheduleEvent
 from lightd_shared.timestamps import Timestamp, utcnow
 
 __all__ = [
@@ -26,7 +31,11 @@ __all__ = [
     "Event",
     "EventType",
     "RelayedEvent",
+    "RelayedScheduleEvent",
+    "RelayedScheduleUpdate",
     "RelayedServerUpdate",
+    "ScheduleEventType",
+    "ScheduleUpdate",
     "ServerUpdate",
     "parse_event_id",
 ]
@@ -58,6 +67,10 @@ EventType = Literal[
     "command_result",
     "node_inactive",
     "server_update",
+    "schedule_started",
+    "schedule_task",
+    "schedule_finished",
+    "schedule_skipped",
 ]
 """Event types the coordinator emits: the seed's five, then lightd's own."""
 
@@ -123,3 +136,36 @@ class RelayedEvent(Payload):
     type: Literal["server_update"] = Field(description="Nodes relay only server_update")
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: RelayedServerUpdate
+
+
+ScheduleEventType = Literal[
+    "schedule_started", "schedule_task", "schedule_finished", "schedule_skipped"
+]
+"""A schedule's run on a node (the agent's own event kinds of the same names)."""
+
+
+class ScheduleUpdate(Payload):
+    """The data of every ``schedule_*`` event on ``/ws``: ``{"node", "server", "event"}``."""
+
+    node: str = Field(min_length=1, description="Set by the coordinator from the caller")
+    server: str = Field(min_length=1, description="The server the schedule belongs to")
+    event: ScheduleEvent = Field(description="The schedule, the run's trigger and outcome")
+
+
+class RelayedScheduleUpdate(Payload):
+    """What a node relays as a ``schedule_*`` event's data: :class:`ScheduleUpdate` without
+    ``node`` (the coordinator names the node itself)."""
+
+    server: str = Field(min_length=1)
+    event: ScheduleEvent
+
+    def stamped(self, node: str) -> ScheduleUpdate:
+        return ScheduleUpdate(node=node, server=self.server, event=self.event)
+
+
+class RelayedScheduleEvent(Payload):
+    """``POST /api/v1/nodes/{id}/events`` for a schedule's run (the agent relays each)."""
+
+    type: ScheduleEventType
+    timestamp: Timestamp = Field(default_factory=utcnow)
+    data: RelayedScheduleUpdate

@@ -13,13 +13,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lightd_agent.api.routing import guard
 from lightd_agent.commands import CommandLedger
 from lightd_agent.config import AgentConfig
 from lightd_agent.core import Agent
 from lightd_agent.errors import Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.servers import ServerManager
+from lightd_shared.routing import guard
 from lightd_shared.tokens import tokens_equal
 
 __all__ = [

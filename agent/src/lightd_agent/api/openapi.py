@@ -63,6 +63,9 @@ EXTRA: dict[str, list[int]] = {
     "POST /remote/config/pull": [409, 502],
     "POST /remote/config/push": [409, 502],
     "POST /commands": [403, 409, 503],
+    # disk quota: no limits.disk, the image not mounted, a state or data that refuses a resize
+    "/volumes": [409],
+    "POST /volumes/{server_id}/resize": [503],
 }
 
 

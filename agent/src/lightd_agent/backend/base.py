@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.errors import Conflict
 from lightd_shared.containers import ContainerSpec, PortMapping
 
@@ -93,6 +94,9 @@ class ContainerInfo:
     finished_at: datetime | None = None
     ports: tuple[PortMapping, ...] = ()
     """Ports as published (host ``None``: not published), sorted by container port."""
+    stdin_open: bool = False
+    """Created with stdin kept open (the console writes to it); servers made before the
+    console existed were not."""
 
     @property
     def short_id(self) -> str:
@@ -213,10 +217,13 @@ class Backend(Protocol):
         """Create (not start) the server's main container."""
         ...
 
-    async def run_install(self, spec: ContainerSpec, limit: float) -> InstallOutcome:
+    async def run_install(
+        self, spec: ContainerSpec, limit: float, output: Callable[[str], None] | None = None
+    ) -> InstallOutcome:
         """Run the install script in its own container (removed after), bounded by ``limit``.
 
-        The output keeps the order the script wrote it in, stdout and stderr together.
+        The output keeps the order the script wrote it in, stdout and stderr together; each
+        line is handed to ``output`` (on the event loop) as the script prints it.
         """
         ...
 
@@ -234,8 +241,18 @@ class Backend(Protocol):
 
     async def output(self, container_id: str, tail: int | Literal["all"] = "all") -> str: ...
 
-    async def follow(self, container_id: str, tail: int | Literal["all"]) -> AsyncIterator[str]:
-        """Lines of output as they come, until the container stops or the consumer leaves."""
+    async def follow(
+        self, container_id: str, tail: int | Literal["all"], shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
+        """Lines of output as they come, until the container stops or the consumer leaves.
+
+        ``shaper`` (:mod:`.lines`) bounds and throttles them where they are read; without one
+        every line comes whole. A :class:`~.lines.Dropped` marks lines the throttle dropped.
+        """
+        ...
+
+    async def write_stdin(self, container_id: str, data: bytes) -> None:
+        """Write ``data`` to the running container's stdin (attached, not an exec)."""
         ...
 
     async def stats(self, container_id: str) -> Usage: ...

@@ -33,6 +33,7 @@ import functools
 import logging
 import shutil
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,6 +42,7 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
+from docker.types.daemon import CancellableStream
 
 from lightd_agent.backend.base import (
     LABEL_SERVER,
@@ -53,7 +55,7 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
-from lightd_agent.backend.docker_streams import EventReader, follow_lines
+from lightd_agent.backend.docker_streams import EventReader, demux_frames, follow_lines
 from lightd_agent.backend.docker_translate import (
     Naming,
     event_from_raw,
@@ -61,6 +63,7 @@ from lightd_agent.backend.docker_translate import (
     stop_seconds,
     usage_from_stats,
 )
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.config import DockerSection
 from lightd_agent.errors import DockerTimeout, Unavailable
 from lightd_shared.containers import ContainerSpec
@@ -86,6 +89,10 @@ def refused_status(exc: Exception) -> tuple[int, str]:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_INSTALL_TAIL_LINES = 200
+"""Lines of an install's output kept for its outcome (its error message quotes the last)."""
+_WHOLE_LINE = 1 << 30
+"""A follow without a shaper keeps lines whole (bounded only by memory)."""
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -427,12 +434,28 @@ class DockerBackend(Naming):
             working_dir="/data",
         )
 
-    async def run_install(self, spec: ContainerSpec, limit: float) -> InstallOutcome:
+    async def run_install(
+        self, spec: ContainerSpec, limit: float, output: Callable[[str], None] | None = None
+    ) -> InstallOutcome:
         container = await self.call(
             "creating the install container", self._create_install_sync, spec
         )
+        tail: deque[str] = deque(maxlen=_INSTALL_TAIL_LINES)
+        reader: asyncio.Task[None] | None = None
         try:
             await self.call("starting the install container", container.start)
+            # followed from its first line (tail "all"), however fast it ends: each line goes
+            # to ``output`` as the script prints it
+            lines = await self.follow(str(container.id), "all")
+
+            async def read() -> None:
+                async for item in lines:
+                    if isinstance(item, str):
+                        tail.append(item)
+                        if output is not None:
+                            output(item)
+
+            reader = asyncio.create_task(read(), name=f"install-output:{spec.id}")
             try:
                 code: int | None = await self.call(
                     "running the install script",
@@ -444,11 +467,14 @@ class DockerBackend(Naming):
             except DockerTimeout:
                 code = None
                 await self.call("killing the install container", self._kill_sync, container)
-            output = await self.call(
-                "reading the install output", self._output_sync, str(container.id), 200
-            )
-            return InstallOutcome(code, output)
+            # the stream ends with the container; a stuck one is cut off after a call's bound
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), timeout=self.call_seconds)
+            return InstallOutcome(code, "\n".join(tail))
         finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.call("removing the install container", self._remove_container, container)
 
@@ -520,18 +546,53 @@ class DockerBackend(Naming):
     async def output(self, container_id: str, tail: int | Literal["all"] = "all") -> str:
         return await self.call("reading logs", self._output_sync, container_id, tail)
 
-    async def follow(self, container_id: str, tail: int | Literal["all"]) -> AsyncIterator[str]:
+    async def follow(
+        self, container_id: str, tail: int | Literal["all"], shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
         stream: Any = await self.call(
-            "opening the log stream",
-            self.client.api.logs,
-            container_id,
-            stdout=True,
-            stderr=True,
-            stream=True,
-            follow=True,
-            tail=tail,
+            "opening the log stream", self._open_follow_sync, container_id, tail
         )
-        return follow_lines(stream)
+        return follow_lines(stream, shaper or LineShaper(None, _WHOLE_LINE))
+
+    def _open_follow_sync(self, container_id: str, tail: int | Literal["all"]) -> Any:
+        # The stream read whole HTTP chunks at a time (demux_frames), not two reads per line
+        # as docker-py's own follow does: a server printing as fast as it can costs the
+        # reading thread little, and the throttle counts what it drops in bulk.
+        api: Any = self.client.api
+        params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 0, "tail": str(tail)}
+        url = api._url("/containers/{0}/logs", container_id)
+        response = api._get(url, params=params, stream=True)
+        api._raise_for_status(response)
+        api._disable_socket_timeout(api._get_raw_response_socket(response))
+        chunks = response.raw.read_chunked(decode_content=False)
+        return CancellableStream(demux_frames(chunks), response)
+
+    def _write_stdin_sync(self, container_id: str, data: bytes) -> None:
+        # Docker's attach with stdin only (a hijacked connection), not an exec: the bytes go
+        # to the server's own process. The container keeps stdin open (not StdinOnce), so
+        # leaving the attach does not close it.
+        sock: Any = self.client.api.attach_socket(
+            container_id, params={"stdin": 1, "stream": 1, "stdout": 0, "stderr": 0}
+        )
+        raw = getattr(sock, "_sock", sock)
+        try:
+            raw.sendall(data)
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_WR)
+        finally:
+            with contextlib.suppress(Exception):
+                sock.close()
+            with contextlib.suppress(Exception):
+                raw.close()
+            response = getattr(sock, "_response", None)
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()
+
+    async def write_stdin(self, container_id: str, data: bytes) -> None:
+        await self.call(
+            "writing to the server's console", self._write_stdin_sync, container_id, data
+        )
 
     def _stats_sync(self, container_id: str) -> Usage:
         raw = self.client.api.stats(container_id, stream=False)

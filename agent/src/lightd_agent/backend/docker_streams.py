@@ -11,48 +11,76 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["EventReader", "follow_lines"]
+from lightd_agent.backend.lines import LineShaper, Shaped
+
+__all__ = ["EventReader", "demux_frames", "follow_lines"]
 
 log = logging.getLogger(__name__)
 
 
-async def follow_lines(stream: Any) -> AsyncIterator[str]:
-    """Lines of a blocking byte stream (a followed container log), read in a thread."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+def demux_frames(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The payloads of Docker's multiplexed stream (an 8-byte header per frame: stream,
+    three zero bytes, the size big-endian), joined per chunk read: one item per read, not per
+    frame. stdout and stderr come in the order the engine sent them."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        payloads = []
+        position = 0
+        while len(buffer) - position >= 8:
+            size = int.from_bytes(buffer[position + 4 : position + 8], "big")
+            end = position + 8 + size
+            if end > len(buffer):
+                break
+            payloads.append(bytes(buffer[position + 8 : end]))
+            position = end
+        del buffer[:position]
+        if payloads:
+            yield b"".join(payloads)
+
+
+async def follow_lines(stream: Any, shaper: LineShaper) -> AsyncIterator[Shaped]:
+    """Lines of a blocking byte stream (a followed container log), read in a thread.
+
+    ``shaper`` splits, bounds and throttles them in the reading thread, so what it drops never
+    reaches the event loop; only the items it lets through are handed over, one chunk's worth
+    at a time.
+    """
+    queue: asyncio.Queue[list[Shaped] | None] = asyncio.Queue(maxsize=1000)
     loop = asyncio.get_running_loop()
 
-    def put(item: str | None) -> None:
+    def put(item: list[Shaped] | None) -> None:
         # bounded wait: a consumer that is gone (or a loop that stopped) ends the pump
         asyncio.run_coroutine_threadsafe(queue.put(item), loop).result(timeout=30)
 
     def pump() -> None:
-        buffer = b""
         try:
             for chunk in stream:
-                buffer += bytes(chunk)
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    put(line.decode("utf-8", "replace"))
+                items = shaper.feed(bytes(chunk))
+                if items:
+                    put(items)
         except Exception:  # closed by the consumer, or the engine went away
             pass
         finally:
             with contextlib.suppress(Exception):
-                if buffer:
-                    put(buffer.decode("utf-8", "replace"))
+                items = shaper.end()
+                if items:
+                    put(items)
                 put(None)
 
     thread = loop.run_in_executor(None, pump)
 
-    async def lines() -> AsyncIterator[str]:
+    async def lines() -> AsyncIterator[Shaped]:
         try:
             while True:
-                line = await queue.get()
-                if line is None:
+                batch = await queue.get()
+                if batch is None:
                     return
-                yield line
+                for item in batch:
+                    yield item
         finally:
             with contextlib.suppress(Exception):
                 stream.close()

@@ -67,6 +67,7 @@ def info_from_attrs(attrs: dict[str, Any]) -> ContainerInfo:
         started_at=parse_docker_time(state.get("StartedAt")),
         finished_at=parse_docker_time(state.get("FinishedAt")),
         ports=ports_from_attrs(attrs),
+        stdin_open=bool((attrs.get("Config") or {}).get("OpenStdin")),
     )
 
 
@@ -185,6 +186,12 @@ class Naming:
             "ports": ports,
             "volumes": self._mounts(spec),
             "restart_policy": {"Name": "no"},
+            # stdin kept open, no tty: the console writes lines to it, and stdout and stderr
+            # stay two streams (the logs read them as before). detach: docker-py otherwise
+            # sets StdinOnce, and the first attach that ends would close the server's stdin.
+            "stdin_open": True,
+            "tty": False,
+            "detach": True,
             "privileged": spec.privileged,
             "network_mode": spec.network_mode,
         }

@@ -9,8 +9,11 @@ gives tests the handles a real engine has only by accident:
 - :meth:`MemoryBackend.fail_next` makes the next call of a method raise;
 - :meth:`MemoryBackend.hold` / :meth:`MemoryBackend.release` stop a method until released
   (a held call still times out after ``call_seconds``, like a hung engine);
-- ``install_outcomes`` says how a server's install script ends; ``taken_ports`` are host
-  ports something else holds; ``calls`` lists every call in order.
+- ``install_outcomes`` says how a server's install script ends (its output goes to the
+  install's ``output`` line by line); ``taken_ports`` are host ports something else holds;
+  ``calls`` lists every call in order;
+- ``stdin`` records what was written to each container's stdin, and a running container
+  echoes each line into its output (``got: <line>``), like a shell loop reading stdin.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from lightd_agent.backend.base import (
     Role,
     Usage,
 )
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.errors import AgentError, DockerTimeout, Unavailable
 from lightd_shared.containers import ContainerSpec, PortMapping
 from lightd_shared.timestamps import utcnow
@@ -83,6 +87,7 @@ class MemoryBackend:
         self.taken_ports: set[int] = set()
         self.install_outcomes: dict[str, InstallOutcome] = {}
         self.calls: list[str] = []
+        self.stdin: defaultdict[str, list[bytes]] = defaultdict(list)
         self._failures: defaultdict[str, deque[AgentError]] = defaultdict(deque)
         self._gates: dict[str, asyncio.Event] = {}
         self._watches: list[_Watch] = []
@@ -191,8 +196,16 @@ class MemoryBackend:
             labels[LABEL_SPEC] = spec.model_dump_json()
         return labels
 
-    def add(self, spec: ContainerSpec, *, role: Role = "server", running: bool = False) -> str:
-        """A container made outside the agent's calls (left over, or from before a restart)."""
+    def add(
+        self,
+        spec: ContainerSpec,
+        *,
+        role: Role = "server",
+        running: bool = False,
+        stdin_open: bool = False,
+    ) -> str:
+        """A container made outside the agent's calls (left over, or from before a restart;
+        such containers were made without stdin open unless ``stdin_open``)."""
         cid = f"mem{next(self._ids):061d}"
         self.containers[cid] = _Container(
             ContainerInfo(
@@ -200,6 +213,7 @@ class MemoryBackend:
                 labels=self._labels(spec, role),
                 running=running,
                 started_at=utcnow() if running else None,
+                stdin_open=stdin_open,
             ),
             spec,
         )
@@ -287,11 +301,17 @@ class MemoryBackend:
             c.info.server == spec.id and c.info.role == "server" for c in self.containers.values()
         ):
             raise EngineError(f"Conflict. The container name for {spec.id!r} is already in use")
-        return self.containers[self.add(spec)].info
+        return self.containers[self.add(spec, stdin_open=True)].info
 
-    async def run_install(self, spec: ContainerSpec, limit: float) -> InstallOutcome:
+    async def run_install(
+        self, spec: ContainerSpec, limit: float, output: Callable[[str], None] | None = None
+    ) -> InstallOutcome:
         await self._enter("run_install", "running the install script")
-        return self.install_outcomes.get(spec.id, InstallOutcome(0, ""))
+        outcome = self.install_outcomes.get(spec.id, InstallOutcome(0, ""))
+        if output is not None:
+            for line in outcome.output.splitlines():
+                output(line)
+        return outcome
 
     def _host_ports(self, container: _Container) -> tuple[PortMapping, ...]:
         used = {
@@ -346,14 +366,29 @@ class MemoryBackend:
         chosen = lines if tail == "all" else lines[-tail:] if tail else []
         return "".join(f"{line}\n" for line in chosen)
 
-    async def follow(self, container_id: str, tail: int | Literal["all"]) -> AsyncIterator[str]:
+    async def follow(
+        self, container_id: str, tail: int | Literal["all"], shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
         text = await self.output(container_id, tail)
+        shaper = shaper or LineShaper(None, 1 << 30)
+        items = [*shaper.feed(text.encode()), *shaper.end()]
 
-        async def lines() -> AsyncIterator[str]:
-            for line in text.splitlines():
-                yield line
+        async def lines() -> AsyncIterator[Shaped]:
+            for item in items:
+                yield item
 
         return lines()
+
+    async def write_stdin(self, container_id: str, data: bytes) -> None:
+        await self._enter("write_stdin", "writing to the server's console")
+        container = self._get(container_id)
+        if not container.info.running:
+            raise EngineError(f"container {container_id} is not running")
+        if not container.info.stdin_open:
+            raise EngineError(f"container {container_id} was created without stdin open")
+        self.stdin[container.info.server].append(data)
+        for line in data.decode("utf-8", "replace").splitlines():
+            container.output.append(f"got: {line}")
 
     async def stats(self, container_id: str) -> Usage:
         await self._enter("stats", "reading stats")

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, st
 from fastapi.responses import StreamingResponse
 
 from lightd_agent.api.deps import AgentDep, Authorized
-from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.backups.service import BackupService
 from lightd_agent.errors import AgentError
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
@@ -27,6 +26,7 @@ from lightd_shared.backups import (
     BackupRequest,
     RestoreAccepted,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["relay_router", "router"]
 

@@ -53,6 +53,9 @@ log = logging.getLogger("lightd_agent.remote")
 MAX_IN_FLIGHT = 32
 """At most this many servers' updates are on the wire at once."""
 
+READ_AHEAD = 32
+"""How many of a server's next updates a worker reads at once (one read, off the loop)."""
+
 
 class Verdict(StrEnum):
     DELIVER = "deliver"
@@ -119,11 +122,16 @@ class _GroupCommit:
 
     async def acknowledge(self, update: PendingUpdate) -> PendingUpdate | None:
         """Delete ``update`` for good; its server's next update (due or not), or ``None``."""
+        return await self.submit(update)
+
+    def submit(self, update: PendingUpdate) -> asyncio.Future[PendingUpdate | None]:
+        """Queue ``update``'s deletion; the future says its server's next update once the
+        commit holding it is done (commits run in the order they were queued)."""
         answer: asyncio.Future[PendingUpdate | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((update, answer))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit(), name="remote-acknowledge")
-        return await answer
+        return answer
 
     async def _commit(self) -> None:
         while self._waiting:
@@ -219,14 +227,40 @@ class Delivery:
         await self._sleep(self._storage_wait(wait))
 
     async def _worker(self, update: PendingUpdate | None) -> None:
-        """Send one server's due updates in order; stop at a pause or when none is due."""
-        while update is not None:
-            acknowledged, update = await self._deliver(update)
-            now = time.time()
-            if not acknowledged or self.pause.active(now):
-                return  # backing off: the loop starts a worker again when it is due
-            if update is not None and update.next_attempt_at > now:
-                return
+        """Send one server's due updates in order; stop at a pause or when none is due.
+
+        The server's next updates are read ahead (up to :data:`READ_AHEAD`, one read off the
+        loop), and each is sent as soon as the remote acknowledged the one before it: the
+        deletion of an acknowledged update is committed with the others of the moment while
+        the next one is on the wire. Only once every acknowledgement of the worker is
+        committed does it read further or end, so a new worker never resends an update whose
+        acknowledgement is still being committed (a crash meanwhile means a resend with the
+        same key, as before).
+        """
+        acks: list[asyncio.Future[PendingUpdate | None]] = []
+        try:
+            while update is not None:
+                ahead = await asyncio.to_thread(
+                    self.outbox.after, update.server, update.seq, READ_AHEAD
+                )
+                for current in (update, *ahead):
+                    now = time.time()
+                    if current is not update and current.next_attempt_at > now:
+                        return  # backing off: the loop starts a worker again when it is due
+                    acknowledged, ack = await self._deliver(current)
+                    if ack is not None:
+                        acks.append(ack)
+                    if not acknowledged or self.pause.active(time.time()):
+                        return
+                following = await acks[-1]  # the head once all of them are committed
+                await asyncio.gather(*acks)
+                acks.clear()
+                update = following
+                if update is not None and update.next_attempt_at > time.time():
+                    return
+        finally:
+            if acks:
+                await asyncio.gather(*acks, return_exceptions=True)
 
     def _start(self, update: PendingUpdate) -> None:
         task = asyncio.create_task(self._worker(update), name=f"remote-update:{update.server}")
@@ -254,8 +288,11 @@ class Delivery:
         cap = max(self._settings().retry_max_delay.total_seconds(), self._retry_base)
         return backoff_delay(attempt, base=self._retry_base, cap=cap, rng=self._rng)
 
-    async def _deliver(self, update: PendingUpdate) -> tuple[bool, PendingUpdate | None]:
-        """Send one update; whether the remote acknowledged it, and then the server's next."""
+    async def _deliver(
+        self, update: PendingUpdate
+    ) -> tuple[bool, asyncio.Future[PendingUpdate | None] | None]:
+        """Send one update; whether the remote acknowledged it, and then the commit of its
+        deletion (its result: the server's next update once committed)."""
         client = self._client()
         if client is None:  # pragma: no cover - the loop only runs with a client
             return False, None
@@ -278,11 +315,11 @@ class Delivery:
             # outbox's lock while another server's acknowledgement commits. Committed with
             # the other servers' acknowledgements of the moment (see _GroupCommit). A lost
             # acknowledgement only means a resend (same key).
-            following = await self._acks.acknowledge(update)
+            ack = self._acks.submit(update)
             log.debug("remote acknowledged update #%d of server %s", update.seq, update.server)
             if self.journal.full:  # fewer updates can only end a full outbox, never start one
-                self.journal.check_bound()
-            return True, following
+                ack.add_done_callback(lambda _: self.journal.check_bound())
+            return True, ack
         if decision.verdict is Verdict.PAUSE:
             self._refused_token(update, response)
         elif decision.verdict is Verdict.DEAD_LETTER:

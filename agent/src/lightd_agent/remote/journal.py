@@ -25,6 +25,7 @@ from typing import Any
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.mapping import update_body
 from lightd_agent.remote.outbox import Outbox
+from lightd_agent.state import StoredServer
 from lightd_shared.remote import RemoteSettings
 
 __all__ = ["STORAGE_RETRY_SECONDS", "Journal"]
@@ -51,8 +52,9 @@ class Journal:
         self._wake = wake
         self.full = False
         self.storage_error: str | None = None
-        # Updates the outbox could not take yet: (server, body, created at), oldest first.
-        self.unwritten: list[tuple[str, dict[str, Any], float]] = []
+        # Updates the outbox could not take yet: (server, body, created at, event id), oldest
+        # first.
+        self.unwritten: list[tuple[str, dict[str, Any], float, int]] = []
         self._lock = threading.Lock()
 
     def record(self, event: LifecycleEvent) -> None:
@@ -64,10 +66,59 @@ class Journal:
         if body is None:
             return
         with self._lock:
-            self.unwritten.append((event.server, body, time.time()))
+            self.unwritten.append((event.server, body, time.time(), event.id))
             self._write_unwritten()
         self.check_bound()
         self._wake()
+
+    def record_many(self, events: list[LifecycleEvent]) -> None:
+        """Durable listener for a group (the servers' writer thread): every update of the
+        group committed to the outbox in one transaction, before any of them is published."""
+        settings = self._settings()
+        if not settings.enabled:
+            return
+        now = time.time()
+        bodies = [(e, update_body(e, settings.events)) for e in events]
+        added = [(e.server, body, now, e.id) for e, body in bodies if body is not None]
+        if not added:
+            return
+        with self._lock:
+            self.unwritten.extend(added)
+            self._write_unwritten()
+        self.check_bound()
+        self._wake()
+
+    def replay(self, records: list[StoredServer]) -> int:
+        """At start, before anything new is recorded: write every event that a state file holds
+        ahead (its ``journal``) and this outbox does not, in order; how many were written.
+
+        A kill between the state file's write and the outbox's commit leaves exactly those."""
+        settings = self._settings()
+        if not settings.enabled:
+            return 0
+        known = self.outbox.last_events()
+        missing: list[tuple[str, dict[str, Any], float, int]] = []
+        for record in records:
+            server = record.spec.id
+            for entry in record.journal:
+                if entry.id <= known.get(server, 0):
+                    continue
+                body = update_body(entry.event(server, record.state), settings.events)
+                if body is not None:
+                    missing.append((server, body, entry.at.timestamp(), entry.id))
+        if not missing:
+            return 0
+        with self._lock:
+            self.unwritten.extend(missing)
+            self._write_unwritten()
+        log.warning(
+            "wrote %d update(s) to the remote-sync outbox %s that a state file held ahead of "
+            "it (the agent was stopped between the two writes)",
+            len(missing),
+            self.outbox.path,
+        )
+        self.check_bound()
+        return len(missing)
 
     def _write_unwritten(self) -> bool:
         """Write the waiting updates, oldest first; ``True`` when none is left (lock held).
@@ -75,9 +126,9 @@ class Journal:
         Stops at the first failure so that no update overtakes an older one.
         """
         while self.unwritten:
-            server, body, created = self.unwritten[0]
+            server = self.unwritten[0][0]
             try:
-                seq = self.outbox.enqueue(server, body, now=created)
+                seqs = self.outbox.enqueue_many(self.unwritten)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if error != self.storage_error:  # once per problem, not once per retry
@@ -96,13 +147,15 @@ class Journal:
                     )
                 self.storage_error = error
                 return False
-            self.unwritten.pop(0)
-            log.debug(
-                "queued update %s #%d for the remote",
-                server,
-                seq,
-                extra={"server": server, "sequence": seq, "body": body},
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                for (queued, body, _, _), seq in zip(self.unwritten, seqs, strict=True):
+                    log.debug(
+                        "queued update %s #%d for the remote",
+                        queued,
+                        seq,
+                        extra={"server": queued, "sequence": seq, "body": body},
+                    )
+            self.unwritten.clear()
         if self.storage_error is not None:
             log.warning(
                 "the remote-sync outbox %s is writable again; every waiting update is written "
@@ -129,7 +182,7 @@ class Journal:
                     "with this exit: %s",
                     len(self.unwritten),
                     self.outbox.path,
-                    ", ".join(f"{server} {body}" for server, body, _ in self.unwritten),
+                    ", ".join(f"{server} {body}" for server, body, _, _ in self.unwritten),
                 )
 
     def storage_blocked(self) -> bool:

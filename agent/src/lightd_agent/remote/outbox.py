@@ -103,6 +103,9 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(sequences)")}
+        if "last_event" not in columns:  # an outbox of an older agent: the column is new
+            self._db.execute("ALTER TABLE sequences ADD COLUMN last_event INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -143,6 +146,51 @@ class Outbox:
                 (server, seq, uuid.uuid4().hex, json.dumps(body, separators=(",", ":")), created),
             )
         return seq
+
+    def enqueue_many(self, updates: list[tuple[str, dict[str, Any], float, int]]) -> list[int]:
+        """Store ``(server, body, created at, event id)`` updates in one transaction (one
+        fsync for all of them); return their sequence numbers, in order.
+
+        Each server's ``last_event`` is set to the highest event id stored for it, in the same
+        commit: at start, an event written ahead in a state file with a higher id is one this
+        outbox never got (see :meth:`last_events`).
+        """
+        seqs: list[int] = []
+        with self._transaction() as db:
+            last: dict[str, tuple[int, int]] = {}
+            for server, body, created, event_id in updates:
+                if server not in last:
+                    row = db.execute(
+                        "SELECT last_seq FROM sequences WHERE server = ?", (server,)
+                    ).fetchone()
+                    last[server] = ((int(row["last_seq"]) if row else 0), 0)
+                seq = last[server][0] + 1
+                last[server] = (seq, max(last[server][1], event_id))
+                db.execute(
+                    "INSERT INTO updates (server, seq, idempotency_key, body, created_at, "
+                    "next_attempt_at) VALUES (?, ?, ?, ?, ?, 0)",
+                    (
+                        server,
+                        seq,
+                        uuid.uuid4().hex,
+                        json.dumps(body, separators=(",", ":")),
+                        created,
+                    ),
+                )
+                seqs.append(seq)
+            db.executemany(
+                "INSERT INTO sequences (server, last_seq, last_event) VALUES (?, ?, ?) "
+                "ON CONFLICT (server) DO UPDATE SET last_seq = excluded.last_seq, "
+                "last_event = MAX(COALESCE(last_event, 0), excluded.last_event)",
+                [(server, seq, event) for server, (seq, event) in last.items()],
+            )
+        return seqs
+
+    def last_events(self) -> dict[str, int]:
+        """The highest lifecycle event id stored per server (0 for rows of older agents)."""
+        with self._lock:
+            rows = self._db.execute("SELECT server, last_event FROM sequences").fetchall()
+        return {row["server"]: int(row["last_event"] or 0) for row in rows}
 
     def acknowledge(self, update_id: int) -> None:
         """The remote acknowledged the update: delete it so it is never sent again."""
@@ -246,6 +294,15 @@ class Outbox:
                 "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT 1", (server,)
             ).fetchone()
         return None if row is None else self._pending(row)
+
+    def after(self, server: str, seq: int, limit: int) -> list[PendingUpdate]:
+        """``server``'s undelivered updates numbered above ``seq``, oldest first (read-ahead)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (server, seq, limit),
+            ).fetchall()
+        return [self._pending(row) for row in rows]
 
     def next_attempt_at(self, excluding: Collection[str] = ()) -> float | None:
         """When the earliest queue head may be tried, or ``None`` when nothing is pending.

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
 from lightd_agent import __version__
 from lightd_agent.api.deps import get_agent
-from lightd_agent.api.routing import GuardFirstRoute
 from lightd_agent.remote.sync import RemoteCallFailed, RemoteDisabled, RemoteSync
 from lightd_shared.remote import (
     ConfigDocument,
@@ -28,6 +27,7 @@ from lightd_shared.remote import (
     RemoteConfigView,
     RemoteSyncHealth,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["create_router", "get_remote_sync"]
 

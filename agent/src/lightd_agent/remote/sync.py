@@ -34,6 +34,7 @@ from lightd_agent.remote.journal import Journal
 from lightd_agent.remote.outbox import Outbox
 from lightd_agent.remote.pause import RemoteState
 from lightd_agent.remote.proof import CoordinatorProof
+from lightd_agent.state import StateStore
 from lightd_agent.wakeup import set_event_threadsafe
 from lightd_shared.remote import (
     AppliedContainer,
@@ -101,8 +102,10 @@ class RemoteSync:
     # -- wiring --------------------------------------------------------------------------
 
     def attach(self, bus: EventBus) -> None:
-        """Become the bus's durable listener and gate."""
-        self._detach.append(bus.add_listener(self.record))
+        """Become the bus's durable listener and gate, after writing to the outbox what a state
+        file holds ahead of it (a kill between the two writes of a change)."""
+        self.journal.replay(StateStore(self.state_dir).load_all())
+        self._detach.append(bus.add_batch_listener(self.journal.record_many))
         self._detach.append(bus.add_gate(self))
 
     def detach(self) -> None:

@@ -81,7 +81,10 @@ class CrashWatcher:
         """
         try:
             async with server.lock:
-                await self._exited(server, event)
+                try:
+                    await self._exited(server, event)
+                finally:  # the next action on this server sees the crash durable
+                    await self.machine.settled()
         finally:
             self._oom.discard(event.container_id)
 

@@ -17,14 +17,17 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 from lightd_agent.backend.base import Backend, EngineError, ImageMissing
 from lightd_agent.config import AgentConfig
+from lightd_agent.console.install_log import InstallLogs
 from lightd_agent.errors import AgentError, Conflict, DockerTimeout, Unavailable
 from lightd_agent.servers.machine import Cause, Machine
 from lightd_agent.servers.model import Registry, Server
 from lightd_agent.servers.power import Power, locate
 from lightd_shared.containers import ContainerSpec
+from lightd_shared.remote import MAX_ERROR_DATA_LENGTH
 
 __all__ = ["Installer", "port_free"]
 
@@ -43,6 +46,13 @@ def port_free(port: int, protocol: str) -> bool:
     return True
 
 
+def _with_tail(lead: str, tail: str) -> str:
+    """``lead`` then as much of the *end* of ``tail`` as the remote's ``data`` bound allows
+    (the update is cut to that bound from its end otherwise, losing the last lines)."""
+    room = MAX_ERROR_DATA_LENGTH - len(lead)
+    return lead + (tail if len(tail) <= room else tail[-room:])
+
+
 class Installer:
     """Creates servers and (re)installs them."""
 
@@ -53,8 +63,10 @@ class Installer:
         machine: Machine,
         registry: Registry,
         power: Power,
+        install_logs: InstallLogs | None = None,
     ) -> None:
         self.config = config
+        self.install_logs = install_logs
         self.backend = backend
         self.machine = machine
         self.registry = registry
@@ -62,6 +74,8 @@ class Installer:
         # Ids and host ports of creates that passed their checks and await Docker.
         self._creating: set[str] = set()
         self._claimed_ports: dict[tuple[int, str], str] = {}
+        self.before_volume: list[Callable[[ContainerSpec], Awaitable[None]]] = []
+        """Run before the volume is made or mounted (the disk quota mounts its image there)."""
 
     def _check_ports(self, spec: ContainerSpec) -> None:
         for mapping in spec.ports:
@@ -112,7 +126,7 @@ class Installer:
                     )
             server = Server(spec=spec, state="installing")
             try:  # written before it is known: a refused create leaves nothing behind
-                self.machine.store.save(server.record())
+                await self.machine.save_new(server)
             except OSError as exc:
                 self.machine.storage_failed(exc)
                 raise Unavailable(
@@ -163,6 +177,7 @@ class Installer:
         except Exception as exc:  # never leave a server stuck in installing
             log.exception("install of %s failed unexpectedly", server.id)
             self.machine.move(server, Cause.FAIL, data=f"unexpected error during install: {exc}")
+        await self.machine.settled()  # the install is done once its changes are durable
 
     async def _install_locked(
         self, server: Server, *, reinstall: bool, fresh: bool, stop_timeout: float
@@ -183,27 +198,44 @@ class Installer:
             await b.ensure_image(
                 spec.image, timeout=self.config.docker.install_timeout.total_seconds()
             )
+            for prepare in self.before_volume:
+                await prepare(spec)
             await b.ensure_volume(spec)
             if not fresh:
                 await b.remove_role(spec.id, "install", what="removing an old install container")
             if spec.install_script is not None:
                 limit = self.config.docker.install_timeout
-                outcome = await b.run_install(spec, limit.total_seconds())
+                kept = None
+                if self.install_logs is not None:
+                    kept = self.install_logs.begin(spec.id, "reinstall" if reinstall else "install")
+                try:
+                    outcome = await b.run_install(
+                        spec, limit.total_seconds(), None if kept is None else kept.write
+                    )
+                finally:
+                    if kept is not None:
+                        kept.close()
                 if outcome.exit_code is None:
                     self.machine.move(
                         server,
                         Cause.FAIL,
                         error="timeout",
-                        data=f"install script did not finish within {limit} "
-                        f"(docker.install_timeout); last lines of output:\n{outcome.tail()}",
+                        data=_with_tail(
+                            f"install script did not finish within {limit} "
+                            "(docker.install_timeout); last lines of output:\n",
+                            outcome.tail(),
+                        ),
                     )
                     return None
                 if outcome.exit_code != 0:
                     self.machine.move(
                         server,
                         Cause.FAIL,
-                        data=f"install script exited with code {outcome.exit_code}; "
-                        f"last lines of output:\n{outcome.tail()}",
+                        data=_with_tail(
+                            f"install script exited with code {outcome.exit_code}; "
+                            "last lines of output:\n",
+                            outcome.tail(),
+                        ),
                     )
                     return None
             self.machine.move(server, Cause.CREATE_CONTAINER)

@@ -18,6 +18,7 @@ machine, a gate on the bus, refuses new lifecycle actions (503 with the reason) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Final
 
 from lightd_agent.events import EventBus, LifecycleEvent, LifecycleKind
 from lightd_agent.servers.model import Server
+from lightd_agent.servers.writer import DurableWriter, WriteOutcome
 from lightd_agent.state import StateStore
 from lightd_shared.containers import ContainerState
 
@@ -150,6 +152,8 @@ class Machine:
         self._registered = registered
         self.storage_error: str | None = None
         self._unsaved: dict[str, Server] = {}
+        self._submitted: dict[str, Server] = {}  # the server object of each write in flight
+        self.writer = DurableWriter(store, bus, self._written)
 
     def move(
         self,
@@ -181,9 +185,9 @@ class Machine:
                 log.error("server %s failed: %s", server.id, data)
             else:
                 log.error("server %s: %s", server.id, data)
-        self.save(server)
+        event = None
         if rule.kind is not None:
-            self.bus.publish(
+            event = self.bus.number(
                 LifecycleEvent(
                     server=server.id,
                     kind=rule.kind,
@@ -193,6 +197,7 @@ class Machine:
                     exit_code=exit_code,
                 )
             )
+        self._submit(server, event)
         return rule
 
     def save(self, server: Server) -> None:
@@ -200,16 +205,49 @@ class Machine:
 
         A failed write keeps the server as unsaved (written again by :meth:`retry_unsaved`).
         """
-        if not self._registered(server):
-            return
-        try:
-            self.store.save(server.record())
-        except OSError as exc:
-            self._unsaved[server.id] = server
-            self.storage_failed(exc)
-            return
-        self._unsaved.pop(server.id, None)
-        if not self._unsaved and self.storage_error is not None:
+        self._submit(server, None)
+
+    def _submit(self, server: Server, event: LifecycleEvent | None) -> None:
+        """Hand the server's record (and its event) to the one writer: the state file, then
+        every outbox, then the event is fanned out (``servers/writer.py``). An event of a
+        server no longer registered (deleted meanwhile) is still persisted and published."""
+        if self._registered(server):
+            self._submitted[server.id] = server
+            self.writer.submit(server.id, server.record(), event)
+        elif event is not None:
+            self.writer.submit(server.id, None, event)
+
+    async def settled(self) -> None:
+        """Wait until every change so far is durable and published (before answering)."""
+        await self.writer.settled()
+
+    async def save_new(self, server: Server) -> None:
+        """Write a server's first state file before it is known (raises ``OSError``).
+
+        Through the writer like every other write (after a delete of the same id queued
+        before it), not the default thread pool, where it would queue behind Docker calls.
+        """
+        reply: asyncio.Future[OSError | None] = asyncio.get_running_loop().create_future()
+        self.writer.submit(server.id, server.record(), None, reply=reply)
+        error = await reply
+        if error is not None:
+            raise error
+
+    def _written(self, outcome: WriteOutcome) -> None:
+        """After each group (on the event loop): keep what failed as unsaved."""
+        for server_id, exc in outcome.items():
+            server = self._submitted.pop(server_id, None)
+            if exc is not None:
+                if server is not None and self._registered(server):
+                    self._unsaved[server_id] = server
+                self.storage_failed(exc)
+            else:
+                self._unsaved.pop(server_id, None)
+        if (
+            not self._unsaved
+            and self.storage_error is not None
+            and any(exc is None for exc in outcome.values())
+        ):
             self._recovered()
 
     def storage_failed(self, exc: OSError) -> None:
@@ -239,9 +277,9 @@ class Machine:
             if not self._registered(server):
                 self._unsaved.pop(server.id, None)
                 continue
-            self.save(server)
-            if server.id in self._unsaved:
-                return  # still failing: try again at the next tick
+            self.save(server)  # the outcome arrives after the group: see _written
+        if self._unsaved:
+            return
         if self.storage_error is not None:
             try:
                 self.store.probe()
@@ -274,8 +312,10 @@ class Machine:
 
     def deleted(self, server_id: str) -> None:
         """The server is gone: its file removed, ``Deleted`` published (not a state)."""
-        self.store.remove(server_id)
-        self.bus.publish(LifecycleEvent(server=server_id, kind="Deleted", state="deleted"))
+        event = self.bus.number(LifecycleEvent(server=server_id, kind="Deleted", state="deleted"))
+        self._submitted.pop(server_id, None)
+        self._unsaved.pop(server_id, None)
+        self.writer.submit(server_id, None, event, remove=True)
 
 
 def table_markdown() -> str:

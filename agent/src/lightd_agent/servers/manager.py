@@ -14,7 +14,11 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from lightd_agent.backend.base import Backend, EventWatch
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.config import AgentConfig
+from lightd_agent.console.install_log import InstallLogs
+from lightd_agent.disks.base import DiskImages
+from lightd_agent.disks.loop import LoopExt4
 from lightd_agent.errors import AgentError, NotFound, Unavailable
 from lightd_agent.events import EventBus
 from lightd_agent.policy import check_spec
@@ -24,6 +28,7 @@ from lightd_agent.servers.machine import Machine
 from lightd_agent.servers.model import Registry, Server
 from lightd_agent.servers.observe import Observer
 from lightd_agent.servers.power import Power
+from lightd_agent.servers.quota import Quotas
 from lightd_agent.servers.recovery import Recovery
 from lightd_agent.state import StateStore
 from lightd_shared.containers import (
@@ -43,7 +48,13 @@ log = logging.getLogger(__name__)
 class ServerManager:
     """All servers of this agent, their containers, and the loops that watch them."""
 
-    def __init__(self, config: AgentConfig, backend: Backend, bus: EventBus) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: Backend,
+        bus: EventBus,
+        disks: DiskImages | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.bus = bus
@@ -53,12 +64,31 @@ class ServerManager:
         self.started_at = utcnow()
         self.machine = Machine(self.store, bus, self.registry.registered)
         self.powers = Power(config, backend, self.machine, self.registry)
-        self.installer = Installer(config, backend, self.machine, self.registry, self.powers)
+        self.install_logs = InstallLogs(
+            config.storage.state_dir / "install-logs", config.console.install_log_size
+        )
+        self.installer = Installer(
+            config, backend, self.machine, self.registry, self.powers, self.install_logs
+        )
         self.crashes = CrashWatcher(backend, self.machine, self.registry, self.powers, self._spawn)
         self.recovery = Recovery(
             config, backend, self.machine, self.registry, self.store, self.crashes
         )
         self.observer = Observer(backend)
+        storage = config.storage
+        self.quotas = Quotas(
+            config,
+            disks
+            or LoopExt4(
+                storage.disks_dir,
+                storage.volumes_dir,
+                timeout=config.disks.tool_timeout.total_seconds(),
+            ),
+            self.machine,
+            self.registry,
+        )
+        self.installer.before_volume.append(self.quotas.prepare)
+        self.powers.boot_checks.append(self.quotas.check_boot)
         self._watch: EventWatch | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._actions: set[asyncio.Task[Any]] = set()
@@ -72,6 +102,7 @@ class ServerManager:
         """Load the state dir, connect to Docker, recover, and watch Docker's events."""
         self.started_at = utcnow()
         self.recovery.load()
+        await self.quotas.start(self.servers.values())  # disk images mounted before any start
         if await self.backend.connect():
             await self._on_connected()
         else:
@@ -80,6 +111,7 @@ class ServerManager:
                 "answer 503 until it answers",
                 self.backend.error,
             )
+        await self.machine.settled()  # what recovery changed is durable before the API opens
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="docker-watchdog")
         self._storage = asyncio.create_task(self._storage_loop(), name="state-dir-retry")
 
@@ -134,6 +166,7 @@ class ServerManager:
         # their state files still say installing: failed at the next start
         await self.installer.cut_off(cut_off)
         await self._close_watch()
+        await self.machine.settled()  # every change durable and published before the exit
         detach, self._detach_gate = self._detach_gate, lambda: None
         detach()
         self.backend.close()
@@ -175,6 +208,7 @@ class ServerManager:
         try:
             self._watch = await self.backend.watch(self.crashes.on_event)
             await self.recovery.reconcile()
+            await self.machine.settled()
         except AgentError as exc:
             log.warning("reconnecting to Docker failed half-way (%s); retrying", exc.message)
         except Exception:  # the watchdog must outlive any surprise from Docker
@@ -182,6 +216,7 @@ class ServerManager:
 
     async def reconcile(self) -> None:
         await self.recovery.reconcile()
+        await self.machine.settled()
 
     # -- lifecycle actions ------------------------------------------------------------------
 
@@ -189,6 +224,7 @@ class ServerManager:
         """Validate against policy, ports and ids, then install in the background (202)."""
         check_spec(spec, self.config.policy, self.config.storage)
         self._require_docker()
+        self.quotas.admit(spec)
         return await self.installer.create(spec)
 
     async def reinstall(self, server_id: str, stop_timeout: float = 10.0) -> Server:
@@ -206,9 +242,12 @@ class ServerManager:
         server = self.get(server_id)
         self.powers.held(server, action)
         self._require_docker()
-        return await self._tracked(
-            self.powers.act(server, action, timeout), f"{action} of {server_id}"
-        )
+        try:
+            return await self._tracked(
+                self.powers.act(server, action, timeout), f"{action} of {server_id}"
+            )
+        finally:  # answered (or refused) only once its changes are durable and published
+            await self.machine.settled()
 
     async def delete(self, server_id: str, *, volumes: bool = False) -> None:
         server = self.get(server_id)
@@ -223,10 +262,13 @@ class ServerManager:
                 raise NotFound(f"no server with id {server_id!r} on this agent")
             await b.remove_role(server_id, "install", what="removing the install container")
             await b.remove_role(server_id, "server", what="removing the server's container")
+            await self.quotas.release(server_id, volumes=volumes)  # unmounted before the rm
             if volumes:
                 await b.remove_volume(server_id)
             del self.servers[server_id]
+            self.install_logs.remove(server_id)
             self.machine.deleted(server_id)
+        await self.machine.settled()
 
     # -- looking ----------------------------------------------------------------------------
 
@@ -235,11 +277,13 @@ class ServerManager:
         self._require_docker()
         return await self.observer.logs(server, tail)
 
-    async def follow_logs(self, server_id: str, tail: int | None) -> AsyncIterator[str]:
+    async def follow_logs(
+        self, server_id: str, tail: int | None, shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
         """Lines of the server's output as they come (for ``?follow=true``)."""
         server = self.get(server_id)
         self._require_docker()
-        return await self.observer.follow_logs(server, tail)
+        return await self.observer.follow_logs(server, tail, shaper)
 
     async def stats(self, server_id: str) -> ContainerStats:
         server = self.get(server_id)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from lightd_agent.backend.base import Backend, EngineError
+from lightd_agent.backend.lines import LineShaper, Shaped
 from lightd_agent.errors import Conflict, DockerTimeout
 from lightd_agent.servers.model import Server
 from lightd_agent.servers.power import locate
@@ -30,9 +31,11 @@ class Observer:
         container = await locate(self.backend, server)
         return await self.backend.output(container.id, "all" if tail is None else tail)
 
-    async def follow_logs(self, server: Server, tail: int | None) -> AsyncIterator[str]:
+    async def follow_logs(
+        self, server: Server, tail: int | None, shaper: LineShaper | None = None
+    ) -> AsyncIterator[Shaped]:
         container = await locate(self.backend, server)
-        return await self.backend.follow(container.id, "all" if tail is None else tail)
+        return await self.backend.follow(container.id, "all" if tail is None else tail, shaper)
 
     async def stats(self, server: Server) -> ContainerStats:
         if server.state != "running":

@@ -10,6 +10,7 @@ taken, so two actions on one server never interleave. What must hold before a bo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from lightd_agent.backend.base import Backend, ContainerInfo, EngineError
 from lightd_agent.config import AgentConfig
@@ -56,6 +57,8 @@ class Power:
         self.backend = backend
         self.machine = machine
         self.registry = registry
+        self.boot_checks: list[Callable[[Server], None]] = []
+        """More of what must hold before a boot (the disk quota: its image is mounted)."""
 
     def held(self, server: Server, action: str) -> None:
         """403 for a boot of a server the policy holds (its stored spec is refused)."""
@@ -113,6 +116,8 @@ class Power:
         # again at every start: a bind source may have changed since the create (a server
         # that can write under storage.base_path could have made part of it a symlink)
         check_spec(server.spec, self.config.policy, self.config.storage)
+        for check in self.boot_checks:
+            check(server)
 
     async def start_locked(self, server: Server, container_id: str | None = None) -> None:
         """Start the container (``container_id`` if the caller just created it).

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lightd_coordinator.api.routing import guard
+from lightd_coordinator.activity.context import note_caller
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.fleet import NodeClaimed
 from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NODE_PROOF_HEADER
+from lightd_shared.routing import guard
 
 __all__ = [
     "DOCS_PATHS",
@@ -75,12 +76,15 @@ def _principal(
     credentials: HTTPAuthorizationCredentials | None,
 ) -> Principal:
     if not coordinator.settings.auth.enabled:
-        return Principal(subject="anonymous", kind="anonymous")
-    token = bearer_token(request, credentials)
-    try:
-        return coordinator.verifier.verify(token)
-    except InvalidToken as exc:
-        raise _unauthorized(str(exc)) from None
+        principal = Principal(subject="anonymous", kind="anonymous")
+    else:
+        token = bearer_token(request, credentials)
+        try:
+            principal = coordinator.verifier.verify(token)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc)) from None
+    note_caller(principal.subject)  # the activity log's entry names the caller
+    return principal
 
 
 @guard

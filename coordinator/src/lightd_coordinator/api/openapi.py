@@ -28,6 +28,7 @@ def _extra(events_path: str) -> dict[str, list[int]]:
         events_path: operator,
         "POST /api/v1/nodes": [409],
         "POST /api/v1/commands/{command_id}/result": [400, 409],
+        "/api/v1/activity": operator,
     }
 
 

@@ -10,7 +10,8 @@ Keys, below ``registry.redis_prefix`` beside the registry's (``<pair>`` is the J
 
 Each change is one Lua script, so a series, its node's set and the index never disagree, even
 with several replicas writing. Its own connection to ``registry.redis_url`` (the registry keeps
-its own); when Redis cannot be reached an operation raises
+its own; both through :mod:`lightd_coordinator.storage.redis`); when Redis cannot be reached an
+operation raises
 :class:`~lightd_coordinator.registry.base.RegistryUnavailable` (``503``), naming the URL with
 its password masked.
 """
@@ -21,11 +22,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from lightd_coordinator.history.base import StatsHistory
-from lightd_coordinator.registry.redis import _guarded
-from lightd_shared.remote import mask_url
+from lightd_coordinator.storage.redis import RedisConnection, guarded
 from lightd_shared.stats import StatsSample
 
 __all__ = ["RedisStatsHistory"]
@@ -88,37 +86,25 @@ class RedisStatsHistory(StatsHistory):
     provider = "redis"
 
     def __init__(self, url: str, *, prefix: str = "lightd:", timeout: float = 5.0) -> None:
+        self.connection = RedisConnection(
+            url,
+            what="stats history",
+            timeout=timeout,
+            scripts={"add": _ADD, "purge": _PURGE, "forget": _FORGET},
+        )
         self.url = url
-        self.display_url = mask_url(url)
+        self.display_url = self.connection.display_url
         self.prefix = prefix
-        self._timeout = timeout
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
 
     async def open(self) -> None:
-        client = aioredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            health_check_interval=30,
-        )
-        self._client = client
-        for name, source in {"add": _ADD, "purge": _PURGE, "forget": _FORGET}.items():
-            self._scripts[name] = client.register_script(source)
+        await self.connection.open()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self.connection.close()
 
     @property
     def redis(self) -> Any:
-        # Any: as in the redis registry, redis-py's answer types are unions whatever
-        # decode_responses says; each answer is decoded where it is read
-        if self._client is None:
-            raise RuntimeError("the redis stats history is not open")
-        return self._client
+        return self.connection.client
 
     def _series(self, node_id: str, server: str) -> str:
         return f"{self.prefix}history:s:{_pair(node_id, server)}"
@@ -130,12 +116,13 @@ class RedisStatsHistory(StatsHistory):
     def _index(self) -> str:
         return f"{self.prefix}history:index"
 
-    @_guarded
+    @guarded
     async def add(
         self, node_id: str, server: str, sample: StatsSample, *, keep: int, after: datetime
     ) -> None:
-        await self._scripts["add"](
-            keys=[self._series(node_id, server), self._nodeset(node_id), self._index],
+        await self.connection.script(
+            "add",
+            [self._series(node_id, server), self._nodeset(node_id), self._index],
             args=[
                 sample.model_dump_json(),
                 repr(sample.timestamp.timestamp()),
@@ -145,17 +132,17 @@ class RedisStatsHistory(StatsHistory):
             ],
         )
 
-    @_guarded
+    @guarded
     async def latest(self, node_id: str, server: str) -> datetime | None:
         found = await self.redis.zrange(self._series(node_id, server), -1, -1)
         return StatsSample.model_validate_json(found[0]).timestamp if found else None
 
-    @_guarded
+    @guarded
     async def servers(self, node_id: str) -> set[str]:
         members = await self.redis.smembers(self._nodeset(node_id))
         return {str(json.loads(member)[1]) for member in members}
 
-    @_guarded
+    @guarded
     async def read(
         self, node_id: str, server: str, *, since: datetime | None, limit: int
     ) -> list[StatsSample]:
@@ -165,19 +152,17 @@ class RedisStatsHistory(StatsHistory):
         )
         return [StatsSample.model_validate_json(body) for body in found]
 
-    @_guarded
+    @guarded
     async def purge(self, before: datetime) -> int:
         gone = 0
         while True:
-            dropped, seen = await self._scripts["purge"](
-                keys=[self._index], args=[self.prefix, repr(before.timestamp()), _PURGE_BATCH]
+            dropped, seen = await self.connection.script(
+                "purge", [self._index], [self.prefix, repr(before.timestamp()), _PURGE_BATCH]
             )
             gone += int(dropped)
             if int(seen) < _PURGE_BATCH:
                 return gone
 
-    @_guarded
+    @guarded
     async def forget(self, node_id: str) -> None:
-        await self._scripts["forget"](
-            keys=[self._nodeset(node_id), self._index], args=[self.prefix]
-        )
+        await self.connection.script("forget", [self._nodeset(node_id), self._index], [self.prefix])

@@ -1,25 +1,21 @@
 """The ``sqlite`` resource history: one table in the registry's file; survives a restart.
 
-Its own connection (the registry keeps its own), one transaction per operation, called through
-``asyncio.to_thread`` so the event loop never waits on the disk.
+Its own connection (the registry keeps its own; both a
+:class:`~lightd_coordinator.storage.sqlite.SqliteFile`), one transaction per operation, called
+through ``asyncio.to_thread`` so the event loop never waits on the disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 from lightd_coordinator.history.base import StatsHistory
+from lightd_coordinator.storage.sqlite import SqliteFile
 from lightd_shared.stats import StatsSample
 
 __all__ = ["SqliteStatsHistory"]
-
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stats_samples (
@@ -33,46 +29,15 @@ class SqliteStatsHistory(StatsHistory):
     provider = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        self.file = SqliteFile(path, schema=_SCHEMA, what="stats history")
+        self.path = self.file.path
+        self._run = self.file.run
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._open)
-
-    def _close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+        await self.file.open()
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                conn = self._conn
-                if conn is None:
-                    raise RuntimeError("the sqlite stats history is not open")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    value = work(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return value
-
-        return await asyncio.to_thread(call)
+        await self.file.close()
 
     async def add(
         self, node_id: str, server: str, sample: StatsSample, *, keep: int, after: datetime

@@ -10,12 +10,14 @@
     lightd-coordinator dispatch --selector env=dev ACTION ...    ... on every matching node
     lightd-coordinator containers list NODE
     lightd-coordinator containers create NODE [--spec FILE] [--id ID] [--image IMG] [--cmd CMD]
-                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m]
+                                [--port [HOST:]N ...] [--env K=V ...] [--memory 512m] [--disk 10g]
                                 [--install-script @FILE] [--wait | --no-wait]
     lightd-coordinator containers start|stop|restart|kill|reinstall|delete|status|logs NODE SERVER
     lightd-coordinator containers exec NODE SERVER COMMAND...
+    lightd-coordinator containers quota NODE SERVER [--resize MB]   disk quota (limits.disk)
     lightd-coordinator services                                  services per node
     lightd-coordinator events [--types a,b] [--node ID]          tail /ws live
+    lightd-coordinator activity [--node N] [--user U] [--since 1h] ...  who did what (a table)
 
 Every verb takes ``--url`` (default: the config's server address), ``--token`` (default:
 ``$LIGHTD_COORD_TOKEN``, else the config's ``server.auth_token``) and ``--json`` (the API's JSON
@@ -27,8 +29,10 @@ The package, one idea per module:
 - ``client``     the HTTP client: typed answers (the shared models), refusals said plainly, and
                  the ``/ws`` event stream
 - ``rendering``  tables, event lines and the progress line
+- ``verbs_quota`` ``containers quota``: a server's disk quota, shown or resized
 - ``verbs``      what each verb does; waiting (for a command's result, for a server's lifecycle)
                  listens on ``/ws``
+- ``verbs_activity``  the ``activity`` verb: its flags, the page walk and the table
 
 Exit status: 0 done, 1 the work failed (a command that did not succeed, a server that failed to
 install, a selector that matched no node, a refused token), as :class:`OperatorError` says.

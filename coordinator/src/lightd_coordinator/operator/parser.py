@@ -1,4 +1,4 @@
-"""The operator verbs' argparse: nodes, dispatch, containers, services, events."""
+"""The operator verbs' argparse: nodes, dispatch, containers, services, events, activity."""
 
 from __future__ import annotations
 
@@ -6,12 +6,22 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from lightd_coordinator.operator.verbs_activity import add_activity_command
 from lightd_coordinator.operator.verbs_backups import add_backup_verbs
 from lightd_coordinator.operator.verbs_files import add_files_verbs
+from lightd_coordinator.operator.verbs_quota import add_quota_verb
+from lightd_coordinator.operator.verbs_schedules import add_schedule_commands
 
 __all__ = ["OPERATOR_COMMANDS", "add_operator_commands"]
 
-OPERATOR_COMMANDS: tuple[str, ...] = ("nodes", "dispatch", "containers", "services", "events")
+OPERATOR_COMMANDS: tuple[str, ...] = (
+    "nodes",
+    "dispatch",
+    "containers",
+    "services",
+    "events",
+    "activity",
+)
 """The top-level commands this package adds (each runs through :func:`run_operator`)."""
 
 _POWER_HELP = {
@@ -93,6 +103,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="the install script: @FILE reads it from FILE ('@-': stdin), else the text itself",
     )
     create.add_argument("--memory", help="memory limit such as 512m or 1g")
+    create.add_argument("--disk", help="enforced disk limit such as 512m or 10g (limits.disk)")
     wait = create.add_mutually_exclusive_group()
     wait.add_argument(
         "--wait",
@@ -122,6 +133,14 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
     add_backup_verbs(c_sub, verb)
+    add_quota_verb(c_sub, verb)
+    console = verb(
+        c_sub.add_parser("console", help="tail a server's output and send it what you type")
+    )
+    console.add_argument("node")
+    console.add_argument("server")
+    console.add_argument("--tail", type=int, default=None, help="start with N lines (150)")
+    add_schedule_commands(c_sub, verb)
     add_files_verbs(c_sub, verb)  # containers files ls|cat|write|upload|download|... (own module)
 
     verb(sub.add_parser("services", help="services per node"))
@@ -129,3 +148,5 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
     events = verb(sub.add_parser("events", help="tail the live event stream"))
     events.add_argument("--types", help="comma-separated event types")
     events.add_argument("--node", help="only events about this node")
+
+    add_activity_command(sub, verb)

@@ -40,8 +40,12 @@ from lightd_coordinator.operator.rendering import (
     service_table,
     update_text,
 )
+from lightd_coordinator.operator.verbs_activity import run_activity
 from lightd_coordinator.operator.verbs_backups import run_backup
+from lightd_coordinator.operator.verbs_console import console_verb
 from lightd_coordinator.operator.verbs_files import run_files_verb
+from lightd_coordinator.operator.verbs_quota import run_quota
+from lightd_coordinator.operator.verbs_schedules import run_schedules
 from lightd_shared.commands import FINAL_STATUSES, CommandResult
 from lightd_shared.containers import ContainerStatus
 from lightd_shared.dispatch import FanOutResults
@@ -301,6 +305,8 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         spec["env"] = {**(spec.get("env") or {}), **_pairs(args.env, "--env")}
     if args.memory:
         spec["limits"] = {**(spec.get("limits") or {}), "memory": args.memory}
+    if args.disk:
+        spec["limits"] = {**(spec.get("limits") or {}), "disk": args.disk}
     if args.install_script is not None:
         spec["install_script"] = _read_text("--install-script", args.install_script)
     if "id" not in spec or "image" not in spec:
@@ -406,6 +412,10 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
         return _create(api, args, base)
     if verb == "backup":
         return run_backup(api, args, base)
+    if verb == "console":
+        return console_verb(api, args)
+    if verb == "schedules":
+        return run_schedules(api, args)
     if verb == "files":
         return run_files_verb(api, args)
     answer: Answer[CommandResult]
@@ -418,6 +428,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     elif verb == "logs":
         params = {} if args.tail is None else {"tail": args.tail}
         answer = api.fetch(CommandResult, "GET", f"{base}/{args.server}/logs", params=params)
+    elif verb == "quota":
+        return run_quota(api, args, base)
     elif verb == "exec":
         command: str | list[str] = args.argv[0] if len(args.argv) == 1 else list(args.argv)
         budget = _duration("--timeout", args.timeout).total_seconds() + _SLACK
@@ -455,6 +467,7 @@ VERBS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "dispatch": _dispatch,
     "containers": _containers,
     "events": _events,
+    "activity": run_activity,
 }
 
 

@@ -26,7 +26,8 @@ per event fleet-wide and a resume is a range read.
 
 When Redis cannot be reached every operation raises :class:`RegistryUnavailable` (the API
 answers ``503``); redis-py reconnects on the next call once Redis is back. The URL's password is
-never logged: messages name the URL with its user info masked.
+never logged: messages name the URL with its user info masked. The connection and that guard
+are :mod:`lightd_coordinator.storage.redis`, shared with the history and the activity log.
 
 Over 400 lines: one idea, the Registry interface on Redis; most of its length is the Lua
 scripts that keep each change atomic across replicas.
@@ -34,36 +35,27 @@ scripts that keep each change atomic across replicas.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar, cast
-
-import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any
 
 from lightd_coordinator.registry.base import (
     HeartbeatOutcome,
     NodeChanged,
     Registry,
-    RegistryUnavailable,
     StoredEvent,
     StoredNode,
 )
+from lightd_coordinator.storage.redis import RedisConnection, guarded
 from lightd_shared.commands import CommandResult
 from lightd_shared.events import Event
 from lightd_shared.nodes import NodeRecord, NodeState
-from lightd_shared.remote import ConfigDocument, mask_url
+from lightd_shared.remote import ConfigDocument
 from lightd_shared.services import Service
 from lightd_shared.timestamps import format_timestamp, parse_timestamp, utcnow
 
 __all__ = ["RedisRegistry"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _PAGE = 500
 """Nodes fetched per pipeline when reading many."""
@@ -210,38 +202,6 @@ return 0
 """
 
 
-def _guarded(
-    method: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Turn "Redis cannot be reached" into :class:`RegistryUnavailable` with a masked URL."""
-
-    @functools.wraps(method)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except AuthenticationError:
-            registry = cast("RedisRegistry", args[0])
-            raise RegistryUnavailable(
-                f"the Redis registry at {registry.display_url} refused the credentials of "
-                "registry.redis_url (AuthenticationError); fix the password there"
-            ) from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            registry = cast("RedisRegistry", args[0])
-            raise RegistryUnavailable(
-                f"the Redis registry at {registry.display_url} cannot be reached "
-                f"({type(exc).__name__}); this replica retries on every call"
-            ) from None
-        except ResponseError as exc:
-            if "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
-                registry = cast("RedisRegistry", args[0])
-                raise RegistryUnavailable(
-                    f"the Redis registry at {registry.display_url} is not ready ({exc})"
-                ) from None
-            raise
-
-    return call
-
-
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -258,52 +218,39 @@ class RedisRegistry(Registry):
 
     def __init__(self, url: str, *, prefix: str = "lightd:", timeout: float = 5.0) -> None:
         super().__init__()
+        self.connection = RedisConnection(
+            url,
+            what="registry",
+            timeout=timeout,
+            scripts={
+                "put_node": _PUT_NODE,
+                "delete_node": _DELETE_NODE,
+                "heartbeat": _HEARTBEAT,
+                "sweep": _SWEEP,
+                "append_event": _APPEND_EVENT,
+                "finish_result": _FINISH_RESULT,
+                "lease": _LEASE,
+            },
+        )
         self.url = url
-        self.display_url = mask_url(url)
+        self.display_url = self.connection.display_url
         self.prefix = prefix
-        self._timeout = timeout
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
 
     # -- connection ----------------------------------------------------------------------
     async def open(self) -> None:
-        client = aioredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            health_check_interval=30,
-        )
-        self._client = client
-        for name, source in {
-            "put_node": _PUT_NODE,
-            "delete_node": _DELETE_NODE,
-            "heartbeat": _HEARTBEAT,
-            "sweep": _SWEEP,
-            "append_event": _APPEND_EVENT,
-            "finish_result": _FINISH_RESULT,
-            "lease": _LEASE,
-        }.items():
-            # registered locally; EVALSHA falls back to EVAL after a Redis restart by itself
-            self._scripts[name] = client.register_script(source)
+        await self.connection.open()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self.connection.close()
 
     @property
     def redis(self) -> Any:
-        # Any: redis-py types every answer as a union of bytes, str and awaitables whatever
-        # decode_responses says; this module decodes each answer where it reads it
-        if self._client is None:
-            raise RuntimeError("the redis registry is not open")
-        return self._client
+        return self.connection.client
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        return await self.connection.script(name, keys, args)
 
-    @_guarded
+    @guarded
     async def ping(self) -> None:
         await self.redis.ping()
 
@@ -329,11 +276,11 @@ class RedisRegistry(Registry):
             }
         )
 
-    @_guarded
+    @guarded
     async def get_node(self, node_id: str) -> StoredNode | None:
         return self._decode(await self.redis.hgetall(self._key("node:", node_id)))
 
-    @_guarded
+    @guarded
     async def put_node(self, node: StoredNode) -> None:
         record = node.record
         indexes = [self._key("idx:provider:", record.provider)] + [
@@ -368,7 +315,7 @@ class RedisRegistry(Registry):
         if not stored:
             raise NodeChanged(f"node {record.id!r} changed since it was read")
 
-    @_guarded
+    @guarded
     async def delete_node(self, node_id: str) -> bool:
         gone = await self._script(
             "delete_node", [self._key("node:", node_id)], [self.prefix, node_id]
@@ -387,12 +334,12 @@ class RedisRegistry(Registry):
                     nodes.append(node)
         return nodes
 
-    @_guarded
+    @guarded
     async def list_nodes(self) -> list[StoredNode]:
         ids = await self.redis.zrange(self._key("nodes"), 0, -1)
         return await self._fetch(list(ids))
 
-    @_guarded
+    @guarded
     async def query_nodes(
         self,
         *,
@@ -418,7 +365,7 @@ class RedisRegistry(Registry):
         end = None if limit is None else offset + limit
         return await self._fetch(ids[offset:end]), len(ids)
 
-    @_guarded
+    @guarded
     async def count_nodes(self) -> tuple[int, int]:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(self._key("nodes"))
@@ -426,7 +373,7 @@ class RedisRegistry(Registry):
         total, active = await pipe.execute()
         return int(total), int(active)
 
-    @_guarded
+    @guarded
     async def heartbeat_node(
         self, node_id: str, seen: datetime, status: NodeState, services: list[Service] | None
     ) -> HeartbeatOutcome | None:
@@ -469,7 +416,7 @@ class RedisRegistry(Registry):
 
         return await self.sweep_inactive(cutoff, envelope, keep=_HISTORY) or []
 
-    @_guarded
+    @guarded
     async def sweep_inactive(
         self, cutoff: datetime, envelope: Callable[[NodeRecord], str], *, keep: int
     ) -> list[NodeRecord] | None:
@@ -506,7 +453,7 @@ class RedisRegistry(Registry):
         went.sort(key=lambda r: r.id)
         return went
 
-    @_guarded
+    @guarded
     async def health_targets(self) -> list[tuple[str, str]]:
         urls = await self.redis.hgetall(self._key("health"))
         return sorted(urls.items())
@@ -515,18 +462,18 @@ class RedisRegistry(Registry):
     def _ttl_ms(self, expires_at: datetime) -> int:
         return max(1, _ms(expires_at) - _ms(utcnow()))
 
-    @_guarded
+    @guarded
     async def put_result(self, result: CommandResult, expires_at: datetime) -> None:
         await self.redis.set(
             self._key("result:", result.id), result.model_dump_json(), px=self._ttl_ms(expires_at)
         )
 
-    @_guarded
+    @guarded
     async def get_result(self, command_id: str) -> CommandResult | None:
         body = await self.redis.get(self._key("result:", command_id))
         return CommandResult.model_validate_json(body) if body is not None else None
 
-    @_guarded
+    @guarded
     async def finish_result(self, result: CommandResult, expires_at: datetime) -> CommandResult:
         earlier = await self._script(
             "finish_result",
@@ -538,7 +485,7 @@ class RedisRegistry(Registry):
     async def purge_results(self, now: datetime) -> int:
         return 0  # results and keys expire in Redis by themselves
 
-    @_guarded
+    @guarded
     async def claim_idempotency_key(
         self, key: str, command_id: str, expires_at: datetime
     ) -> str | None:
@@ -557,7 +504,7 @@ class RedisRegistry(Registry):
             body=fields["b"],
         )
 
-    @_guarded
+    @guarded
     async def append_event(self, node_id: str | None, type: str, body: str, keep: int) -> int:
         event_id = await self._script(
             "append_event",
@@ -566,19 +513,19 @@ class RedisRegistry(Registry):
         )
         return int(event_id)
 
-    @_guarded
+    @guarded
     async def recent_events(self, limit: int) -> list[StoredEvent]:
         if limit <= 0:
             return []
         entries = await self.redis.xrevrange(self._key("events"), count=limit)
         return [self._event(entry_id, fields) for entry_id, fields in reversed(entries)]
 
-    @_guarded
+    @guarded
     async def last_event_id(self) -> int:
         value = await self.redis.get(self._key("event_seq"))
         return int(value) if value is not None else 0
 
-    @_guarded
+    @guarded
     async def oldest_event_id(self) -> int:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self._key("events"), count=1)
@@ -588,12 +535,12 @@ class RedisRegistry(Registry):
             return self._event(*first[0]).id
         return (int(last) if last is not None else 0) + 1
 
-    @_guarded
+    @guarded
     async def events_after(self, after: int, limit: int) -> list[StoredEvent]:
         entries = await self.redis.xrange(self._key("events"), min=f"({after}-0", count=limit)
         return [self._event(entry_id, fields) for entry_id, fields in entries]
 
-    @_guarded
+    @guarded
     async def tail_events(self, after: int, *, timeout: float) -> list[StoredEvent]:
         block = max(1, int(timeout * 1000))
         answer = await self.redis.xread(
@@ -605,18 +552,18 @@ class RedisRegistry(Registry):
         return events
 
     # -- coordination --------------------------------------------------------------------
-    @_guarded
+    @guarded
     async def hold_lease(self, name: str, holder: str, ttl: float) -> bool:
         held = await self._script(
             "lease", [self._key("lease:", name)], [holder, max(1, int(ttl * 1000))]
         )
         return bool(held)
 
-    @_guarded
+    @guarded
     async def get_remote_config(self, node_id: str) -> ConfigDocument | None:
         body = await self.redis.get(self._key("remote:", node_id))
         return ConfigDocument.model_validate_json(body) if body is not None else None
 
-    @_guarded
+    @guarded
     async def put_remote_config(self, node_id: str, document: ConfigDocument) -> None:
         await self.redis.set(self._key("remote:", node_id), document.model_dump_json())

@@ -1,17 +1,15 @@
 """The ``sqlite`` registry: nodes, command results and event history in one embedded file.
 
 Uses the standard library's ``sqlite3`` on one connection guarded by a lock, called through
-``asyncio.to_thread`` so the event loop never waits on the disk. WAL journaling keeps writes
-cheap; every operation is one transaction, so a crash never leaves half a change behind.
+``asyncio.to_thread`` so the event loop never waits on the disk
+(:class:`~lightd_coordinator.storage.sqlite.SqliteFile`, shared with the history and the
+activity log). WAL journaling keeps writes cheap; every operation is one transaction, so a
+crash never leaves half a change behind.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sqlite3
-import threading
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +22,7 @@ from lightd_coordinator.registry.base import (
     apply_heartbeat,
     mark_node_inactive,
 )
+from lightd_coordinator.storage.sqlite import SqliteFile
 from lightd_shared.commands import CommandResult
 from lightd_shared.nodes import NodeRecord, NodeState
 from lightd_shared.services import Service
@@ -51,53 +50,21 @@ class SqliteRegistry(Registry):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self.file = SqliteFile(path, schema=_SCHEMA, what="registry")
+        self.path = self.file.path
+        self._run = self.file.run
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.open_sync)
-
-    def close_sync(self) -> None:
-        # Under the lock: a worker thread may still be inside a transaction (a cancelled
-        # ``asyncio.to_thread`` call keeps running), and closing a connection another thread
-        # is using crashes the sqlite3 module rather than raising.
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+        await self.file.open()
 
     def open_sync(self) -> None:
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            # owner-only from the start: the file holds the nodes' dispatch keys
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        self.file.open_sync()
+
+    def close_sync(self) -> None:
+        self.file.close_sync()
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._lock:
-                conn = self._conn
-                if conn is None:
-                    raise RuntimeError("the sqlite registry is not open")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    value = work(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return value
-
-        return await asyncio.to_thread(call)
+        await self.file.close()
 
     # -- nodes ---------------------------------------------------------------------------
     async def get_node(self, node_id: str) -> StoredNode | None:

@@ -15,11 +15,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 
 from lightd_agent.api.deps import ConfigDep, get_agent
-from lightd_agent.api.routing import GuardFirstRoute, guard
 from lightd_agent.commands import CommandLedger
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, AgentCommand, DispatchClaims
+from lightd_shared.routing import GuardFirstRoute, guard
 
 router = APIRouter(tags=["commands"], route_class=GuardFirstRoute)
 

@@ -6,7 +6,6 @@ pass the bus's gate: while it refuses (e.g. the remote-sync outbox is full) they
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
@@ -14,13 +13,14 @@ from fastapi.responses import PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import (
+    AgentDep,
     Authorized,
     BusDep,
     LifecycleAllowed,
     ManagerDep,
     lifecycle_allowed,
 )
-from lightd_agent.api.routing import GuardFirstRoute
+from lightd_agent.console.service import sse_events
 from lightd_agent.errors import AgentError
 from lightd_agent.lifecycle import Server
 from lightd_shared.base import Payload
@@ -35,6 +35,7 @@ from lightd_shared.containers import (
     ExecRequest,
     ExecResult,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(
     prefix="/containers",
@@ -186,18 +187,15 @@ async def delete(server_id: str, manager: ManagerDep, volumes: bool = False) -> 
 async def logs(
     server_id: str,
     manager: ManagerDep,
+    agent: AgentDep,
     tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
     follow: bool = False,
 ) -> Any:
     if not follow:
         return PlainTextResponse(await manager.logs(server_id, tail))
-    lines = await manager.follow_logs(server_id, tail)
-
-    async def stream() -> AsyncIterator[dict[str, str]]:
-        async for line in lines:
-            yield {"event": "log", "data": line}
-
-    return EventSourceResponse(stream(), ping=15)
+    # the live console: a bounded backlog, then throttled (see lightd_agent.console)
+    lines = await agent.console.follow(server_id, tail)
+    return EventSourceResponse(sse_events(lines), ping=15)
 
 
 @router.get("/{server_id}/stats", response_model=ContainerStats, summary="CPU, memory, network")

@@ -19,7 +19,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
 
 from lightd_agent.api.deps import AgentDep, require_token
-from lightd_agent.api.routing import GuardFirstRoute, guard
 from lightd_agent.errors import BadRequest, PayloadTooLarge
 from lightd_agent.files import FileService
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
@@ -41,6 +40,7 @@ from lightd_shared.files import (
     RenameRequest,
     WriteRequest,
 )
+from lightd_shared.routing import GuardFirstRoute, guard
 from lightd_shared.tokens import tokens_equal
 
 __all__ = ["UPLOAD_SUFFIX", "is_upload", "router"]

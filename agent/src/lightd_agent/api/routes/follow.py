@@ -3,18 +3,20 @@
 Opened only by a JWT signed with this node's dispatch key whose ``sub`` is the log follow's
 (a command token does not open it, and its token runs no command) and whose ``jti`` names this
 server. While the server installs, the stream is the install container's output; after that
-(or when there is no install running) it is the server's own. Each line is one ``event: log``.
+(or when there is no install running) it is the server's own. Each line is one
+``event: log``; it starts with a bounded backlog and is throttled like every follow
+(``event: dropped``, see :mod:`lightd_agent.console.service`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from sse_starlette.sse import EventSourceResponse
 
 from lightd_agent.api.deps import AgentDep, ManagerDep
+from lightd_agent.console.service import sse_events
 from lightd_agent.errors import Conflict
 from lightd_agent.security import DispatchTokenError, verify_dispatch_token
 from lightd_shared.dispatch import DispatchClaims
@@ -60,6 +62,7 @@ def follow_claims(
 async def follow_logs(
     server_id: str,
     manager: ManagerDep,
+    agent: AgentDep,
     claims: Annotated[DispatchClaims, Depends(follow_claims)],
     tail: Annotated[int | None, Query(ge=0, le=10_000)] = None,
 ) -> EventSourceResponse:
@@ -76,10 +79,6 @@ async def follow_logs(
         container = await backend.find(server_id, what="finding the server's container")
     if container is None:
         raise Conflict(f"server {server_id!r} has no container yet (state {server.state})")
-    lines = await backend.follow(container.id, "all" if tail is None else tail)
-
-    async def events() -> AsyncIterator[dict[str, str]]:
-        async for line in lines:
-            yield {"event": "log", "data": line}
-
-    return EventSourceResponse(events(), ping=15)
+    backlog = agent.console.backlog(tail)
+    lines = await backend.follow(container.id, backlog, agent.console.shaper(server_id, backlog))
+    return EventSourceResponse(sse_events(lines), ping=15)

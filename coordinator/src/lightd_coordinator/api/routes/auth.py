@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
+from lightd_coordinator.activity.context import note_caller
 from lightd_coordinator.api.deps import BearerDep, CoordinatorDep, bearer_token
 from lightd_coordinator.security import COORDINATOR_AUDIENCE, mint_token
 from lightd_shared.auth import TokenResponse
@@ -26,6 +27,7 @@ async def issue_token(
             detail="unauthorized: call this with the server token (server.auth_token) as bearer",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    note_caller("static-token")  # the activity log records who minted (never the token)
     seconds = int(coordinator.settings.auth.token_expiry.total_seconds())
     jwt = mint_token(
         coordinator.settings.auth.jwt_secret,

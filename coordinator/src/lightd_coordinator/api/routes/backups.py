@@ -31,7 +31,6 @@ from starlette.background import BackgroundTask
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.api.routes.containers import NodeId, ServerId, _run
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.security import mint_token
 from lightd_shared.backups import (
     BACKUP_DOWNLOAD_PATH,
@@ -42,6 +41,7 @@ from lightd_shared.backups import (
     CreateBackupParams,
 )
 from lightd_shared.commands import BackupCommand, CommandResult, CreateBackupCommand
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["router"]
 

@@ -14,10 +14,10 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.dispatch import ReportRejected
 from lightd_shared.commands import CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, FanOutRequest, FanOutResults
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(prefix="/api/v1/commands", tags=["commands"], route_class=GuardFirstRoute)
 

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
 from lightd_coordinator.api.routes.follow import follow_response
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_shared.commands import (
     Command,
     CommandResult,
@@ -43,6 +42,7 @@ from lightd_shared.commands import (
     StoppingParams,
 )
 from lightd_shared.containers import ContainerSpec, ExecRequest
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(
     prefix="/api/v1/nodes/{node_id}/containers",

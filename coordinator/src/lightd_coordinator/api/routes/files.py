@@ -40,7 +40,6 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from lightd_coordinator.api.deps import CoordinatorDep, require_auth
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.security import mint_token
 from lightd_shared.commands import COMMAND, CommandResult, describe_command_errors
@@ -60,6 +59,7 @@ from lightd_shared.files import (
     WriteRequest,
 )
 from lightd_shared.nodes import NodeRecord
+from lightd_shared.routing import GuardFirstRoute
 
 __all__ = ["UPLOAD_PATH_SUFFIX", "is_upload", "router"]
 

@@ -20,7 +20,7 @@ from lightd_coordinator.api.deps import (
     require_auth,
     vouch_for,
 )
-from lightd_coordinator.api.routing import GuardFirstRoute
+from lightd_shared.routing import GuardFirstRoute
 from lightd_shared.stats import StatsHistory, StatsReport, StatsReportAnswer
 from lightd_shared.timestamps import parse_timestamp
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
+from lightd_coordinator.activity.context import note_target
 from lightd_coordinator.api.deps import (
     AgentAuthDep,
     CoordinatorDep,
@@ -15,7 +16,6 @@ from lightd_coordinator.api.deps import (
     vouch_for,
 )
 from lightd_coordinator.api.errors import invalid
-from lightd_coordinator.api.routing import GuardFirstRoute
 from lightd_coordinator.fleet import NodeClaimed, NodeFilter
 from lightd_shared.commands import Command, CommandResult
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER, NEXT_HEARTBEAT_HEADER
@@ -30,6 +30,7 @@ from lightd_shared.nodes import (
     NodeStatusView,
     NodeUpdate,
 )
+from lightd_shared.routing import GuardFirstRoute
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["nodes"], route_class=GuardFirstRoute)
 Operator = [Depends(require_auth)]
@@ -87,6 +88,7 @@ async def register_node(
     With the agent token, an id already enrolled with a dispatch key needs the node's proof
     (``X-Lightd-Node-Proof``); without it the answer is ``409``.
     """
+    note_target(node=registration.id)  # the id is in the body: the activity log's entry names it
     try:
         record, created = await coordinator.fleet.register(
             registration, proof=proof, vouch=not principal.is_operator
@@ -195,11 +197,12 @@ async def send_command(
     run_async: Annotated[bool, Query(alias="async")] = False,
 ) -> CommandResult:
     """Send a command to the node's agent and answer with its result (or 202 with ``async``)."""
-    node = await coordinator.fleet.get(node_id)
-    if node is None:
+    found = await coordinator.fleet.get_for_dispatch(node_id)
+    if found is None:
         raise _not_found(node_id)
+    node, key = found
     result, _ = await coordinator.dispatcher.submit(
-        node, command, idempotency_key=idempotency_key, wait=not run_async
+        node, command, idempotency_key=idempotency_key, wait=not run_async, dispatch_key=key
     )
     if run_async:
         response.status_code = status.HTTP_202_ACCEPTED

@@ -35,10 +35,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 
 from lightd_coordinator.api.deps import AgentAuthDep, CoordinatorDep, NodeProofDep, vouch_for
-from lightd_coordinator.api.routing import GuardFirstRoute, guard
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 from lightd_shared.events import ServerUpdate
 from lightd_shared.remote import ConfigDocument, RemoteHealth, RemoteUpdate, UpdateAck
+from lightd_shared.routing import GuardFirstRoute, guard
 from lightd_shared.timestamps import utcnow
 
 NodeId = Annotated[

@@ -1,7 +1,8 @@
 """``server.max_body_size``: bodies over the limit are refused with 413, before they fill memory.
 
 Refused by ``Content-Length`` before a byte is read, and for a chunked body (no length) as soon
-as what arrived passes the limit. The agent has the same limit under the same name.
+as what arrived passes the limit. The agent and the coordinator both use it, under the same
+setting name.
 
 A chunked body is only found too large while a route reads it, and FastAPI turns any exception
 raised while it reads a body into 400 "There was an error parsing the body", except an
@@ -39,7 +40,8 @@ class BodyLimitMiddleware:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # a route that relays a stream (the file upload) is bounded by the agent it feeds
+        # a route with its own bound (a file upload: the agent's files.max_upload; the
+        # coordinator relays it as a stream to the agent, which bounds it) reads past this one
         if scope["type"] != "http" or (self.exempt and self.exempt(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return

@@ -4,7 +4,7 @@ FastAPI reads and parses a route's JSON body before it runs the route's dependen
 caller without a token who sends malformed JSON got a 422 (what is wrong with the body) where a
 401 belongs. :class:`GuardFirstRoute` runs the route's *guards* (dependencies marked with
 :func:`guard`: the token and proof checks) first, on the headers alone, and reads the body only
-for a caller they let through. Every router of this program is built with it.
+for a caller they let through. Every router of the agent and the coordinator is built with it.
 
 :func:`method_not_allowed` answers a 405 with an ``Allow`` header that lists every method of the
 path: the router's own lists only the methods of the first route that matched the path (``GET``

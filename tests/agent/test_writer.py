@@ -1,0 +1,116 @@
+"""The one writer of durable state (``servers/writer.py``) and the journal replay at start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from lightd_agent.events import EventBus, LifecycleEvent
+from lightd_agent.remote.journal import Journal
+from lightd_agent.remote.outbox import Outbox
+from lightd_agent.servers.writer import DurableWriter, WriteOutcome
+from lightd_agent.state import JournalEntry, StateStore, StoredServer
+from lightd_shared.containers import ContainerSpec
+from lightd_shared.remote import RemoteSettings
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "lightd_" + "ab" * 16
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _settings() -> RemoteSettings:
+    return RemoteSettings.model_validate(
+        {"enabled": True, "url": "http://127.0.0.1:9", "token": TOKEN, "events": "all"}
+    )
+
+
+def _record(server: str, state: str) -> StoredServer:
+    return StoredServer.model_validate(
+        {"spec": ContainerSpec(id=server, image="img").model_dump(mode="json"), "state": state}
+    )
+
+
+class CountingOutbox(Outbox):
+    commits = 0
+
+    def enqueue_many(self, updates: list[tuple[str, dict[str, object], float, int]]) -> list[int]:
+        self.commits += 1
+        return super().enqueue_many(updates)
+
+
+async def test_a_burst_is_committed_in_groups_and_published_in_order_after_it(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    outbox = CountingOutbox(tmp_path / "outbox.sqlite3")
+    journal = Journal(outbox, _settings, tmp_path, lambda: None)
+    bus.add_batch_listener(journal.record_many)
+    subscription = bus.subscribe()
+    outcomes: list[WriteOutcome] = []
+    writer = DurableWriter(store, bus, outcomes.append)
+    kinds = ["Running", "Stopped"] * 25
+    submitted = []
+    for n, kind in enumerate(kinds):
+        server = f"s{n % 5}"
+        event = bus.number(
+            LifecycleEvent(server=server, kind=kind, state=kind.lower())  # type: ignore[arg-type]
+        )
+        submitted.append(event)
+        writer.submit(server, _record(server, kind.lower()), event)
+    assert subscription.queue.qsize() == 0  # nothing is seen before it is durable
+    await writer.settled()
+    seen = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert [e.id for e in seen] == [e.id for e in submitted]
+    assert 1 <= writer.groups < len(kinds) and outbox.commits == writer.groups
+    pending = outbox.pending()
+    assert len(pending) == len(kinds)
+    for n in range(5):
+        seqs = [u.seq for u in pending if u.server == f"s{n}"]
+        assert seqs == list(range(1, 11))
+    assert all(exc is None for outcome in outcomes for exc in outcome.values())
+    last = {r.spec.id: r for r in store.load_all()}
+    assert last["s4"].state == "stopped" and last["s4"].journal[-1].id == submitted[-1].id
+    writer.close()
+    outbox.close()
+
+
+async def test_an_event_written_ahead_but_not_in_the_outbox_is_replayed_once(
+    tmp_path: Path,
+) -> None:
+    """The kill between the state file and the outbox commit: the start writes it, in order."""
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    journal = Journal(outbox, _settings, tmp_path, lambda: None)
+    committed = bus.number(LifecycleEvent(server="s1", kind="Running", state="running"))
+    journal.record_many([committed])  # the first change reached the outbox
+    ahead = bus.number(LifecycleEvent(server="s1", kind="Crashed", state="crashed"))
+    store.save(_record("s1", "crashed"), journal=[JournalEntry.of(ahead)])  # then the kill
+
+    assert journal.replay(store.load_all()) == 1
+    assert [(u.seq, u.body["status"]) for u in outbox.pending()] == [(1, "running"), (2, "crashed")]
+    assert journal.replay(store.load_all()) == 0  # already there: never twice
+    # an event the outbox already holds is not written again either
+    store.save(_record("s1", "running"), journal=[JournalEntry.of(committed)])
+    assert journal.replay(store.load_all()) == 0
+    outbox.close()
+
+
+async def test_a_synchronous_caller_writes_at_once_in_order(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    seen: list[LifecycleEvent] = []
+    bus.add_listener(seen.append)
+    writer = DurableWriter(store, bus, lambda outcome: None)
+    event = bus.number(LifecycleEvent(server="s1", kind="Ready", state="ready"))
+    await asyncio.to_thread(writer.submit, "s1", _record("s1", "ready"), event)
+    assert seen == [event]
+    assert store.load_all()[0].state == "ready"
