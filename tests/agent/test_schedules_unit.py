@@ -259,10 +259,35 @@ async def test_a_failed_task_stops_the_chain_unless_it_continues(rig: Rig) -> No
     result = view.last_result
     assert result.outcome == "failed"
     assert [t.outcome for t in result.tasks] == ["failed", "success", "failed", "skipped"]
-    assert "backups are not available" in (result.tasks[0].error or "")
+    # the backup task went through the backup service: the server has no volume directory here
+    assert "does not exist" in (result.tasks[0].error or ""), result.tasks[0].error
     # the command task went through the console's stdin writer to the server's stdin
     assert rig.backend.stdin["s4"] == [b"say hi\n"]
     assert rig.state("s4") == "running"  # the stop never ran
+
+
+@pytest.mark.anyio
+async def test_a_backup_task_waits_for_the_backup_and_succeeds_with_it(rig: Rig) -> None:
+    await rig.install("s7")
+    volume = rig.config.storage.volumes_dir / "s7"
+    volume.mkdir(parents=True, exist_ok=True)
+    (volume / "world.dat").write_bytes(b"level data")
+    rig.scheduler.create("s7", spec(id="nightly", tasks=[{"action": "backup"}]))
+    rig.scheduler.run_now("s7", "nightly")
+    view = await until(
+        lambda: (
+            (v := rig.scheduler.view("s7", "nightly")).last_result is not None
+            and v.last_result.finished is not None
+            and v
+        ),
+        "the run to end",
+    )
+    assert isinstance(view, ScheduleView) and view.last_result is not None
+    assert [t.outcome for t in view.last_result.tasks] == ["success"]
+    # the task ended only once the backup had: it is there, completed, holding the file
+    backups = rig.agent.backups.listing("s7")
+    assert [b.state for b in backups] == ["completed"]
+    assert backups[0].size is not None and backups[0].files is not None and backups[0].files >= 1
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ import lightd_shared
 MODULES = [
     "activity",
     "auth",
+    "backups",
     "base",
     "bodylimit",
     "commands",

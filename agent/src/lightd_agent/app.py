@@ -29,6 +29,8 @@ from lightd_agent.api.errors import agent_error_handler, http_error_handler
 from lightd_agent.api.routes import commands, containers, events, files, follow, health, schema
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import ENGINE_API_ERROR, refused_status
+from lightd_agent.backups import backups_subsystem
+from lightd_agent.backups import routes as backup_routes
 from lightd_agent.config import AgentConfig
 from lightd_agent.console import routes as console_routes
 from lightd_agent.core import Agent, Subsystem
@@ -185,6 +187,7 @@ def create_app(
         subsystems=[
             remote_subsystem,
             remotes_subsystem,
+            backups_subsystem,
             *(subsystems or []),
             coordinator_subsystem,
             stats_subsystem,
@@ -224,6 +227,8 @@ def create_app(
     app.include_router(follow.router)
     app.include_router(console_routes.router)
     app.include_router(remote_router(dependencies=[Authorized]))
+    app.include_router(backup_routes.router)
+    app.include_router(backup_routes.relay_router)
     app.include_router(disks_router)
     app.include_router(schedule_routes.router)
     app.include_router(files.router)

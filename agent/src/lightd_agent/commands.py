@@ -34,6 +34,9 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
+from lightd_agent.backups.commands import run_backup_command
+from lightd_agent.backups.commands import summary as backup_summary
+from lightd_agent.backups.service import BackupService
 from lightd_agent.config import CommandsSection
 from lightd_agent.console.service import console_command
 from lightd_agent.disks.commands import run_quota_command, summary
@@ -44,13 +47,16 @@ from lightd_agent.files.service import FileService
 from lightd_agent.lifecycle import Server, ServerManager
 from lightd_agent.schedules.commands import ScheduleAnyCommand, run_schedule_command
 from lightd_agent.schedules.scheduler import Scheduler
+from lightd_shared.backups import BackupInfo, BackupList, BackupRemoved
 from lightd_shared.commands import (
     COMMAND,
     CONTAINER_ACTIONS,
+    BackupCommand,
     CommandResult,
     CommandStatus,
     ConsoleCommand,
     ContainerAnswer,
+    CreateBackupCommand,
     CreateCommand,
     DeleteCommand,
     ExecCommand,
@@ -99,6 +105,8 @@ def _summary(answer: ContainerAnswer) -> str:
     """The one line for people in ``output`` beside a typed answer."""
     if isinstance(answer, ContainerList):
         return f"{answer.count} server(s)"
+    if isinstance(answer, BackupInfo | BackupList | BackupRemoved):
+        return backup_summary(answer)
     if isinstance(answer, ServerRemoved):
         return f"{answer.id}: deleted" + (" (volumes removed)" if answer.volumes_removed else "")
     if isinstance(answer, QuotaView):  # a quota: its command says it (disks/)
@@ -129,6 +137,8 @@ class CommandRunner:
         manager: ServerManager,
         bus: EventBus,
         node_id: str,
+        *,
+        backups: BackupService | None = None,
         scheduler: Scheduler | None = None,
         files: FileService | None = None,
     ) -> None:
@@ -137,6 +147,7 @@ class CommandRunner:
         self.manager = manager
         self.bus = bus
         self.node_id = node_id
+        self.backups = backups
         self.scheduler = scheduler
 
     async def run(self, command: AgentCommand) -> CommandResult:
@@ -283,6 +294,11 @@ class CommandRunner:
             seconds = timeout if budget is None else budget.total_seconds()
             result = await manager.exec(typed.params.server, typed.params.command, seconds)
             return result.status, result.output, None
+        elif isinstance(typed, CreateBackupCommand | BackupCommand):
+            if self.backups is None:
+                raise _Failed("backups are not available on this agent")
+            line, answer = await run_backup_command(self.backups, typed)
+            return "success", line, answer
         elif isinstance(typed, ConsoleCommand):
             return await console_command(manager, typed)
         elif isinstance(typed, DeleteCommand):

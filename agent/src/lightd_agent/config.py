@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_PATHS",
     "AgentConfig",
     "AuthorizationSection",
+    "BackupsSection",
     "CommandsSection",
     "ConfigError",
     "CoordinatorSection",
@@ -59,6 +60,7 @@ __all__ = [
     "NamedRemoteSettings",
     "NodeSection",
     "PolicySection",
+    "S3TargetSection",
     "ServerSection",
     "StorageSection",
     "TlsSection",
@@ -288,6 +290,67 @@ class CommandsSection(_Section):
     )
 
 
+class S3TargetSection(_Section):
+    """The S3-compatible bucket backups go to with ``backups.target: "s3"``.
+
+    Credentials left unset come from the standard AWS sources (``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials``, an instance role), as boto3 finds them.
+    """
+
+    bucket: str | None = Field(
+        default=None, min_length=3, max_length=63, description="The bucket (required for s3)"
+    )
+    prefix: str = Field(
+        default="lightd/", max_length=512, description="Key prefix: <prefix><server>/<id>.tar.gz"
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible endpoint (MinIO, Ceph, ...); AWS when unset"
+    )
+    region: str | None = Field(default=None, description="The bucket's region")
+    access_key_id: str | None = Field(default=None, description="Else from the environment")
+    secret_access_key: str | None = Field(default=None, description="Else from the environment")
+    part_size: int = Field(
+        default=64 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        description="Multipart upload part size in bytes (S3's minimum is 5 MiB)",
+    )
+
+
+class BackupsSection(_Section):
+    """Backups of each server's volume (``/containers/{id}/backups``)."""
+
+    target: Literal["local", "s3"] = Field(
+        default="local", description="Where archives go: 'local' (local_dir) or 's3'"
+    )
+    local_dir: Path | None = Field(
+        default=None, description="Archives of the local target (default <base_path>/backups)"
+    )
+    retention: int = Field(
+        default=0,
+        ge=0,
+        description="Completed backups kept per server; older ones are deleted after a new "
+        "one completes (0: keep all)",
+    )
+    ignore: list[str] = Field(
+        default_factory=list, description="gitignore-style patterns left out of every backup"
+    )
+    progress_interval: PositiveDuration = Field(
+        default=parse_duration("1s"),
+        description="At most one backup_progress/restore_progress event this often",
+    )
+    stop_timeout: PositiveDuration = Field(
+        default=parse_duration("30s"),
+        description="How long a running server may take to stop before a restore",
+    )
+    s3: S3TargetSection = Field(default_factory=S3TargetSection)
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> Self:
+        if self.target == "s3" and not self.s3.bucket:
+            raise ValueError("backups.target is s3 but backups.s3.bucket is not set")
+        return self
+
+
 class DisksSection(_Section):
     """Enforced disk quotas (``limits.disk``): a loop-mounted ext4 image per server."""
 
@@ -378,6 +441,7 @@ class AgentConfig(_Section):
     remotes: list[NamedRemoteSettings] = Field(
         default_factory=list, description="Further remotes, each with its own outbox"
     )
+    backups: BackupsSection = Field(default_factory=BackupsSection)
     disks: DisksSection = Field(default_factory=DisksSection)
     files: FilesSection = Field(default_factory=FilesSection)
 
@@ -393,6 +457,7 @@ class AgentConfig(_Section):
         """Every secret in this config, for the log filter that masks them."""
         tokens = [self.authorization.token, self.coordinator.token, self.remote.token]
         tokens += [remote.token for remote in self.remotes]
+        tokens.append(self.backups.s3.secret_access_key)
         # A user:password in a URL is a secret too (code masks it; the filter is the backstop).
         urls = [
             self.coordinator.url,
@@ -430,6 +495,7 @@ class _EnvOverrides(BaseSettings):
     commands: dict[str, Any] | None = None
     console: dict[str, Any] | None = None
     remotes: list[Any] | None = None
+    backups: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
 
 

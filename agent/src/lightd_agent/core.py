@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightd_agent.backend.base import Backend
 from lightd_agent.backend.docker_sdk import DockerBackend
+from lightd_agent.backups import BackupService
 from lightd_agent.command_ledger import SEEN_COMMANDS_FILE, CommandLedger, SeenCommands
 from lightd_agent.commands import CommandRunner
 from lightd_agent.config import AgentConfig
@@ -73,13 +74,14 @@ class Agent:
             config.docker, node_id=config.node.id, volumes_dir=config.storage.volumes_dir
         )
         self.manager = ServerManager(config, self.backend, self.bus)
+        self.backups = BackupService(config, self.manager, self.bus)
         self.console = Console(config.console, self.manager)
         self.files = FileService(config, self.manager)
         self.dispatch_key: str = load_dispatch_key(config.storage.state_dir)
         self.clock: Clock = clock or SystemClock()
         self.scheduler = Scheduler(
             ScheduleStore(config.storage.state_dir / SCHEDULES_FILE),
-            AgentTaskActions(self.manager, self.bus, self.console),
+            AgentTaskActions(self.manager, self.bus, self.console, self.backups),
             self.clock,
             self.bus,
         )
@@ -90,6 +92,7 @@ class Agent:
                 self.manager,
                 self.bus,
                 config.node.id,
+                backups=self.backups,
                 scheduler=self.scheduler,
                 files=self.files,
             ),

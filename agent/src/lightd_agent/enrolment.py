@@ -143,7 +143,12 @@ class Enrolment:
 
     # -- wiring --------------------------------------------------------------------------
     def on_event(self, event: LifecycleEvent) -> None:
-        """Bus listener: a server changed, so report the services soon (thread-safe)."""
+        """Bus listener: a server changed, so report the services soon (thread-safe).
+
+        Backup and restore events change no service (a restore's stop and start come as their
+        own events), so their progress does not turn into a heartbeat a second."""
+        if event.kind.startswith(("backup_", "restore_")):
+            return
         set_event_threadsafe(self._loop, self._wake)
 
     @property

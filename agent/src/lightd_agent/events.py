@@ -14,7 +14,8 @@ Before starting an action, API code asks :meth:`EventBus.refusal`: a *gate* (the
 bound) may refuse new lifecycle actions with a reason, answered as 503.
 
 Event kinds are the remote-sync seed's lifecycle names (``Started``, ``CreatingContainer``,
-``Ready``, ``Error``, ``ReinstallStarted``) plus runtime ones the seed lacks.
+``Ready``, ``Error``, ``ReinstallStarted``) plus runtime ones the seed lacks, and the backups'
+(``backup_started`` ... ``restore_failed``, :mod:`lightd_agent.backups`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ LifecycleKind = Literal[
     "Stopped",
     "Crashed",
     "Deleted",
+    "backup_started",
+    "backup_progress",
+    "backup_completed",
+    "backup_failed",
+    "restore_started",
+    "restore_progress",
+    "restore_completed",
+    "restore_failed",
     # a schedule's runs (lightd_agent.schedules): data is a lightd_shared.schedules.ScheduleEvent
     "schedule_started",
     "schedule_task",

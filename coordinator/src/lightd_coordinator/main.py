@@ -20,6 +20,7 @@ from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.routes import (
     activity,
     auth,
+    backups,
     commands,
     console,
     containers,
@@ -124,6 +125,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(nodes.router)
     app.include_router(containers.router)
+    app.include_router(backups.router)
     app.include_router(quota.router)
     app.include_router(console.router)
     app.include_router(remote.router)

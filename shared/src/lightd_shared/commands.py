@@ -22,6 +22,8 @@ missing param is refused (``422``) naming the field (``params.server``, ``params
     container delete                     params: timeout, server, volumes
     container logs                       params: timeout, server, tail
     container exec                       params: timeout, server, command, exec_timeout
+    container backup.create | backup.list params: timeout, server, ignore
+    container backup.get | backup.restore | backup.delete  params: timeout, server, backup
     container quota.get                  params: timeout, server
     container quota.resize               params: timeout, server, size (MB)
     container console                    params: timeout, server, command (one line)
@@ -45,11 +47,22 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     TypeAdapter,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from lightd_shared.backups import (
+    BackupInfo,
+    BackupList,
+    BackupParams,
+    BackupRemoved,
+    CreateBackupParams,
+    backup_answer_kind,
+)
 from lightd_shared.base import Payload, Request
 from lightd_shared.console import ConsoleLine
 from lightd_shared.containers import ContainerList, ContainerSpec, ContainerStatus
@@ -65,6 +78,7 @@ __all__ = [
     "CONTAINER_ACTIONS",
     "FINAL_STATUSES",
     "SCHEDULE_ACTIONS",
+    "BackupCommand",
     "Command",
     "CommandEcho",
     "CommandParams",
@@ -75,6 +89,7 @@ __all__ = [
     "ConsoleParams",
     "ContainerAction",
     "ContainerAnswer",
+    "CreateBackupCommand",
     "CreateCommand",
     "CreateParams",
     "DeleteCommand",
@@ -123,6 +138,11 @@ ContainerAction = Literal[
     "status",
     "logs",
     "exec",
+    "backup.create",
+    "backup.list",
+    "backup.get",
+    "backup.restore",
+    "backup.delete",
     "quota.get",
     "quota.resize",
     "console",
@@ -151,6 +171,11 @@ CONTAINER_ACTIONS: tuple[str, ...] = (
     "status",
     "logs",
     "exec",
+    "backup.create",
+    "backup.list",
+    "backup.get",
+    "backup.restore",
+    "backup.delete",
     "quota.get",
     "quota.resize",
     "console",
@@ -277,6 +302,22 @@ class ExecInsideCommand(_Command):
     params: ExecInsideParams
 
 
+class CreateBackupCommand(_Command):
+    """``backup.create`` (params.ignore adds patterns) and ``backup.list``."""
+
+    type: Literal["container"]
+    action: Literal["backup.create", "backup.list"]
+    params: CreateBackupParams
+
+
+class BackupCommand(_Command):
+    """``backup.get``, ``backup.restore``, ``backup.delete`` of ``params.backup``."""
+
+    type: Literal["container"]
+    action: Literal["backup.get", "backup.restore", "backup.delete"]
+    params: BackupParams
+
+
 class QuotaResizeParams(ServerParams):
     size: int = Field(
         ge=MIN_DISK // MIB,
@@ -347,6 +388,11 @@ _MEMBER: dict[str, str] = {
     "delete": "delete",
     "logs": "logs",
     "exec": "exec_inside",
+    "backup.create": "backup_create",
+    "backup.list": "backup_create",
+    "backup.get": "backup",
+    "backup.restore": "backup",
+    "backup.delete": "backup",
     "quota.get": "quota_get",
     "quota.resize": "quota_resize",
     "console": "console",
@@ -386,6 +432,8 @@ Command = Annotated[
     | Annotated[DeleteCommand, Tag("delete")]
     | Annotated[LogsCommand, Tag("logs")]
     | Annotated[ExecInsideCommand, Tag("exec_inside")]
+    | Annotated[CreateBackupCommand, Tag("backup_create")]
+    | Annotated[BackupCommand, Tag("backup")]
     | Annotated[QuotaGetCommand, Tag("quota_get")]
     | Annotated[QuotaResizeCommand, Tag("quota_resize")]
     | Annotated[ConsoleCommand, Tag("console")]
@@ -440,6 +488,9 @@ class ServerRemoved(Payload):
 def _answer_kind(value: Any) -> str:
     if isinstance(value, FilesAnswer) or (isinstance(value, dict) and value.get("kind") == "files"):
         return "files"
+    backup = backup_answer_kind(value)
+    if backup is not None:
+        return backup
     if isinstance(value, dict):
         if "containers" in value:
             return "list"
@@ -453,13 +504,33 @@ def _answer_kind(value: Any) -> str:
     return "removed" if isinstance(value, ServerRemoved) else "status"
 
 
+class _OverlappingMembers:
+    """Documents the answer union as ``anyOf``, not ``oneOf``: in JSON Schema its members
+    overlap (a ``ContainerList`` requires only ``count``, a backup's metadata has an ``id`` and a
+    ``state`` like a server's status), so a ``oneOf`` would refuse every valid answer that fits
+    two of them. Validation in Python still picks exactly one member (the discriminator)."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        if "oneOf" in schema:
+            schema["anyOf"] = schema.pop("oneOf")
+            schema.pop("discriminator", None)
+        return schema
+
+
 ContainerAnswer = Annotated[
     Annotated[ContainerList, Tag("list")]
     | Annotated[ServerRemoved, Tag("removed")]
     | Annotated[ContainerStatus, Tag("status")]
+    | Annotated[BackupList, Tag("backup_list")]
+    | Annotated[BackupRemoved, Tag("backup_removed")]
+    | Annotated[BackupInfo, Tag("backup")]
     | Annotated[QuotaView, Tag("quota")]
     | Annotated[FilesAnswer, Tag("files")],
     Discriminator(_answer_kind),
+    _OverlappingMembers(),
 ]
 """A container command's typed answer: the list, a server's status (``create``/``reinstall``:
 ``installing``), a deletion, or a disk quota (``quota.get``/``quota.resize``)."""

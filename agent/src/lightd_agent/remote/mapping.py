@@ -8,6 +8,8 @@ CreatingContainer  ``{"event":"update","server":ID,"status":"installing"}``
 ReinstallStarted   ``{"event":"update","server":ID,"status":"installing"}``
 Ready              ``{"event":"update","server":ID,"status":"ready"}``
 Error              ``{"event":"update","server":ID,"error":E,"data":DETAILS}``
+backup_failed      ``{"event":"update","server":ID,"error":"failed","data":"backup failed: ..."}``
+restore_failed     ``{"event":"update","server":ID,"error":"failed","data":"restore failed: ..."}``
 Running/Stopped/   ``"status":"running"|"stopped"|"crashed"``, only with
 Crashed            ``remote.events = "all"`` (the seed has no such statuses)
 Deleted            never sent
@@ -37,6 +39,8 @@ _SEED_STATUS: dict[str, RemoteStatus] = {
     "ReinstallStarted": "installing",
     "Ready": "ready",
 }
+_ERROR_KINDS = frozenset({"Error", "backup_failed", "restore_failed"})
+"""Kinds sent as the seed's error update (a backup's ``data`` is ``backup failed: ...``)."""
 _RUNTIME_STATUS: dict[str, RemoteStatus] = {
     "Running": "running",
     "Stopped": "stopped",
@@ -46,7 +50,7 @@ _RUNTIME_STATUS: dict[str, RemoteStatus] = {
 
 def update_body(event: LifecycleEvent, events: Literal["seed", "all"]) -> dict[str, Any] | None:
     """The body to send for ``event``, or ``None`` when this event is not sent."""
-    if event.kind == "Error":
+    if event.kind in _ERROR_KINDS:
         # cut to the shared bounds: a remote refuses longer ones, and a long Docker message
         # must not stop the update from being sent at all
         return ErrorUpdate(

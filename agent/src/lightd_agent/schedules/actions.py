@@ -3,14 +3,16 @@
 :class:`TaskActions` is all the runner knows of the agent. :class:`AgentTaskActions` does it
 with the agent's own parts: ``power`` through the server manager (the same code, policy and
 gate as ``POST /containers/{id}/{action}``), ``console`` through the console's stdin writer
-(the same checks as ``POST /containers/{id}/console``). ``backup`` is the one place to wire the
-backup service into; without one the task ends ``failed`` with a message saying so.
+(the same checks as ``POST /containers/{id}/console``), ``backup`` through the backup service
+(as ``POST /containers/{id}/backups``, then waiting for the backup to end: the task fails when
+the backup does, with its error).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from lightd_agent.backups import BackupService
 from lightd_agent.console.service import Console
 from lightd_agent.errors import AgentError
 from lightd_agent.events import EventBus
@@ -43,10 +45,13 @@ class TaskActions(Protocol):
 class AgentTaskActions:
     """:class:`TaskActions` on the real agent."""
 
-    def __init__(self, manager: ServerManager, bus: EventBus, console: Console) -> None:
+    def __init__(
+        self, manager: ServerManager, bus: EventBus, console: Console, backups: BackupService
+    ) -> None:
         self.manager = manager
         self.bus = bus
         self.console_writer = console
+        self.backups = backups
 
     def state(self, server: str) -> str | None:
         found = self.manager.servers.get(server)
@@ -68,5 +73,9 @@ class AgentTaskActions:
             raise TaskFailed(exc.message) from None
 
     async def backup(self, server: str) -> None:
-        # Wire the backup service in here once the agent has one.
-        raise TaskFailed("backups are not available on this agent: a backup task cannot run")
+        try:
+            info = await self.backups.create_and_wait(server, [])
+        except AgentError as exc:
+            raise TaskFailed(exc.message) from None
+        if info.state != "completed":
+            raise TaskFailed(f"backup {info.id} {info.state}: {info.error or 'no reason given'}")

@@ -147,6 +147,8 @@ class Installer:
     def reinstall(self, server: Server, stop_timeout: float) -> Server:
         if server.installing():
             raise Conflict(f"server {server.id!r} is already installing")
+        if server.restoring is not None:
+            raise Conflict(f"server {server.id!r} is restoring backup {server.restoring}")
         server.installer = asyncio.create_task(
             self._run(server, reinstall=True, stop_timeout=stop_timeout)
         )

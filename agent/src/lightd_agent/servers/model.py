@@ -7,6 +7,7 @@ Every field has one owner, the module that changes it; the others only read it:
 - ``installer``: :mod:`.install` (the background install task, while one runs)
 - ``restarts``: :mod:`.crash` (restart-policy window)
 - ``hold``: :mod:`.recovery` (why the policy refused the stored spec: never started again)
+- ``restoring``: :mod:`lightd_agent.backups.service` (a restore runs; power actions refused)
 
 The run facts (``state`` to ``container_id``) are the fields of the shared
 :class:`~lightd_shared.containers.ServerFacts`, which the state file (``StoredServer``) and the
@@ -55,6 +56,8 @@ class Server:
     restarts: deque[float] = field(default_factory=deque)
     hold: str | None = None
     """Why the policy refused this server's stored spec at start; the agent never starts it."""
+    restoring: str | None = None
+    """The backup a restore is putting back into this server's volume, while it runs."""
 
     @property
     def id(self) -> str:

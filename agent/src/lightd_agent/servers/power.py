@@ -66,9 +66,13 @@ class Power:
             raise PolicyRefused(f"server {server.id!r} is {server.hold}")
 
     def busy(self, server: Server) -> None:
-        """409 while the server installs: no power action until it is ready."""
+        """409 while the server installs or a backup is restored into its volume."""
         if server.installing() or server.state == "installing":
             raise Refused(f"server {server.id!r} is installing; wait until it is ready")
+        if server.restoring is not None:
+            raise Refused(
+                f"server {server.id!r} is restoring backup {server.restoring}; wait until it ends"
+            )
 
     def refusal(self, server: Server, action: str) -> None:
         """Raise the named refusal if ``action`` cannot begin now (no Docker call)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightd_coordinator.operator.verbs_activity import add_activity_command
+from lightd_coordinator.operator.verbs_backups import add_backup_verbs
 from lightd_coordinator.operator.verbs_files import add_files_verbs
 from lightd_coordinator.operator.verbs_quota import add_quota_verb
 from lightd_coordinator.operator.verbs_schedules import add_schedule_commands
@@ -131,6 +132,7 @@ def add_operator_commands(sub: Any, connection: Callable[[argparse.ArgumentParse
         help="one word: runs with /bin/sh -c; several: as is (put options after them, or use --)",
     )
     run_inside.add_argument("--timeout", default="30s", help="how long it may run (30s)")
+    add_backup_verbs(c_sub, verb)
     add_quota_verb(c_sub, verb)
     console = verb(
         c_sub.add_parser("console", help="tail a server's output and send it what you type")

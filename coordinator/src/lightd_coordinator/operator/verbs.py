@@ -41,6 +41,7 @@ from lightd_coordinator.operator.rendering import (
     update_text,
 )
 from lightd_coordinator.operator.verbs_activity import run_activity
+from lightd_coordinator.operator.verbs_backups import run_backup
 from lightd_coordinator.operator.verbs_console import console_verb
 from lightd_coordinator.operator.verbs_files import run_files_verb
 from lightd_coordinator.operator.verbs_quota import run_quota
@@ -409,6 +410,8 @@ def _containers(api: Api, args: argparse.Namespace) -> int:
     verb = args.containers_verb
     if verb == "create":
         return _create(api, args, base)
+    if verb == "backup":
+        return run_backup(api, args, base)
     if verb == "console":
         return console_verb(api, args)
     if verb == "schedules":
