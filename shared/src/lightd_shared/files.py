@@ -310,41 +310,32 @@ class WriteParams(FilesParams):
     encoding: ContentEncoding = "utf-8"
 
 
-class CreateFolderParams(FilesParams):
-    root: FilePath = "/"
-    name: FilePath = Field(min_length=1)
+class CreateFolderParams(FilesParams, CreateFolderRequest):
+    """The ``CreateFolderRequest`` body as a command's ``params``."""
 
 
-class CopyParams(FilesParams):
-    source: FilePath = Field(min_length=1)
-    destination: FilePath = Field(min_length=1)
-    is_folder: bool = False
+class CopyParams(FilesParams, CopyRequest):
+    """The ``CopyRequest`` body as a command's ``params``."""
 
 
-class RenameParams(FilesParams):
-    from_: FilePath = Field(alias="from", min_length=1)
-    to: FilePath = Field(min_length=1)
+class RenameParams(FilesParams, RenameRequest):
+    """The ``RenameRequest`` body as a command's ``params``."""
 
 
-class DeleteFilesParams(FilesParams):
-    root: FilePath = "/"
-    files: list[FilePath] = Field(min_length=1, max_length=MAX_BATCH)
+class DeleteFilesParams(FilesParams, DeleteRequest):
+    """The ``DeleteRequest`` body as a command's ``params``."""
 
 
-class ChmodParams(FilesParams):
-    path: FilePath = Field(min_length=1)
-    mode: FileMode
+class ChmodParams(FilesParams, ChmodRequest):
+    """The ``ChmodRequest`` body as a command's ``params``."""
 
 
-class CompressParams(FilesParams):
-    sources: list[FilePath] = Field(min_length=1, max_length=MAX_BATCH)
-    output: FilePath = Field(min_length=1)
-    format: ArchiveFormat = "tar.gz"
+class CompressParams(FilesParams, CompressRequest):
+    """The ``CompressRequest`` body as a command's ``params``."""
 
 
-class DecompressParams(FilesParams):
-    root: FilePath = "/"
-    file: FilePath = Field(min_length=1)
+class DecompressParams(FilesParams, DecompressRequest):
+    """The ``DecompressRequest`` body as a command's ``params``."""
 
 
 class SearchParams(FilesParams):
