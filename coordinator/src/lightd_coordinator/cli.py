@@ -44,6 +44,7 @@ from lightd_coordinator.operator import (
 from lightd_coordinator.operator.client import refusal
 from lightd_coordinator.operator.parser import OPERATOR_COMMANDS
 from lightd_shared.durations import DurationError, format_duration, parse_duration
+from lightd_shared.pacing import listen_url
 from lightd_shared.tables import table
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -221,10 +222,6 @@ def _redis_password(url: str) -> str:
     return password if len(password) >= 8 else ""
 
 
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
 def _token_of(args: argparse.Namespace, settings: Settings) -> tuple[str | None, str]:
     """The token to send and where it came from (said when the coordinator refuses it)."""
     if args.token:
@@ -239,9 +236,7 @@ def _token_of(args: argparse.Namespace, settings: Settings) -> tuple[str | None,
 
 def _status(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    url = (
-        args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
-    ).rstrip("/")
+    url = (args.url or listen_url(settings.server.host, settings.server.port)).rstrip("/")
     token, source = _token_of(args, settings)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -367,9 +362,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    url = (
-        args.url or f"http://{_client_host(settings.server.host)}:{settings.server.port}"
-    ).rstrip("/")
+    url = (args.url or listen_url(settings.server.host, settings.server.port)).rstrip("/")
     token, source = _token_of(args, settings)
     return run_operator(args, url, token, token_source=source)
 

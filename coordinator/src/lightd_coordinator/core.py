@@ -83,12 +83,12 @@ class Coordinator:
             default_timeout=settings.registry.command_timeout,
             result_ttl=settings.registry.result_ttl,
             max_output=settings.registry.max_output,
-            agent_scheme=settings.server.tls.agent_scheme,
+            agent_url=settings.server.tls.agent_url,
             activity=self.activity,
         )
         self.hub.add_listener(self.dispatcher.on_event)
         self.history = HistoryKeeper(create_history(settings.registry), settings.registry)
-        self.follower = LogFollower(self.client)
+        self.follower = LogFollower(self.client, agent_url=settings.server.tls.agent_url)
         self._tasks: list[asyncio.Task[None]] = []
         self.replica = f"{socket.gethostname()}:{secrets.token_hex(4)}"
         """This process's name among the replicas sharing a registry (the sweep lease holder)."""

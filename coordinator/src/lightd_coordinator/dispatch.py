@@ -46,11 +46,12 @@ from lightd_coordinator.activity.log import ActivityLog
 from lightd_coordinator.events import EventHub
 from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
+from lightd_coordinator.tls import TlsSettings
 from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, CommandResult
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
-from lightd_shared.pacing import backoff_delay, url_host
+from lightd_shared.pacing import backoff_delay
 from lightd_shared.timestamps import utcnow
 
 __all__ = ["Dispatcher", "ReportRejected", "new_command_id"]
@@ -111,7 +112,7 @@ class Dispatcher:
         default_timeout: timedelta,
         result_ttl: timedelta,
         max_output: int,
-        agent_scheme: Callable[[str | None], str] = lambda health_url: "http",
+        agent_url: Callable[[NodeRecord, str], str] | None = None,
         activity: ActivityLog | None = None,
     ) -> None:
         self._registry = registry
@@ -123,7 +124,7 @@ class Dispatcher:
         self._default_timeout = default_timeout
         self._result_ttl = result_ttl
         self._max_output = max_output
-        self._scheme = agent_scheme
+        self._agent_url = agent_url or TlsSettings().agent_url  # plain http by default
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._pending_writes: dict[str, asyncio.Task[None]] = {}
         """The ``pending`` record of each command being stored while it is sent (not before)."""
@@ -473,8 +474,7 @@ class Dispatcher:
         dispatch_key: str | _Unknown | None = UNKNOWN_KEY,
     ) -> CommandResult:
         echo = _echo(command, command_id)
-        scheme = self._scheme(node.health_url)
-        url = f"{scheme}://{_host(node.address)}:{node.port}{AGENT_COMMANDS_PATH}"
+        url = self._agent_url(node, AGENT_COMMANDS_PATH)
         body = AgentCommand.model_validate(
             {**echo.model_dump(mode="json", exclude_none=True), "node_id": node.id}, strict=False
         ).model_dump(mode="json", exclude_none=True)
@@ -631,5 +631,4 @@ class Dispatcher:
             )
 
 
-_host = url_host
 """Bracket a bare IPv6 address for use in a URL."""

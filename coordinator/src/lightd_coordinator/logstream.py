@@ -22,13 +22,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
 import httpx
 
 from lightd_coordinator.security import mint_token
+from lightd_coordinator.tls import TlsSettings
 from lightd_shared.console import DroppedLines
 from lightd_shared.nodes import NodeRecord
 from lightd_shared.stats import LOG_FOLLOW_PATH, LOG_FOLLOW_PREFIX, LOG_FOLLOW_SUBJECT
@@ -71,10 +72,6 @@ def _dropped_lines(data: str) -> int:
         return 0
 
 
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
-
-
 class LogFollower:
     def __init__(
         self,
@@ -84,8 +81,10 @@ class LogFollower:
         lines_per_second: float = 200.0,
         max_line: int = 65536 + 64,
         token_expiry: float = 60.0,
+        agent_url: Callable[[NodeRecord, str], str] | None = None,
     ) -> None:
         self._client = client
+        self._agent_url = agent_url or TlsSettings().agent_url  # plain http by default
         self._slots = asyncio.Semaphore(max_streams)
         self.max_streams = max_streams
         self.lines_per_second = lines_per_second
@@ -131,7 +130,7 @@ class LogFollower:
             token_id=f"{LOG_FOLLOW_PREFIX}{server}:{uuid.uuid4().hex}",
         )
         path = LOG_FOLLOW_PATH.format(server=server)
-        url = f"http://{_host(node.address)}:{node.port}{path}"
+        url = self._agent_url(node, path)
         params = {"tail": str(tail)} if tail is not None else {}
         request = self._client.build_request(
             "GET",

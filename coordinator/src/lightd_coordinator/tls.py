@@ -19,6 +19,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lightd_shared.nodes import NodeRecord
+from lightd_shared.pacing import url_host
 from lightd_shared.tls import check_server_files, client_context, uvicorn_options
 
 __all__ = ["TlsSettings"]
@@ -74,3 +76,10 @@ class TlsSettings(BaseModel):
         if self.agent_https or (health_url or "").lower().startswith("https://"):
             return "https"
         return "http"
+
+    def agent_url(self, node: NodeRecord, path: str) -> str:
+        """The URL of ``path`` on ``node``'s agent: its scheme, address (IPv6 in brackets), port.
+
+        Every request the coordinator makes to an agent (commands, log follows, file and backup
+        transfers) is addressed through here."""
+        return f"{self.agent_scheme(node.health_url)}://{url_host(node.address)}:{node.port}{path}"

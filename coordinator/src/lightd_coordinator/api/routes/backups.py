@@ -105,10 +105,6 @@ async def delete_backup(
     return await _run(coordinator, node_id, command)
 
 
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
-
-
 @router.get(
     "/{backup}/download",
     summary="A backup's archive (tar.gz), streamed from the agent",
@@ -142,7 +138,7 @@ async def download_backup(
     path = BACKUP_DOWNLOAD_PATH.format(server=server, backup=backup)
     request = coordinator.client.build_request(
         "GET",
-        f"http://{_host(node.address)}:{node.port}{path}",
+        coordinator.settings.server.tls.agent_url(node, path),
         headers={"Authorization": f"Bearer {token}"},
         timeout=httpx.Timeout(10.0, read=120.0),
     )

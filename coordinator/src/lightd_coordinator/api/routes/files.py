@@ -211,8 +211,6 @@ async def decompress(
 
 
 # -- streams ------------------------------------------------------------------------------------
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 async def _transfer_target(
@@ -232,8 +230,7 @@ async def _transfer_target(
         expires_in=60,
         token_id=f"{FILES_TRANSFER_PREFIX}{server}:{uuid.uuid4().hex}",
     )
-    scheme = coordinator.settings.server.tls.agent_scheme(node.health_url)
-    url = f"{scheme}://{_host(node.address)}:{node.port}/volumes/{server}/{route}"
+    url = coordinator.settings.server.tls.agent_url(node, f"/volumes/{server}/{route}")
     return url, {"Authorization": f"Bearer {token}"}
 
 
