@@ -38,6 +38,7 @@ from tests.coordinator.replicas import replicas
 from tests.harness.redis import RedisServer
 from tests.harness.registration import node_body, register
 from tests.harness.servers import free_port
+from tests.harness.wait import wait_until
 
 AUTH = {"Authorization": f"Bearer {STATIC}"}
 T0 = datetime(2026, 1, 13, 18, 0, tzinfo=UTC)
@@ -167,9 +168,12 @@ def test_a_dispatch_is_recorded_with_the_seeds_user() -> None:
         assert restart["user"] == "static-token"
         sugar = _only(client, kind="request", action="container.restart")
         assert sugar["server"] == "web-1" and sugar["node"] == node
-        # read-only commands change nothing and are left out (the dashboard polls them)
+        # a read-only command is recorded too (activity.record_reads, on by default)
         assert client.get(f"/api/v1/nodes/{node}/containers").status_code == 200
-        assert _activity(client, action="container.list")["entries"] == []
+        listed = wait_until(
+            lambda: _activity(client, action="container.list")["entries"], what="the list entry"
+        )
+        assert listed[0]["kind"] == "command" and listed[0]["node"] == node
         assert SHELL_SECRET not in json.dumps(_activity(client, limit=1000))
 
 
@@ -421,7 +425,7 @@ def test_no_secret_is_stored(make_store: StoreFactory) -> None:
                     ),
                     note,
                 )
-            for action in ("files.write", "files.read"):  # a read changes nothing: left out
+            for action in ("files.write", "files.read"):  # a read is recorded too, by default
                 await log.command(
                     CommandResult.model_validate(
                         {
@@ -443,13 +447,14 @@ def test_no_secret_is_stored(make_store: StoreFactory) -> None:
                 )
             entries = (await log.read(ActivityQuery())).entries
             assert [e.action for e in entries] == [
+                "files.read",
                 "files.write",
                 "container.exec",
                 "exec",
                 "container.create",
             ]
-            assert entries[0].server == "web-1"
-            entries = entries[1:]
+            assert entries[0].server == entries[1].server == "web-1"
+            entries = entries[2:]
             assert entries[2].server == "web-1" and entries[2].user == "developer"
             assert entries[1].shell is not None and entries[1].shell.program == "mysql"
             contents = _store_contents(store)
@@ -479,14 +484,20 @@ def test_no_secret_reaches_the_store_through_the_api(tmp_path: Path) -> None:
             json={"command": f"echo {SHELL_SECRET}", "timeout": "5s"},
         )
         assert ran.status_code == 200, ran.text
-        actions = [e["action"] for e in _activity(client)["entries"]]
-        assert actions == [
+        expected = [
             "container.exec",
             "container.exec",
             "container.create",
             "container.create",
             "node.register",
         ]
+        # a command's own entry is written with its final result, just after the answer left
+        actions = wait_until(
+            lambda: (a := [e["action"] for e in _activity(client)["entries"]]) == expected and a,
+            10,
+            what="the five entries",
+        )
+        assert actions == expected
         store = app.state.coordinator.activity.store
         assert isinstance(store, SqliteActivityStore)
         contents = _store_contents(store)
@@ -556,3 +567,36 @@ def test_the_activity_verb_prints_a_table(
     # a bad filter is the coordinator's 422, said plainly, and a failure
     assert main([*argv, "--since", "yesterday"]) != 0
     assert "since" in capsys.readouterr().err
+
+
+def test_reads_are_recorded_unless_switched_off() -> None:
+    """Every dispatched command is recorded; ``record_reads: false`` leaves the reads out."""
+
+    def result(action: str) -> CommandResult:
+        return CommandResult.model_validate(
+            {
+                "id": f"cmd_{action}_n1",
+                "node_id": "n1",
+                "command": {"type": "container", "action": action, "params": {"server": "s1"}},
+                "status": "success",
+            }
+        )
+
+    async def run(record_reads: bool) -> list[str]:
+        store = MemoryActivityStore()
+        await store.open()
+        log = _log(store, Clock(T0), record_reads=record_reads)
+        for action in ("list", "quota.get", "backup.list", "schedules.list", "start"):
+            await log.command(result(action), None)
+        entries = (await log.read(ActivityQuery())).entries
+        await store.close()
+        return [e.action for e in reversed(entries)]
+
+    assert asyncio.run(run(True)) == [
+        "container.list",
+        "container.quota.get",
+        "container.backup.list",
+        "container.schedules.list",
+        "container.start",
+    ]
+    assert asyncio.run(run(False)) == ["container.start"]

@@ -67,7 +67,11 @@ def test_the_activity_log_records_a_dispatch_with_its_user(
             done = client.post(f"/api/v1/nodes/{node}/commands", json=command)
             assert done.status_code == 200 and done.json()["status"] == "success", done.text
             assert done.json()["output"] == "hello world"
-            [entry] = _entries(client, node=node, kind="command", action="exec")
+            # a command's own entry is written with its final result, just after the answer left
+            [entry] = wait_until(
+                lambda: _entries(client, node=node, kind="command", action="exec"),
+                what="the command's entry",
+            )
             assert entry["user"] == "developer" and entry["subject"] == "static-token"
             assert entry["outcome"] == "success" and entry["command_id"] == done.json()["id"]
             assert entry["request_id"] == done.headers["x-request-id"]
@@ -86,10 +90,16 @@ def test_the_activity_log_records_a_dispatch_with_its_user(
             assert created.status_code == 200 and created.json()["status"] == "success"
             stopped = client.post(f"/api/v1/nodes/{node}/containers/{server}/stop")
             assert stopped.status_code == 200, stopped.text
-            kinds = {
-                (e["kind"], e["action"], e["outcome"])
-                for e in _entries(client, node=node, server=server)
-            }
+
+            def kinds_once_stopped() -> set[tuple[str, str, str]]:
+                kinds = {
+                    (e["kind"], e["action"], e["outcome"])
+                    for e in _entries(client, node=node, server=server)
+                }
+                stopped = any(k[:2] == ("command", "container.stop") for k in kinds)
+                return kinds if stopped else set()
+
+            kinds = wait_until(kinds_once_stopped, what="the stop command's entry")
             assert ("command", "container.create", "success") in kinds
             assert ("request", "container.create", "200") in kinds
             assert ("request", "container.stop", "200") in kinds

@@ -215,6 +215,11 @@ class ActivitySettings(_Section):
     max_entries: int = Field(
         default=10_000, ge=10, le=10_000_000, description="Entries kept at most (the newest)"
     )
+    record_reads: bool = Field(
+        default=True,
+        description="Record read-only container commands too (list, status, logs, file reads, "
+        "quota.get, backup.list|get, schedules.list); false keeps a busy dashboard's reads out",
+    )
 
 
 _yaml_path: ContextVar[Path | None] = ContextVar("lightd_coordinator_yaml", default=None)

@@ -220,7 +220,9 @@ class Dispatcher:
 
     def _finish_after(self, result: CommandResult) -> CommandResult:
         """Store and publish a final result once the caller has it (the answer goes first)."""
-        task = asyncio.create_task(self._finish(result), name=f"finish {result.id}")
+        # the request's note now: the command is forgotten (its origin with it) before this runs
+        origin = self._origins.get(result.id)
+        task = asyncio.create_task(self._finish(result, origin), name=f"finish {result.id}")
         self._finishing[result.id] = task
         task.add_done_callback(lambda _: self._finishing.pop(result.id, None))
         task.add_done_callback(_log_failure)
@@ -357,8 +359,11 @@ class Dispatcher:
     async def _store(self, result: CommandResult) -> None:
         await self._registry.put_result(result, utcnow() + self._result_ttl)
 
-    async def _finish(self, result: CommandResult) -> CommandResult:
-        """Store a final result and announce it, unless one was stored first; the winner."""
+    async def _finish(self, result: CommandResult, origin: Note | None = None) -> CommandResult:
+        """Store a final result and announce it, unless one was stored first; the winner.
+
+        ``origin``: the request the command came from, when the caller took it before the
+        command was forgotten (else it is looked up)."""
         pending = self._pending_writes.get(result.id)
         if pending is not None:  # never let the pending record land after the result
             await asyncio.shield(pending)
@@ -374,7 +379,7 @@ class Dispatcher:
             return won
         self.finished[result.status] += 1
         if self._activity is not None:
-            await self._activity.command(result, self._origins.get(result.id))
+            await self._activity.command(result, origin or self._origins.get(result.id))
         await self._hub.publish("command_result", result, node_id=result.node_id)
         log.info(
             "command %s on node %s: %s",

@@ -8,10 +8,11 @@ path parameters alone, a command entry from the command's type, action and serve
 shell text may hold secrets (``mysql -pSECRET``), so it is summarised
 (:func:`~lightd_shared.activity.shell_summary`: program, length, SHA-256), never kept.
 
-Read-only container commands (``list``, ``status``, ``logs``, and reading files: ``files.list``,
-``files.detailed``, ``files.read``, ``files.search``) change nothing and are not recorded: the
-dashboard's polling would flood the log. A file write is recorded with its server, never its
-path's content.
+Every dispatched command is recorded, reads too. With ``activity.record_reads: false`` the
+read-only container commands (:data:`READ_ONLY_ACTIONS`: ``list``, ``status``, ``logs``, the file
+reads, ``quota.get``, ``backup.list|get``, ``schedules.list``) are left out, for a fleet whose
+dashboards would push everything else out of the bounded log. A file write is recorded with its
+server, never its content.
 
 Recording never fails a request: a store that cannot be written (Redis down) is logged, once
 per outage, and the entry counted in :attr:`ActivityLog.dropped`.
@@ -36,9 +37,21 @@ __all__ = ["READ_ONLY_ACTIONS", "ActivityLog"]
 log = logging.getLogger(__name__)
 
 READ_ONLY_ACTIONS = frozenset(
-    {"list", "status", "logs", "files.list", "files.detailed", "files.read", "files.search"}
+    {
+        "list",
+        "status",
+        "logs",
+        "files.list",
+        "files.detailed",
+        "files.read",
+        "files.search",
+        "quota.get",
+        "backup.list",
+        "backup.get",
+        "schedules.list",
+    }
 )
-"""Container actions that change nothing: their commands are not recorded."""
+"""Container actions that change nothing: left out with ``activity.record_reads: false``."""
 
 _TEXT = 255
 
@@ -57,6 +70,7 @@ class ActivityLog:
     ) -> None:
         self.store = store
         self.enabled = settings.enabled
+        self.record_reads = settings.record_reads
         self.retention = settings.retention
         self.max_entries = settings.max_entries
         self.clock = clock
@@ -117,7 +131,7 @@ class ActivityLog:
             action = "exec"
             shell = shell_summary(echo.action).model_dump()
         else:
-            if echo.action in READ_ONLY_ACTIONS:
+            if not self.record_reads and echo.action in READ_ONLY_ACTIONS:
                 return
             # a file action is named as is (files.write), the others container.<action>
             action = echo.action if echo.action.startswith("files.") else f"container.{echo.action}"
