@@ -25,7 +25,10 @@ def test_every_route_answers_401_before_reading_the_body(make_agent: AgentFactor
             "url": f"http://127.0.0.1:{free_port()}",
             "token": TOKEN,
             "advertise_address": "127.0.0.1",
-        }
+        },
+        # two refused calls per route from one client: more than the failed-auth limit lets
+        # through (its 429s are tested in test_ratelimit.py); this test is about the 401s
+        server={"host": "127.0.0.1", "port": 8070, "rate_limit": {"burst": 100_000}},
     )
     routes = [
         (method.upper(), re.sub(r"\{[^}]+\}", "1", template))

@@ -6,6 +6,7 @@ import docker
 import pytest
 
 from tests.agent.conftest import SERVE, Agent
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -144,8 +145,12 @@ def test_failed_reinstall_leaves_the_server_failed_not_deleted(
     status = agent.wait_state("fragile", "failed")
     assert "exited with code 4" in status["error"]
     assert "second run refused" in status["error"]
-    kinds = agent.kinds("fragile")
-    assert kinds[-2:] == ["ReinstallStarted", "Error"]
+    # the state is in memory a moment before its event is durable and published
+    wait_until(
+        lambda: agent.kinds("fragile")[-2:] == ["ReinstallStarted", "Error"],
+        10,
+        what="ReinstallStarted then Error as the last events",
+    )
     # still known, can be reinstalled or deleted; start refuses with a reason
     response = agent.client.post("/containers/fragile/start")
     assert response.status_code == 409

@@ -36,7 +36,12 @@ ROUTES = _routes()
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    settings = make_settings(auth={"enabled": True, "agent_token": AGENT_TOKEN})
+    # every route twice from one client: more refused calls than the failed-auth limit lets
+    # through (its 429s are tested in test_ratelimit.py); this module is about the 401s
+    settings = make_settings(
+        auth={"enabled": True, "agent_token": AGENT_TOKEN},
+        server={"rate_limit": {"burst": 100_000}},
+    )
     with coordinator(settings) as (url, _):
         yield url
 

@@ -388,11 +388,14 @@ class BrokenDisk:
         return result
 
     def enqueue_many(self, updates: list[Any]) -> list[int]:
-        """The journal's group write: one transaction, so it fails (or not) as a whole."""
+        """The journal's group write: one transaction, so it fails (or not) as a whole; every
+        update of a refused group counts as refused."""
         if self.failures:
             self.failures -= 1
+            self.refused += len(updates)
             raise sqlite3.OperationalError("disk I/O error")
         if self.broken:
+            self.refused += len(updates)
             raise sqlite3.OperationalError("disk I/O error")
         result: list[int] = self._enqueue_many(updates)
         return result
