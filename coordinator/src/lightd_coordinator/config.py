@@ -10,6 +10,9 @@ Sources, strongest first:
 
 Unknown keys are refused (a typo should not silently fall back to a default). Every problem is
 raised as one :class:`ConfigError` whose message names the file, the key and what is wrong.
+
+Over 400 lines on purpose: it is one idea, the coordinator's whole configuration tree (one
+settings section per class, field by field), which docs/coordinator.md mirrors.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ gives tests the handles a real engine has only by accident:
   ``calls`` lists every call in order;
 - ``stdin`` records what was written to each container's stdin, and a running container
   echoes each line into its output (``got: <line>``), like a shell loop reading stdin.
+
+Over 400 lines on purpose: it is one idea, a whole engine behind the one ``Backend``
+interface (every method the real one has, with the same rules), so a test reads one file.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@
   (``"data": "backup failed: ..."`` / ``"restore failed: ..."``).
 
 One backup or restore runs per server at a time (another one answers 409).
+
+Over 400 lines on purpose: it is one idea, the life of a backup and of a restore (claim,
+run, publish, record); the archive, targets, store and swap are their own modules.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ no answer in time             retry        backoff for that update (that server 
 other 4xx                     dead-letter  kept for operators to list and replay
 anything else                 retry        backoff
 ============================  ===========  ========================================================
+
+Over 400 lines on purpose: it is one idea, sending the outbox (the policy table, the
+per-server workers and the grouped acknowledgements that feed each other).
 """
 
 from __future__ import annotations
