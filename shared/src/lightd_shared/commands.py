@@ -43,7 +43,7 @@ action, the discriminator and the typed answers); a feature's own params live in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -155,34 +155,10 @@ ContainerAction = Literal[
     "schedules.delete",
     "schedules.run",
 ]
-SCHEDULE_ACTIONS: tuple[str, ...] = (
-    "schedules.list",
-    "schedules.create",
-    "schedules.update",
-    "schedules.delete",
-    "schedules.run",
-)
-CONTAINER_ACTIONS: tuple[str, ...] = (
-    "create",
-    "start",
-    "stop",
-    "restart",
-    "kill",
-    "reinstall",
-    "delete",
-    "list",
-    "status",
-    "logs",
-    "exec",
-    "backup.create",
-    "backup.list",
-    "backup.get",
-    "backup.restore",
-    "backup.delete",
-    "quota.get",
-    "quota.resize",
-    "console",
-    *SCHEDULE_ACTIONS,
+CONTAINER_ACTIONS: tuple[str, ...] = get_args(ContainerAction)
+"""Every container action, in :data:`ContainerAction`'s order (one list, read from it)."""
+SCHEDULE_ACTIONS: tuple[str, ...] = tuple(
+    action for action in CONTAINER_ACTIONS if action.startswith("schedules.")
 )
 
 
