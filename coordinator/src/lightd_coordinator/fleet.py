@@ -163,6 +163,7 @@ class Fleet:
         self, registration: NodeRegistration, *, proof: str | None, vouch: bool
     ) -> tuple[NodeRecord, bool]:
         now = utcnow()
+        seen: StoredNode | None = None
         if vouch and proof:
             # the signature check (the slow part) before any lock: against the key stored now;
             # under the node's lock below a changed key is checked again
@@ -170,6 +171,30 @@ class Fleet:
             if seen is not None and seen.dispatch_key is not None:
                 self._check_proof(registration.id, seen.dispatch_key, proof)
         async with self._locked(registration.id):
+            if seen is None:
+                # a brand-new id: one atomic create-if-absent, one round trip (no proof to
+                # check, nothing to compare); an id that exists takes the read-then-set path
+                record = NodeRecord.model_validate(
+                    {**registration.model_dump(), "created_at": now, "last_seen": now}
+                )
+                fresh = StoredNode(
+                    record=record,
+                    active_since=now,
+                    dispatch_key=registration.dispatch_key,
+                    operator_registered=not vouch,
+                )
+                if await self.registry.create_node(fresh):
+                    self._proven.pop(registration.id, None)
+                    self._proven_key.pop(registration.id, None)
+                    await self.hub.publish("node_registered", _json(record), node_id=record.id)
+                    log.info(
+                        "node %s registered at %s:%s",
+                        record.id,
+                        record.address,
+                        record.port,
+                        extra={"node_id": record.id},
+                    )
+                    return record, True
             existing = await self.registry.get_node(registration.id)
             if vouch and existing is not None:
                 if existing.dispatch_key is None and existing.operator_registered:

@@ -178,6 +178,18 @@ class Registry(ABC):
     @abstractmethod
     async def put_node(self, node: StoredNode) -> None: ...
 
+    async def create_node(self, node: StoredNode) -> bool:
+        """Store ``node`` only if its id is unknown, in one step; ``False``: the id exists.
+
+        A brand-new node's registration is this one round trip (the fleet falls back to read,
+        then compare-and-set, when the id exists). The default is correct but plain (get, then
+        put); backends override it with one atomic create-if-absent.
+        """
+        if await self.get_node(node.record.id) is not None:
+            return False
+        await self.put_node(node)
+        return True
+
     @abstractmethod
     async def delete_node(self, node_id: str) -> bool: ...
 

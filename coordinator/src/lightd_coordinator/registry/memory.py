@@ -45,6 +45,9 @@ class MemoryRegistry(Registry):
     async def put_node(self, node: StoredNode) -> None:
         self._nodes[node.record.id] = node
 
+    async def create_node(self, node: StoredNode) -> bool:
+        return self._nodes.setdefault(node.record.id, node) is node
+
     async def delete_node(self, node_id: str) -> bool:
         return self._nodes.pop(node_id, None) is not None
 

@@ -281,6 +281,17 @@ class RedisRegistry(Registry):
         return self._decode(await self.redis.hgetall(self._key("node:", node_id)))
 
     @guarded
+    async def create_node(self, node: StoredNode) -> bool:
+        # revision 0 makes the put script a create-if-absent: one script call, one round trip
+        if node.revision != 0:
+            raise ValueError("create_node takes a new node (revision 0)")
+        try:
+            await self.put_node(node)
+        except NodeChanged:
+            return False
+        return True
+
+    @guarded
     async def put_node(self, node: StoredNode) -> None:
         record = node.record
         indexes = [self._key("idx:provider:", record.provider)] + [

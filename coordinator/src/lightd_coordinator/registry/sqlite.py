@@ -83,6 +83,18 @@ class SqliteRegistry(Registry):
             )
         )
 
+    async def create_node(self, node: StoredNode) -> bool:
+        body = node.model_dump_json()
+        count = await self._run(
+            lambda c: (
+                c.execute(
+                    "INSERT INTO nodes (id, body) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+                    (node.record.id, body),
+                ).rowcount
+            )
+        )
+        return bool(count)
+
     async def delete_node(self, node_id: str) -> bool:
         count = await self._run(
             lambda c: c.execute("DELETE FROM nodes WHERE id = ?", (node_id,)).rowcount
