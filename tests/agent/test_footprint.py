@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lightd_agent.footprint import limit_malloc_arenas
+from lightd_agent.footprint import HeapTrimmer, limit_malloc_arenas, malloc_trim
+from tests.harness.wait import wait_until
 
 
 def test_the_arena_cap_applies_on_glibc() -> None:
@@ -61,3 +62,19 @@ print("croniter" in sys.modules)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+def test_malloc_trim_is_there_on_glibc() -> None:
+    assert malloc_trim() is not None  # True or False: whether it freed anything
+
+
+def test_the_heap_trimmer_trims_until_stopped() -> None:
+    trimmer = HeapTrimmer(interval=0.01)
+    assert trimmer.start() is True
+    try:
+        wait_until(lambda: trimmer.trims >= 3, 10.0, what="three trims")
+    finally:
+        trimmer.stop()
+    stopped_at = trimmer.trims
+    assert trimmer._thread is not None and not trimmer._thread.is_alive()
+    assert trimmer.trims == stopped_at  # no trim after stop

@@ -85,7 +85,7 @@ def _run(path: str | None) -> int:
     import uvicorn
 
     from lightd_agent.app import create_app
-    from lightd_agent.footprint import limit_malloc_arenas
+    from lightd_agent.footprint import HeapTrimmer, limit_malloc_arenas
     from lightd_agent.logs import configure_logging
 
     limit_malloc_arenas()  # before any thread starts: see footprint.py
@@ -117,7 +117,12 @@ def _run(path: str | None) -> int:
             **config.server.tls.uvicorn_options(),
         ),
     )
-    server.run()
+    trimmer = HeapTrimmer()  # free C heap back to the system while running: see footprint.py
+    trimmer.start()
+    try:
+        server.run()
+    finally:
+        trimmer.stop()
     return 0 if server.started else 1
 
 

@@ -7,6 +7,12 @@ so two arenas serve them as well as many: :func:`limit_malloc_arenas` sets ``M_A
 2 (the value ``MALLOC_ARENA_MAX=2`` in the environment gives) before any thread starts. An
 environment that sets ``MALLOC_ARENA_MAX`` itself keeps its own value; other C libraries
 (musl) have no such knob and are left alone.
+
+glibc also keeps the free memory at the top of each arena's heap and in its bins instead of
+handing it back: after start-up and a burst of installs the agent held about 4.5 MiB it no
+longer used (figure 7a: 80.0 MiB idle without, 75.5 MiB with). :class:`HeapTrimmer` calls
+``malloc_trim(0)`` once a second from a thread of its own; a call that has nothing to give
+back costs microseconds, one that frees a few MiB about 0.3 ms, with the GIL released.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import threading
+from collections.abc import Callable
 
-__all__ = ["limit_malloc_arenas"]
+__all__ = ["HeapTrimmer", "limit_malloc_arenas", "malloc_trim"]
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +32,61 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 ARENAS = 2
 
 
+TRIM_INTERVAL = 1.0
+"""Seconds between two trims of :class:`HeapTrimmer`."""
+
+
+def _glibc(function: str) -> Callable[..., int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        found: Callable[..., int] = getattr(ctypes.CDLL(name), function)
+    except (OSError, AttributeError):  # not glibc (musl has neither knob)
+        return None
+    return found
+
+
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas (call before threads start); whether it was applied."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def malloc_trim() -> bool | None:
+    """Give the C heap's free memory back to the system now: whether glibc released any,
+    ``None`` where there is no ``malloc_trim``."""
+    trim = _glibc("malloc_trim")
+    return None if trim is None else bool(trim(0))
+
+
+class HeapTrimmer:
+    """A daemon thread calling ``malloc_trim(0)`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, interval: float = TRIM_INTERVAL) -> None:
+        self.interval = interval
+        self.trims = 0  # calls made (for tests)
+        self._trim = _glibc("malloc_trim")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start trimming; ``False`` (and nothing started) without glibc's ``malloc_trim``."""
+        if self._trim is None:
+            return False
+        self._thread = threading.Thread(target=self._run, name="lightd-heap-trim", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        assert self._trim is not None
+        while not self._stop.wait(self.interval):
+            self._trim(0)
+            self.trims += 1
