@@ -5,6 +5,9 @@ node is made under that node's lock (no lost updates between a registration, an 
 heartbeat of one node) and announced on ``/ws``; the sweep takes the fleet lock. No lock is
 held while a registration's proof is verified (the slow part: a signature check), and two
 nodes' registrations never wait for each other.
+
+Over 400 lines on purpose: it is one idea, the only writer of node state (registration with
+its proofs, updates, heartbeats and the sweep share the per-node locks and their events).
 """
 
 from __future__ import annotations
@@ -174,27 +177,12 @@ class Fleet:
             if seen is None:
                 # a brand-new id: one atomic create-if-absent, one round trip (no proof to
                 # check, nothing to compare); an id that exists takes the read-then-set path
-                record = NodeRecord.model_validate(
-                    {**registration.model_dump(), "created_at": now, "last_seen": now}
-                )
-                fresh = StoredNode(
-                    record=record,
-                    active_since=now,
-                    dispatch_key=registration.dispatch_key,
-                    operator_registered=not vouch,
-                )
+                fresh = _new_node(registration, now, vouch)
                 if await self.registry.create_node(fresh):
                     self._proven.pop(registration.id, None)
                     self._proven_key.pop(registration.id, None)
-                    await self.hub.publish("node_registered", _json(record), node_id=record.id)
-                    log.info(
-                        "node %s registered at %s:%s",
-                        record.id,
-                        record.address,
-                        record.port,
-                        extra={"node_id": record.id},
-                    )
-                    return record, True
+                    await self._announce(fresh.record, created=True)
+                    return fresh.record, True
             existing = await self.registry.get_node(registration.id)
             if vouch and existing is not None:
                 if existing.dispatch_key is None and existing.operator_registered:
@@ -210,18 +198,16 @@ class Fleet:
                     self._check_proof(registration.id, existing.dispatch_key, proof)
             self._proven.pop(registration.id, None)  # the key may change with this registration
             self._proven_key.pop(registration.id, None)
-            fields = registration.model_dump()
             if existing is None:
-                record = NodeRecord.model_validate({**fields, "created_at": now, "last_seen": now})
-                stored = StoredNode(
-                    record=record,
-                    active_since=now,
-                    dispatch_key=registration.dispatch_key,
-                    operator_registered=not vouch,
-                )
+                stored = _new_node(registration, now, vouch)
+                record = stored.record
             else:
                 record = NodeRecord.model_validate(
-                    {**fields, "created_at": existing.record.created_at, "last_seen": now}
+                    {
+                        **registration.model_dump(),
+                        "created_at": existing.record.created_at,
+                        "last_seen": now,
+                    }
                 )
                 was_active = existing.record.status == "active"
                 stored = existing.model_copy(
@@ -235,9 +221,14 @@ class Fleet:
                 )
             await self.registry.put_node(stored)
             created = existing is None
-            await self.hub.publish(
-                "node_registered" if created else "node_updated", _json(record), node_id=record.id
-            )
+            await self._announce(record, created=created)
+        return record, created
+
+    async def _announce(self, record: NodeRecord, *, created: bool) -> None:
+        """The event and the log line of a registration that was stored."""
+        await self.hub.publish(
+            "node_registered" if created else "node_updated", _json(record), node_id=record.id
+        )
         log.info(
             "node %s %s at %s:%s",
             record.id,
@@ -246,7 +237,6 @@ class Fleet:
             record.port,
             extra={"node_id": record.id},
         )
-        return record, created
 
     async def dispatch_key(self, node_id: str) -> str | None:
         """The key commands to ``node_id`` are signed with (``None``: unknown node or no key)."""
@@ -422,3 +412,16 @@ class Fleet:
             },
             "count": len(nodes),
         }
+
+
+def _new_node(registration: NodeRegistration, now: datetime, vouch: bool) -> StoredNode:
+    """A node seen for the first time, as a registration stores it."""
+    record = NodeRecord.model_validate(
+        {**registration.model_dump(), "created_at": now, "last_seen": now}
+    )
+    return StoredNode(
+        record=record,
+        active_since=now,
+        dispatch_key=registration.dispatch_key,
+        operator_registered=not vouch,
+    )
