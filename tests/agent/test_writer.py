@@ -114,3 +114,39 @@ async def test_a_synchronous_caller_writes_at_once_in_order(tmp_path: Path) -> N
     await asyncio.to_thread(writer.submit, "s1", _record("s1", "ready"), event)
     assert seen == [event]
     assert store.load_all()[0].state == "ready"
+
+
+async def test_outbox_depth_counts_a_change_the_writer_is_still_committing(
+    tmp_path: Path,
+) -> None:
+    """A client that saw a state and then reads ``outbox_depth == 0`` knows its update arrived:
+    a change on its way to the outbox (the writer thread mid-group) is counted as undelivered."""
+    import threading
+
+    from lightd_agent.remote.sync import RemoteSync
+
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold(events: list[LifecycleEvent]) -> None:  # runs before the outbox's own listener
+        entered.set()
+        release.wait(timeout=30)
+
+    bus.add_batch_listener(hold)
+    sync = RemoteSync(_settings(), tmp_path)
+    sync.attach(bus)
+    writer = DurableWriter(store, bus, lambda outcome: None)
+    event = bus.number(LifecycleEvent(server="s1", kind="Running", state="running"))
+    writer.submit("s1", _record("s1", "running"), event)
+    assert sync.snapshot().outbox_depth == 1  # queued: not yet in the outbox
+    assert await asyncio.to_thread(entered.wait, 30)
+    assert sync.outbox.depth() == 0 and sync.snapshot().outbox_depth == 1  # being committed
+    release.set()
+    await writer.settled()
+    assert bus.unpersisted() == 0
+    assert sync.outbox.depth() == 1 and sync.snapshot().outbox_depth == 1  # in the outbox
+    writer.close()
+    sync.detach()
+    sync.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -149,6 +150,11 @@ class EventBus:
         # nothing (ids from 1 would all be below its Last-Event-ID). About 1.7e15: an int64,
         # and exact in a JavaScript number.
         self._ids = itertools.count(time.time_ns() // 1000)
+        # Events numbered but not yet handed to the durable listeners (the writer thread's
+        # queue): see :meth:`unpersisted`.
+        self._count_lock = threading.Lock()
+        self._numbered = 0
+        self._persisted = 0
         self._listeners: list[DurableListener] = []
         self._batch_listeners: list[Callable[[list[LifecycleEvent]], None]] = []
         self._gates: list[Gate] = []
@@ -193,16 +199,37 @@ class EventBus:
         return numbered
 
     def number(self, event: LifecycleEvent) -> LifecycleEvent:
-        """The event with its id: increasing by one per event, in the order of the calls."""
-        return replace(event, id=next(self._ids))
+        """The event with its id: increasing by one per event, in the order of the calls.
+
+        Every numbered event must then go through :meth:`persist` (the servers' machine hands
+        each to its writer at once), or :meth:`unpersisted` never comes back to zero.
+        """
+        with self._count_lock:
+            self._numbered += 1
+            return replace(event, id=next(self._ids))
 
     def persist(self, events: list[LifecycleEvent]) -> None:
         """Hand numbered events to every durable listener (any thread, in order)."""
-        for batch in list(self._batch_listeners):
-            batch(events)
-        for listener in list(self._listeners):
-            for event in events:
-                listener(event)
+        try:
+            for batch in list(self._batch_listeners):
+                batch(events)
+            for listener in list(self._listeners):
+                for event in events:
+                    listener(event)
+        finally:
+            with self._count_lock:
+                self._persisted += len(events)
+
+    def unpersisted(self) -> int:
+        """Events numbered but not yet through :meth:`persist`: changes already visible in
+        the servers' state whose updates are still on their way to the outboxes.
+
+        Read it *before* an outbox's depth: an event counted neither here nor there can then
+        only be one already delivered, so ``unpersisted() + depth`` is never short of what is
+        undelivered (it can be one group over, briefly).
+        """
+        with self._count_lock:
+            return self._numbered - self._persisted
 
     def fan_out(self, event: LifecycleEvent) -> None:
         """Keep a persisted event in the history and offer it to the live subscribers."""

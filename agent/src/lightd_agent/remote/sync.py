@@ -82,6 +82,7 @@ class RemoteSync:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._apply_lock = asyncio.Lock()
         self._detach: list[Callable[[], None]] = []
+        self._bus: EventBus | None = None
 
         self.journal = Journal(self.outbox, lambda: self.settings, state_dir, self._wake_up)
         self.delivery = Delivery(
@@ -105,6 +106,7 @@ class RemoteSync:
         """Become the bus's durable listener and gate, after writing to the outbox what a state
         file holds ahead of it (a kill between the two writes of a change)."""
         self.journal.replay(StateStore(self.state_dir).load_all())
+        self._bus = bus
         self._detach.append(bus.add_batch_listener(self.journal.record_many))
         self._detach.append(bus.add_gate(self))
 
@@ -241,12 +243,20 @@ class RemoteSync:
     # -- health snapshot -----------------------------------------------------------------
 
     def snapshot(self) -> RemoteSyncHealth:
-        """Remote health, outbox depth, oldest undelivered age and dead letters, for /health."""
+        """Remote health, outbox depth, oldest undelivered age and dead letters, for /health.
+
+        ``outbox_depth`` counts every update not yet delivered, including those of changes
+        already visible in the servers' state that the writer thread is committing now, so a
+        client that saw a state and then reads ``outbox_depth == 0`` knows its update arrived.
+        """
+        # the changes on their way first (see EventBus.unpersisted), then the outbox
+        on_the_way = self._bus.unpersisted() if self._bus is not None else 0
         oldest = self.outbox.oldest_created_at()
-        depth = self.outbox.depth()
+        stored = self.outbox.depth()
+        depth = stored + (on_the_way if self.settings.enabled else 0)
         journal = self.journal
         unwritten = len(journal.unwritten)
-        full = self.settings.enabled and depth >= self.settings.outbox_limit
+        full = self.settings.enabled and stored >= self.settings.outbox_limit
         degraded: str | None = None
         if journal.storage_blocked():
             degraded = (
@@ -255,7 +265,7 @@ class RemoteSync:
             )
         elif full:
             degraded = (
-                f"the outbox is full ({depth} of {self.settings.outbox_limit} undelivered); new "
+                f"the outbox is full ({stored} of {self.settings.outbox_limit} undelivered); new "
                 "lifecycle actions are refused until the remote takes them"
             )
         state: RemoteState = self.health.state
@@ -266,7 +276,7 @@ class RemoteSync:
             last_error=journal.storage_error or self.health.last_error,
             outbox_depth=depth,
             outbox_limit=self.settings.outbox_limit,
-            outbox_full=depth >= self.settings.outbox_limit,
+            outbox_full=stored >= self.settings.outbox_limit,
             oldest_undelivered_age_seconds=None
             if oldest is None
             else round(max(0.0, time.time() - oldest), 3),
