@@ -24,7 +24,7 @@ def test_the_ceiling_sends_every_path_and_reports_cpu_per_request() -> None:
     assert result["rounds"] == 40
     assert set(result["p50_ms"]) == {"straight", "proxy", "coordinator"}
     assert all(value > 0 for value in result["p50_ms"].values())
-    # the coordinator and the proxy each served 40 requests (at 10 ms per clock tick, several ticks each)
+    # the coordinator and the proxy each served 40 requests: several 10 ms clock ticks each
     assert result["cpu_us_per_request"]["proxy"] > 0
     assert result["cpu_us_per_request"]["coordinator"] > 0
     assert "coordinator" in done.stdout and "added p50 ms" in done.stdout
