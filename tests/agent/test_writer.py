@@ -150,3 +150,64 @@ async def test_outbox_depth_counts_a_change_the_writer_is_still_committing(
     writer.close()
     sync.detach()
     sync.close()
+
+
+async def test_a_published_event_keeps_its_place_behind_the_writers_events(
+    tmp_path: Path,
+) -> None:
+    """``bus.publish`` (backups, schedules) while the writer still holds earlier state events:
+    the outbox and the subscribers get them all in the order they were numbered."""
+    import threading
+
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold(events: list[LifecycleEvent]) -> None:  # the writer thread, mid-group
+        if not entered.is_set():
+            entered.set()
+            release.wait(timeout=30)
+
+    bus.add_batch_listener(hold)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    journal = Journal(outbox, _settings, tmp_path, lambda: None)
+    bus.add_batch_listener(journal.record_many)
+    subscription = bus.subscribe()
+    writer = DurableWriter(store, bus, lambda outcome: None)
+    bus.set_ordered_path(writer.commit_now)
+
+    committing = bus.number(LifecycleEvent(server="s1", kind="Running", state="running"))
+    writer.submit("s1", _record("s1", "running"), committing)
+    assert await asyncio.to_thread(entered.wait, 30)  # its group is in the writer thread
+    queued = bus.number(LifecycleEvent(server="s1", kind="Stopped", state="stopped"))
+    writer.submit("s1", _record("s1", "stopped"), queued)  # the next group, waiting
+    publishing = asyncio.create_task(
+        asyncio.to_thread(
+            bus.publish,
+            LifecycleEvent(
+                server="s1", kind="backup_failed", state="stopped", data="backup failed: disk full"
+            ),
+        )
+    )
+    await asyncio.sleep(0)  # give the publisher its chance to overtake (it must not)
+    assert outbox.depth() == 0
+    release.set()
+    published = await publishing
+    await writer.settled()
+    assert bus.unpersisted() == 0
+    ids = [committing.id, queued.id, published.id]
+    assert ids == sorted(ids)
+    assert [(u.seq, u.body.get("status")) for u in outbox.pending()] == [
+        (1, "running"),
+        (2, "stopped"),
+        (3, None),  # the seed's error update: no status
+    ]
+    await asyncio.sleep(0)  # the fan-outs are queued on this loop
+    seen = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert [e.id for e in seen] == ids
+    # the state file is the last record's, with its journal: the publish did not replace it
+    record = store.load_all()[0]
+    assert record.state == "stopped"
+    writer.close()
+    outbox.close()

@@ -155,6 +155,7 @@ class EventBus:
         self._count_lock = threading.Lock()
         self._numbered = 0
         self._persisted = 0
+        self._ordered: Callable[[LifecycleEvent], None] | None = None
         self._listeners: list[DurableListener] = []
         self._batch_listeners: list[Callable[[list[LifecycleEvent]], None]] = []
         self._gates: list[Gate] = []
@@ -191,12 +192,25 @@ class EventBus:
 
         Synchronous on purpose: when it returns, every durable listener has the event. The
         servers' machine goes through :meth:`number`, :meth:`persist` (in its writer thread,
-        a group at a time) and :meth:`fan_out` instead, in the same order.
+        a group at a time) and :meth:`fan_out` instead, in the same order; once it is set up
+        (:meth:`set_ordered_path`) this goes through the same writer, so that it keeps that
+        order too (the fan-out then happens on the writer's event loop, right after).
         """
         numbered = self.number(event)
+        if self._ordered is not None:
+            self._ordered(numbered)
+            return numbered
         self.persist([numbered])
         self.fan_out(numbered)
         return numbered
+
+    def set_ordered_path(self, path: Callable[[LifecycleEvent], None] | None) -> None:
+        """Route :meth:`publish` through ``path`` (the servers' writer): it must persist the
+        event before it returns, after every event numbered before it, and fan it out in
+        that same order. Without it an event published here while the writer still held
+        earlier ones would reach the outboxes and the subscribers ahead of them (a resuming
+        ``Last-Event-ID`` would then skip those)."""
+        self._ordered = path
 
     def number(self, event: LifecycleEvent) -> LifecycleEvent:
         """The event with its id: increasing by one per event, in the order of the calls.

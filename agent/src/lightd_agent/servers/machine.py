@@ -154,6 +154,7 @@ class Machine:
         self._unsaved: dict[str, Server] = {}
         self._submitted: dict[str, Server] = {}  # the server object of each write in flight
         self.writer = DurableWriter(store, bus, self._written)
+        bus.set_ordered_path(self.writer.commit_now)  # other publishers keep the writer's order
 
     def move(
         self,

@@ -108,6 +108,26 @@ class DurableWriter:
                 )
                 self._thread.start()
 
+    def commit_now(self, event: LifecycleEvent) -> None:
+        """Persist ``event`` (one that changes no state file) at once, in the caller's thread,
+        after everything submitted before it: :meth:`EventBus.publish`'s path.
+
+        Waits for the group the thread is committing, takes what is queued and commits it
+        with ``event`` as one group, so the outboxes get them in the order they were
+        numbered. The fan-out is queued on the writer's event loop behind the earlier
+        groups' (synchronous when there is no loop), so subscribers see that order too.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self._loop if self._loop is not None and self._loop.is_running() else None
+        with self._commit_lock:
+            with self._cond:
+                items, self._queue = self._queue, []
+                waiter, self._waiter = self._waiter, None
+            items.append(_Item(event.server, None, event))
+            self._commit(items, loop, waiter)
+
     async def settled(self) -> None:
         """Wait until everything submitted so far is durable and published."""
         with self._cond:
@@ -170,7 +190,8 @@ class DurableWriter:
         last: dict[str, _Item] = {}
         journals: dict[str, list[JournalEntry]] = {}
         for item in items:
-            last[item.server] = item
+            if item.record is not None or item.remove:  # an event alone changes no file
+                last[item.server] = item
             if item.event is not None:
                 journals.setdefault(item.server, []).append(JournalEntry.of(item.event))
         outcome: WriteOutcome = {}
