@@ -7,6 +7,7 @@ The same flows run on the real engine in the other tests of this folder; these p
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,48 @@ async def test_every_transition_persists_then_publishes_once(rig: Rig) -> None:
     assert server.state == "stopped"
     assert rig.kinds("s1")[-1] == "Stopped" and rig.kinds("s1").count("Stopped") == 1
     assert '"stopped"' in seen[-1]
+
+
+async def test_a_read_answers_only_a_durable_state_and_a_stalled_disk_cannot_hang_it(
+    rig: Rig,
+) -> None:
+    """``settle_reads`` (every route and command that reads states calls it first): a state
+    that is read has its event already published; a writer that hangs delays reads only up to
+    the bound."""
+    server = await rig.install("s1", start_on_completion=False)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold(events: list[LifecycleEvent]) -> None:  # the writer thread, mid-group
+        entered.set()
+        release.wait(timeout=30)
+
+    detach = rig.bus.add_batch_listener(hold)
+    try:
+        rig.manager.machine.move(server, Cause.START)  # in memory now, durable later
+        assert server.state == "running" and "Running" not in rig.kinds("s1")
+        assert await asyncio.to_thread(entered.wait, 30)
+        reading = asyncio.create_task(rig.manager.settle_reads())
+        await asyncio.sleep(0.05)  # the read must still be waiting: the change is not durable
+        assert not reading.done()
+        release.set()
+        await asyncio.wait_for(reading, 10)
+        assert rig.kinds("s1")[-1] == "Running"  # what the read then shows was published
+
+        release.clear()
+        entered.clear()
+        rig.manager.machine.move(server, Cause.STOP)
+        rig.manager.machine.move(server, Cause.STOPPED)
+        assert await asyncio.to_thread(entered.wait, 30)
+        began = asyncio.get_running_loop().time()
+        await rig.manager.settle_reads(timeout=0.2)  # the disk "hangs": the read goes on
+        assert 0.2 <= asyncio.get_running_loop().time() - began < 5
+        assert "Stopped" not in rig.kinds("s1")[-1:]
+    finally:
+        release.set()
+        detach()
+    await rig.manager.machine.settled()
+    assert rig.kinds("s1")[-1] == "Stopped"
 
 
 # -- install and start errors ---------------------------------------------------------------

@@ -282,6 +282,7 @@ class CommandRunner:
             output, answer = await run_files_command(self.files, typed)
             return "success", output, answer
         if isinstance(typed, ListCommand):
+            await manager.settle_reads()
             views = manager.views()
             answer = ContainerList(containers=views, count=len(views))
         elif isinstance(typed, CreateCommand):
@@ -320,6 +321,7 @@ class CommandRunner:
             assert isinstance(typed, PowerCommand)
             server_id = typed.params.server
             if typed.action == "status":
+                await manager.settle_reads()
                 manager.view(server_id)
                 answer = _status(manager.get(server_id))
             else:

@@ -44,6 +44,10 @@ __all__ = ["ServerManager"]
 
 log = logging.getLogger(__name__)
 
+READ_SETTLE_SECONDS = 2.0
+"""How long a read waits for the writer to make what it will show durable (see
+:meth:`ServerManager.settle_reads`); past it, a stalled disk gets the state in memory."""
+
 
 class ServerManager:
     """All servers of this agent, their containers, and the loops that watch them."""
@@ -308,6 +312,21 @@ class ServerManager:
             counts[server.state] += 1
         counts["total"] = len(self.servers)
         return counts
+
+    async def settle_reads(self, timeout: float = READ_SETTLE_SECONDS) -> None:
+        """Before a read of servers' states: wait for the writer to commit the changes already
+        made in memory, so a state that is read is durable and its event already published
+        (a client that saw ``running`` also finds the ``Running`` event and its update in the
+        outbox). Returns at once when nothing is pending; waits at most ``timeout`` (a disk
+        that hangs must not hang reads: the answer is then the state in memory)."""
+        try:
+            await asyncio.wait_for(self.machine.settled(), timeout)
+        except TimeoutError:
+            log.warning(
+                "a read answered before the state it shows was durable: the state directory "
+                "did not commit within %.1f s (a slow or stalled disk); see /health",
+                timeout,
+            )
 
     def views(self) -> list[ContainerView]:
         self._require_docker()

@@ -84,17 +84,20 @@ async def create(spec: ContainerSpec, manager: ManagerDep, bus: BusDep) -> Accep
 
 @router.get("", response_model=ContainerList, summary="All servers of this agent")
 async def list_containers(manager: ManagerDep) -> ContainerList:
+    await manager.settle_reads()
     views = manager.views()
     return ContainerList(containers=views, count=len(views))
 
 
 @router.get("/{server_id}", response_model=ContainerView, summary="One server")
 async def get_container(server_id: str, manager: ManagerDep) -> ContainerView:
+    await manager.settle_reads()
     return manager.view(server_id)
 
 
 @router.get("/{server_id}/status", response_model=ContainerStatus, summary="A server's state")
 async def get_status(server_id: str, manager: ManagerDep) -> ContainerStatus:
+    await manager.settle_reads()
     manager.view(server_id)
     return _status(manager.get(server_id))
 
