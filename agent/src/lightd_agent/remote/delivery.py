@@ -301,7 +301,7 @@ class Delivery:
             return False, None
         try:
             response = await client.post_update(
-                update.body, idempotency_key=update.idempotency_key, sequence=update.seq
+                update.content, idempotency_key=update.idempotency_key, sequence=update.seq
             )
         except RemoteError as exc:
             self._no_answer(update, classify_failure(exc))

@@ -38,7 +38,7 @@ from typing import Any
 
 from lightd_shared.remote import DeadLetter
 
-__all__ = ["Outbox", "PendingUpdate"]
+__all__ = ["Outbox", "PendingUpdate", "encode_body"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS updates (
@@ -80,10 +80,24 @@ class PendingUpdate:
     server: str
     seq: int
     idempotency_key: str
-    body: dict[str, Any]
+    content: bytes
+    """The body exactly as stored (compact JSON, as :func:`encode_body` wrote it): the request
+    body sent to the remote, byte for byte, so no send decodes and encodes it again."""
     created_at: float
     attempts: int
     next_attempt_at: float
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body as a dict (for logs, tests and tooling; delivery sends :attr:`content`)."""
+        body: dict[str, Any] = json.loads(self.content)
+        return body
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The one encoding of a body, stored and sent: compact separators, keys in the body's own
+    order, ASCII only (``json.dumps`` escapes the rest)."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _to_datetime(value: float) -> datetime:
@@ -143,7 +157,7 @@ class Outbox:
             db.execute(
                 "INSERT INTO updates (server, seq, idempotency_key, body, created_at, "
                 "next_attempt_at) VALUES (?, ?, ?, ?, ?, 0)",
-                (server, seq, uuid.uuid4().hex, json.dumps(body, separators=(",", ":")), created),
+                (server, seq, uuid.uuid4().hex, encode_body(body), created),
             )
         return seq
 
@@ -169,13 +183,7 @@ class Outbox:
                 db.execute(
                     "INSERT INTO updates (server, seq, idempotency_key, body, created_at, "
                     "next_attempt_at) VALUES (?, ?, ?, ?, ?, 0)",
-                    (
-                        server,
-                        seq,
-                        uuid.uuid4().hex,
-                        json.dumps(body, separators=(",", ":")),
-                        created,
-                    ),
+                    (server, seq, uuid.uuid4().hex, encode_body(body), created),
                 )
                 seqs.append(seq)
             db.executemany(
@@ -230,7 +238,7 @@ class Outbox:
                     update.server,
                     update.seq,
                     update.idempotency_key,
-                    json.dumps(update.body, separators=(",", ":")),
+                    update.content.decode("utf-8"),
                     update.created_at,
                     now,
                     update.attempts + 1,
@@ -367,7 +375,7 @@ class Outbox:
             server=row["server"],
             seq=int(row["seq"]),
             idempotency_key=row["idempotency_key"],
-            body=json.loads(row["body"]),
+            content=row["body"].encode("utf-8"),
             created_at=float(row["created_at"]),
             attempts=int(row["attempts"]),
             next_attempt_at=float(row["next_attempt_at"]),
