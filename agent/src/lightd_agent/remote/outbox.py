@@ -205,17 +205,10 @@ class Outbox:
         with self._transaction() as db:
             db.execute("DELETE FROM updates WHERE id = ?", (update_id,))
 
-    def acknowledge_and_next(self, updates: Collection[PendingUpdate]) -> dict[str, PendingUpdate]:
-        """Delete every acknowledged update in one commit (one fsync for all of them); return
-        each of their servers' next update (due or not), by server, for those that have one."""
+    def acknowledge_many(self, updates: Collection[PendingUpdate]) -> None:
+        """Delete every acknowledged update in one commit (one fsync for all of them)."""
         with self._transaction() as db:
             db.executemany("DELETE FROM updates WHERE id = ?", [(u.id,) for u in updates])
-        following: dict[str, PendingUpdate] = {}
-        for server in {u.server for u in updates}:
-            head = self.head(server)
-            if head is not None:
-                following[server] = head
-        return following
 
     def retry_later(self, update_id: int, at: float, error: str) -> None:
         """Count a failed attempt and set when the update may be tried next."""
@@ -295,13 +288,13 @@ class Outbox:
             ).fetchall()
         return [self._pending(row) for row in rows]
 
-    def head(self, server: str) -> PendingUpdate | None:
-        """The oldest undelivered update of ``server`` (due or not), or ``None``."""
+    def first(self, server: str, limit: int) -> list[PendingUpdate]:
+        """``server``'s ``limit`` oldest undelivered updates (due or not), oldest first."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT 1", (server,)
-            ).fetchone()
-        return None if row is None else self._pending(row)
+            rows = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT ?", (server, limit)
+            ).fetchall()
+        return [self._pending(row) for row in rows]
 
     def after(self, server: str, seq: int, limit: int) -> list[PendingUpdate]:
         """``server``'s undelivered updates numbered above ``seq``, oldest first (read-ahead)."""
