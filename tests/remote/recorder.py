@@ -33,6 +33,10 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     status: int
+    raw: bytes = b""
+    """The request body exactly as it arrived."""
+    header_names: tuple[str, ...] = ()
+    """The request's header names, lowercase, in the order they arrived."""
 
 
 @dataclass
@@ -117,7 +121,15 @@ class RemoteServer:
             status = 404
         with self._lock:
             self._requests.append(
-                Recorded(request.method, path, dict(request.headers), body, status)
+                Recorded(
+                    request.method,
+                    path,
+                    dict(request.headers),
+                    body,
+                    status,
+                    raw,
+                    tuple(name for name, _ in request.headers.items()),
+                )
             )
         if b.delay:
             # a slow or hanging remote is the behaviour under test: this sleep is the remote's

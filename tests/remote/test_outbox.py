@@ -12,7 +12,7 @@ from pathlib import Path
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.delivery import _GroupCommit
 from lightd_agent.remote.mapping import update_body
-from lightd_agent.remote.outbox import Outbox, PendingUpdate
+from lightd_agent.remote.outbox import Outbox, PendingUpdate, encode_body
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
 
 
@@ -36,19 +36,39 @@ def test_sequences_are_per_server_and_survive_reopening(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_acknowledging_several_updates_deletes_them_and_names_each_servers_next(
+def test_acknowledging_several_updates_deletes_them_and_each_server_reads_its_next(
     tmp_path: Path,
 ) -> None:
     outbox = Outbox(tmp_path / "o.sqlite3")
     outbox.enqueue("a", _body("a", "installing"))
     outbox.enqueue("a", _body("a", "ready"))
+    outbox.enqueue("a", _body("a", "running"))
     outbox.enqueue("b", _body("b", "installing"))
-    heads = outbox.due(now=10.0)
-    following = outbox.acknowledge_and_next(heads)
-    assert {server: (u.seq, u.body["status"]) for server, u in following.items()} == {
-        "a": (2, "ready")
-    }
-    assert [(u.server, u.seq) for u in outbox.pending()] == [("a", 2)]
+    outbox.acknowledge_many(outbox.due(now=10.0))
+    assert [(u.server, u.seq) for u in outbox.pending()] == [("a", 2), ("a", 3)]
+    assert [(u.seq, u.body["status"]) for u in outbox.first("a", 1)] == [(2, "ready")]
+    assert [u.seq for u in outbox.first("a", 5)] == [2, 3]
+    assert [u.seq for u in outbox.after("a", 2, 5)] == [3]
+    assert outbox.first("b", 5) == []
+    outbox.close()
+
+
+def test_an_update_carries_its_body_as_stored_and_sent(tmp_path: Path) -> None:
+    """``content`` is the compact JSON the outbox stored: the bytes delivery sends."""
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    body = {"event": "update", "server": "a", "error": "failed", "data": 'caf\u00e9 "x"'}
+    outbox.enqueue("a", body)
+    [update] = outbox.pending()
+    db = sqlite3.connect(tmp_path / "o.sqlite3")
+    try:
+        [(stored,)] = db.execute("SELECT body FROM updates").fetchall()
+    finally:
+        db.close()
+    assert update.content == stored.encode() == encode_body(body).encode()
+    assert update.content == (
+        b'{"event":"update","server":"a","error":"failed","data":"caf\\u00e9 \\"x\\""}'
+    )
+    assert update.body == body
     outbox.close()
 
 
@@ -59,30 +79,35 @@ class _CountingOutbox(Outbox):
         super().__init__(path)
         self.commits: list[int] = []
 
-    def acknowledge_and_next(self, updates: Collection[PendingUpdate]) -> dict[str, PendingUpdate]:
+    def acknowledge_many(self, updates: Collection[PendingUpdate]) -> None:
         self.commits.append(len(updates))
-        return super().acknowledge_and_next(updates)
+        super().acknowledge_many(updates)
 
 
 def test_acknowledgements_that_arrive_together_share_one_commit(tmp_path: Path) -> None:
     """Twenty servers' workers acknowledging at once: one fsync, not twenty, and each worker
-    still gets its own server's next update (and only once its own deletion is committed)."""
+    returns only once its own deletion is committed."""
     outbox = _CountingOutbox(tmp_path / "o.sqlite3")
     servers = [f"s{n:02d}" for n in range(20)]
     for server in servers:
         outbox.enqueue(server, _body(server, "installing"))
         outbox.enqueue(server, _body(server, "ready"))
 
-    async def drain_heads() -> list[PendingUpdate | None]:
+    async def drain_heads() -> list[list[tuple[str, int]]]:
         acks = _GroupCommit(outbox)
+
+        async def acknowledge(update: PendingUpdate) -> list[tuple[str, int]]:
+            await acks.acknowledge(update)
+            return [(u.server, u.seq) for u in outbox.first(update.server, 5)]
+
         try:
-            return await asyncio.gather(*(acks.acknowledge(u) for u in outbox.due(now=10.0)))
+            return await asyncio.gather(*(acknowledge(u) for u in outbox.due(now=10.0)))
         finally:
             await acks.close()
 
     following = asyncio.run(drain_heads())
     assert outbox.commits == [20]
-    assert [(u.server, u.seq) for u in following if u is not None] == [(s, 2) for s in servers]
+    assert following == [[(s, 2)] for s in servers]
     assert [(u.server, u.seq) for u in outbox.pending()] == [(s, 2) for s in servers]
     outbox.close()
 

@@ -76,6 +76,40 @@ async def test_error_event_sends_the_error_body(remote: RemoteServer, make_sync:
     }
 
 
+async def test_the_bytes_on_the_wire_are_the_compact_json_the_outbox_stored(
+    remote: RemoteServer, make_sync: Any
+) -> None:
+    """The outbox's stored text is the request body, byte for byte (compact separators, the
+    seed's key order, non-ASCII escaped), and the headers arrive in one fixed order."""
+    _, bus = await make_sync(settings_for(remote.url))
+    bus.publish(event("my-server-001", "Started"))
+    data = 'Docker said: "no space left" \u2014 caf\u00e9 \U0001f600\nline 2\\'
+    bus.publish(event("my-server-001", "Error", error="failed", data=data))
+    await eventually(lambda: len(remote.updates()) == 2)
+
+    status, error = remote.updates()
+    assert status.raw == b'{"event":"update","server":"my-server-001","status":"installing"}'
+    assert error.raw == (
+        b'{"event":"update","server":"my-server-001","error":"failed","data":'
+        b'"Docker said: \\"no space left\\" \\u2014 caf\\u00e9 \\ud83d\\ude00\\nline 2\\\\"}'
+    )
+    assert error.body["data"] == data
+    for update in (status, error):
+        assert update.header_names == (
+            "host",
+            "accept-encoding",
+            "connection",
+            "authorization",
+            "user-agent",
+            "accept",
+            "idempotency-key",
+            "x-lightd-sequence",
+            "content-type",
+            "content-length",
+        )
+        assert update.headers["content-length"] == str(len(update.raw))
+
+
 async def test_runtime_statuses_only_with_events_all(
     remote: RemoteServer, make_sync: Any, tmp_path: Path
 ) -> None:

@@ -79,6 +79,9 @@ class RemoteClient:
         self._timeout = settings.timeout.total_seconds()
         self._bases = [str(settings.url), *(alternates or [])]
         self._current = 0
+        # Each (url, path)'s request URL, parsed once: the text for messages, the parsed URL
+        # for httpx (which would otherwise parse the text again on every request).
+        self._urls: dict[tuple[str, str], tuple[str, httpx.URL]] = {}
         # A user:password in the URL is sent as httpx always sent it (Basic auth), but taken
         # out of the request URL: httpx logs that URL on every request.
         base = httpx.URL(str(settings.url))
@@ -126,19 +129,23 @@ class RemoteClient:
         path: str,
         *,
         body: Any = None,
+        content: bytes | None = None,
         headers: dict[str, str] | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
         """Send one request to ``{url}/{path}``; raise :class:`RemoteError` without an answer.
 
-        With alternates, a url that gives no answer (or a 502/503/504) passes the request to
-        the next; the last one's answer or error is the caller's.
+        ``body`` is sent as compact JSON; ``content`` is a JSON body already encoded, sent as
+        it is. With alternates, a url that gives no answer (or a 502/503/504) passes the
+        request to the next; the last one's answer or error is the caller's.
         """
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode("utf-8")
         for tried in range(len(self._bases)):
             last = tried == len(self._bases) - 1
             try:
                 response = await self._send(
-                    method, path, body=body, headers=headers, http=http or self._http
+                    method, path, content=content, headers=headers, http=http or self._http
                 )
             except RemoteError:
                 if last:
@@ -154,22 +161,19 @@ class RemoteClient:
         method: str,
         path: str,
         *,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
+        content: bytes | None,
+        headers: dict[str, str] | None,
         http: httpx.AsyncClient,
     ) -> httpx.Response:
-        base = self._bases[self._current]
-        url = strip_userinfo(base.rstrip("/") + "/" + path.lstrip("/"))
+        url, parsed = self._url(self._bases[self._current], path)
         send_headers = dict(headers or {})
         if self._node_proof is not None:
             send_headers[NODE_PROOF_HEADER] = self._node_proof()
-        content: bytes | None = None
-        if body is not None:
-            content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        if content is not None:
             send_headers["Content-Type"] = "application/json"
         try:
             async with asyncio.timeout(self._timeout):
-                response = await http.request(method, url, content=content, headers=send_headers)
+                response = await http.request(method, parsed, content=content, headers=send_headers)
                 await response.aread()
                 return response
         except (TimeoutError, httpx.TimeoutException) as exc:
@@ -181,10 +185,19 @@ class RemoteClient:
             reason = str(exc) or type(exc).__name__
             raise RemoteUnreachable(f"{method} {url} failed: {reason}") from exc
 
+    def _url(self, base: str, path: str) -> tuple[str, httpx.URL]:
+        """``{base}/{path}`` without user info (as text and parsed), worked out once."""
+        known = self._urls.get((base, path))
+        if known is None:
+            text = strip_userinfo(base.rstrip("/") + "/" + path.lstrip("/"))
+            known = self._urls[(base, path)] = (text, httpx.URL(text))
+        return known
+
     async def post_update(
-        self, body: dict[str, Any], *, idempotency_key: str, sequence: int
+        self, content: bytes, *, idempotency_key: str, sequence: int
     ) -> httpx.Response:
-        """``POST {url}/update`` with the seed's body; extra information only in headers."""
+        """``POST {url}/update`` with the seed's body, already encoded (the outbox keeps it as
+        it is sent: :attr:`PendingUpdate.content`); extra information only in headers."""
         if self._idle_update_clients:
             http = self._idle_update_clients.pop()
         else:
@@ -194,7 +207,7 @@ class RemoteClient:
             return await self.request(
                 "POST",
                 "update",
-                body=body,
+                content=content,
                 headers={"Idempotency-Key": idempotency_key, "X-Lightd-Sequence": str(sequence)},
                 http=http,
             )

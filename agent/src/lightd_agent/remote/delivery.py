@@ -111,26 +111,28 @@ class _GroupCommit:
     """Acknowledgements committed together: one commit (one fsync) for all that arrive
     while the previous commit runs, off the loop.
 
-    Each worker still waits for its own update's commit before it reads and sends its server's
-    next one, so a crash can only lose acknowledgements whose next update was not sent yet (a
+    Each worker still waits for its updates' commits before it reads its server's queue
+    again, so a crash can only lose acknowledgements whose next update was not read yet (a
     resend with the same key, in order). A commit of ``n`` acknowledgements costs about what
     one did, so twenty servers draining at once no longer queue twenty fsyncs behind the
-    outbox's one lock for every round of answers.
+    outbox's one lock for every round of answers. A commit only deletes: the worker reads
+    what comes next itself, once per read-ahead (a commit that also looked up each server's
+    next update did one query per acknowledgement, and the workers used one in 33).
     """
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._waiting: list[tuple[PendingUpdate, asyncio.Future[PendingUpdate | None]]] = []
+        self._waiting: list[tuple[PendingUpdate, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def acknowledge(self, update: PendingUpdate) -> PendingUpdate | None:
-        """Delete ``update`` for good; its server's next update (due or not), or ``None``."""
-        return await self.submit(update)
+    async def acknowledge(self, update: PendingUpdate) -> None:
+        """Delete ``update`` for good; return once that is committed."""
+        await self.submit(update)
 
-    def submit(self, update: PendingUpdate) -> asyncio.Future[PendingUpdate | None]:
-        """Queue ``update``'s deletion; the future says its server's next update once the
-        commit holding it is done (commits run in the order they were queued)."""
-        answer: asyncio.Future[PendingUpdate | None] = asyncio.get_running_loop().create_future()
+    def submit(self, update: PendingUpdate) -> asyncio.Future[None]:
+        """Queue ``update``'s deletion; the future is done once the commit holding it is
+        (commits run in the order they were queued)."""
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((update, answer))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit(), name="remote-acknowledge")
@@ -140,8 +142,8 @@ class _GroupCommit:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                following = await asyncio.to_thread(
-                    self._outbox.acknowledge_and_next, [update for update, _ in batch]
+                await asyncio.to_thread(
+                    self._outbox.acknowledge_many, [update for update, _ in batch]
                 )
             except asyncio.CancelledError:
                 for _, answer in batch:
@@ -152,9 +154,9 @@ class _GroupCommit:
                     if not answer.done():
                         answer.set_exception(exc)
                 continue
-            for update, answer in batch:
+            for _, answer in batch:
                 if not answer.done():  # its worker may have been cancelled meanwhile
-                    answer.set_result(following.get(update.server))
+                    answer.set_result(None)
 
     async def close(self) -> None:
         committer, self._committer = self._committer, None
@@ -229,37 +231,36 @@ class Delivery:
         wait = None if at is None else max(0.0, at - time.time())
         await self._sleep(self._storage_wait(wait))
 
-    async def _worker(self, update: PendingUpdate | None) -> None:
+    async def _worker(self, update: PendingUpdate) -> None:
         """Send one server's due updates in order; stop at a pause or when none is due.
 
-        The server's next updates are read ahead (up to :data:`READ_AHEAD`, one read off the
-        loop), and each is sent as soon as the remote acknowledged the one before it: the
-        deletion of an acknowledged update is committed with the others of the moment while
-        the next one is on the wire. Only once every acknowledgement of the worker is
-        committed does it read further or end, so a new worker never resends an update whose
-        acknowledgement is still being committed (a crash meanwhile means a resend with the
-        same key, as before).
+        ``update`` is the server's due head; it and the server's next updates are read
+        ahead (up to :data:`READ_AHEAD` more, one read off the loop), and each is sent as soon
+        as the remote acknowledged the one before it: the deletion of an acknowledged update
+        is committed with the others of the moment while the next one is on the wire. Only
+        once every acknowledgement of the worker is committed does it read the server's queue
+        again (its oldest updates: whatever was acknowledged is gone) or end, so a new worker
+        never resends an update whose acknowledgement is still being committed (a crash
+        meanwhile means a resend with the same key, as before).
         """
-        acks: list[asyncio.Future[PendingUpdate | None]] = []
+        server = update.server
+        acks: list[asyncio.Future[None]] = []
         try:
-            while update is not None:
-                ahead = await asyncio.to_thread(
-                    self.outbox.after, update.server, update.seq, READ_AHEAD
-                )
-                for current in (update, *ahead):
-                    now = time.time()
-                    if current is not update and current.next_attempt_at > now:
+            ahead = await asyncio.to_thread(self.outbox.after, server, update.seq, READ_AHEAD)
+            batch = [update, *ahead]
+            while True:
+                for index, current in enumerate(batch):
+                    if index and current.next_attempt_at > time.time():
                         return  # backing off: the loop starts a worker again when it is due
                     acknowledged, ack = await self._deliver(current)
                     if ack is not None:
                         acks.append(ack)
                     if not acknowledged or self.pause.active(time.time()):
                         return
-                following = await acks[-1]  # the head once all of them are committed
                 await asyncio.gather(*acks)
                 acks.clear()
-                update = following
-                if update is not None and update.next_attempt_at > time.time():
+                batch = await asyncio.to_thread(self.outbox.first, server, READ_AHEAD + 1)
+                if not batch or batch[0].next_attempt_at > time.time():
                     return
         finally:
             if acks:
@@ -291,17 +292,15 @@ class Delivery:
         cap = max(self._settings().retry_max_delay.total_seconds(), self._retry_base)
         return backoff_delay(attempt, base=self._retry_base, cap=cap, rng=self._rng)
 
-    async def _deliver(
-        self, update: PendingUpdate
-    ) -> tuple[bool, asyncio.Future[PendingUpdate | None] | None]:
+    async def _deliver(self, update: PendingUpdate) -> tuple[bool, asyncio.Future[None] | None]:
         """Send one update; whether the remote acknowledged it, and then the commit of its
-        deletion (its result: the server's next update once committed)."""
+        deletion."""
         client = self._client()
         if client is None:  # pragma: no cover - the loop only runs with a client
             return False, None
         try:
             response = await client.post_update(
-                update.body, idempotency_key=update.idempotency_key, sequence=update.seq
+                update.content, idempotency_key=update.idempotency_key, sequence=update.seq
             )
         except RemoteError as exc:
             self._no_answer(update, classify_failure(exc))

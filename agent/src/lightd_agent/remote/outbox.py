@@ -38,7 +38,7 @@ from typing import Any
 
 from lightd_shared.remote import DeadLetter
 
-__all__ = ["Outbox", "PendingUpdate"]
+__all__ = ["Outbox", "PendingUpdate", "encode_body"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS updates (
@@ -80,10 +80,24 @@ class PendingUpdate:
     server: str
     seq: int
     idempotency_key: str
-    body: dict[str, Any]
+    content: bytes
+    """The body exactly as stored (compact JSON, as :func:`encode_body` wrote it): the request
+    body sent to the remote, byte for byte, so no send decodes and encodes it again."""
     created_at: float
     attempts: int
     next_attempt_at: float
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body as a dict (for logs, tests and tooling; delivery sends :attr:`content`)."""
+        body: dict[str, Any] = json.loads(self.content)
+        return body
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The one encoding of a body, stored and sent: compact separators, keys in the body's own
+    order, ASCII only (``json.dumps`` escapes the rest)."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _to_datetime(value: float) -> datetime:
@@ -143,7 +157,7 @@ class Outbox:
             db.execute(
                 "INSERT INTO updates (server, seq, idempotency_key, body, created_at, "
                 "next_attempt_at) VALUES (?, ?, ?, ?, ?, 0)",
-                (server, seq, uuid.uuid4().hex, json.dumps(body, separators=(",", ":")), created),
+                (server, seq, uuid.uuid4().hex, encode_body(body), created),
             )
         return seq
 
@@ -169,13 +183,7 @@ class Outbox:
                 db.execute(
                     "INSERT INTO updates (server, seq, idempotency_key, body, created_at, "
                     "next_attempt_at) VALUES (?, ?, ?, ?, ?, 0)",
-                    (
-                        server,
-                        seq,
-                        uuid.uuid4().hex,
-                        json.dumps(body, separators=(",", ":")),
-                        created,
-                    ),
+                    (server, seq, uuid.uuid4().hex, encode_body(body), created),
                 )
                 seqs.append(seq)
             db.executemany(
@@ -197,17 +205,10 @@ class Outbox:
         with self._transaction() as db:
             db.execute("DELETE FROM updates WHERE id = ?", (update_id,))
 
-    def acknowledge_and_next(self, updates: Collection[PendingUpdate]) -> dict[str, PendingUpdate]:
-        """Delete every acknowledged update in one commit (one fsync for all of them); return
-        each of their servers' next update (due or not), by server, for those that have one."""
+    def acknowledge_many(self, updates: Collection[PendingUpdate]) -> None:
+        """Delete every acknowledged update in one commit (one fsync for all of them)."""
         with self._transaction() as db:
             db.executemany("DELETE FROM updates WHERE id = ?", [(u.id,) for u in updates])
-        following: dict[str, PendingUpdate] = {}
-        for server in {u.server for u in updates}:
-            head = self.head(server)
-            if head is not None:
-                following[server] = head
-        return following
 
     def retry_later(self, update_id: int, at: float, error: str) -> None:
         """Count a failed attempt and set when the update may be tried next."""
@@ -230,7 +231,7 @@ class Outbox:
                     update.server,
                     update.seq,
                     update.idempotency_key,
-                    json.dumps(update.body, separators=(",", ":")),
+                    update.content.decode("utf-8"),
                     update.created_at,
                     now,
                     update.attempts + 1,
@@ -287,13 +288,13 @@ class Outbox:
             ).fetchall()
         return [self._pending(row) for row in rows]
 
-    def head(self, server: str) -> PendingUpdate | None:
-        """The oldest undelivered update of ``server`` (due or not), or ``None``."""
+    def first(self, server: str, limit: int) -> list[PendingUpdate]:
+        """``server``'s ``limit`` oldest undelivered updates (due or not), oldest first."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT 1", (server,)
-            ).fetchone()
-        return None if row is None else self._pending(row)
+            rows = self._db.execute(
+                "SELECT * FROM updates WHERE server = ? ORDER BY seq LIMIT ?", (server, limit)
+            ).fetchall()
+        return [self._pending(row) for row in rows]
 
     def after(self, server: str, seq: int, limit: int) -> list[PendingUpdate]:
         """``server``'s undelivered updates numbered above ``seq``, oldest first (read-ahead)."""
@@ -367,7 +368,7 @@ class Outbox:
             server=row["server"],
             seq=int(row["seq"]),
             idempotency_key=row["idempotency_key"],
-            body=json.loads(row["body"]),
+            content=row["body"].encode("utf-8"),
             created_at=float(row["created_at"]),
             attempts=int(row["attempts"]),
             next_attempt_at=float(row["next_attempt_at"]),
