@@ -165,6 +165,24 @@ async def test_a_read_answers_only_a_durable_state_and_a_stalled_disk_cannot_han
     assert rig.kinds("s1")[-1] == "Stopped"
 
 
+async def test_an_action_right_after_the_install_waits_for_it_instead_of_a_409(
+    rig: Rig,
+) -> None:
+    """A client that waited for ``ready`` (the install's start still to come, or its last
+    change being made durable) and then acts is not told "installing"."""
+    rig.backend.hold("start")
+    spec = ContainerSpec.model_validate({"id": "s1", "image": "img"})
+    server = await rig.manager.create(spec)
+    await until(lambda: server.state == "ready")
+    assert server.installing()  # the install's task still has the start to do
+    stopping = asyncio.create_task(rig.manager.power("s1", "stop"))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the install, not refused
+    rig.backend.release("start")
+    assert (await asyncio.wait_for(stopping, 10)).state == "stopped"
+    assert rig.kinds("s1")[-2:] == ["Running", "Stopped"]
+
+
 # -- install and start errors ---------------------------------------------------------------
 
 

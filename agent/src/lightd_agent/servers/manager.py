@@ -239,6 +239,7 @@ class ServerManager:
         server = self.get(server_id)
         check_spec(server.spec, self.config.policy, self.config.storage)
         self._require_docker()
+        await self._install_finished(server)
         return self.installer.reinstall(server, stop_timeout)
 
     async def power(self, server_id: str, action: str, timeout: float = 10.0) -> Server:
@@ -246,6 +247,7 @@ class ServerManager:
         server = self.get(server_id)
         self.powers.held(server, action)
         self._require_docker()
+        await self._install_finished(server)
         try:
             return await self._tracked(
                 self.powers.act(server, action, timeout), f"{action} of {server_id}"
@@ -312,6 +314,20 @@ class ServerManager:
             counts[server.state] += 1
         counts["total"] = len(self.servers)
         return counts
+
+    async def _install_finished(self, server: Server, timeout: float = READ_SETTLE_SECONDS) -> None:
+        """An install whose server already left ``installing`` (it is ``ready`` or ``running``,
+        what a client waits for) only has its last change to make durable: let it end rather
+        than refuse the next action as "installing". Bounded; a still-running one is refused."""
+        task = server.installer
+        if task is None or task.done() or server.state == "installing":
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            return  # still at work (a start after the install): the action is refused (409)
+        except Exception:  # the install's own failure is its own to report (Error)
+            return
 
     async def settle_reads(self, timeout: float = READ_SETTLE_SECONDS) -> None:
         """Before a read of servers' states: wait for the writer to commit the changes already
