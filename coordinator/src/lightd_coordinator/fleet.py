@@ -100,17 +100,19 @@ class Fleet:
                 del self._node_locks[node_id]
 
     # -- who may speak for a node ------------------------------------------------------------
-    async def vouch(self, node_id: str, proof: str | None) -> None:
+    async def vouch(self, node_id: str, proof: str | None, *, warn: bool = True) -> None:
         """Raise :class:`NodeClaimed` unless ``proof`` shows the caller holds the node's key.
 
         A node that is unknown, or registered without a dispatch key, is bound to no key, so
         there is nothing to prove (the route answers 404, or lets the agent enrol it).
+        ``warn=False``: the refusal is not logged (a fast path hands the call to the route,
+        which meets the refusal again and logs it once).
         """
         if proof:
             seen = self._proven.get(node_id)
             if seen is not None and seen[1] > time.time() and tokens_equal(proof, seen[0]):
                 return
-        self._check_proof(node_id, await self.dispatch_key(node_id), proof)
+        self._check_proof(node_id, await self.dispatch_key(node_id), proof, warn=warn)
 
     def _proven_now(self, node_id: str, key: str | None, proof: str | None) -> bool:
         """``proof`` was verified a moment ago against this very ``key`` (no second check)."""
@@ -124,7 +126,9 @@ class Fleet:
             and self._proven_key.get(node_id) == key
         )
 
-    def _check_proof(self, node_id: str, key: str | None, proof: str | None) -> None:
+    def _check_proof(
+        self, node_id: str, key: str | None, proof: str | None, *, warn: bool = True
+    ) -> None:
         if key is None:
             return
         reason = f"no {NODE_PROOF_HEADER} header"
@@ -135,7 +139,10 @@ class Fleet:
                 return
             except InvalidToken as exc:
                 reason = f"{NODE_PROOF_HEADER} refused: {exc}"
-        log.warning("refused a call for node %s: %s", node_id, reason, extra={"node_id": node_id})
+        if warn:
+            log.warning(
+                "refused a call for node %s: %s", node_id, reason, extra={"node_id": node_id}
+            )
         raise NodeClaimed(
             f"node {node_id!r} is enrolled with a dispatch key and this call did not prove it "
             f"holds that key ({reason}). The agent token enrols new nodes only. If this is the "
@@ -145,7 +152,12 @@ class Fleet:
         )
 
     async def register(
-        self, registration: NodeRegistration, *, proof: str | None = None, vouch: bool = False
+        self,
+        registration: NodeRegistration,
+        *,
+        proof: str | None = None,
+        vouch: bool = False,
+        warn: bool = True,
     ) -> tuple[NodeRecord, bool]:
         """Add a node, or update it when the id is known (keeping ``created_at``).
 
@@ -154,16 +166,17 @@ class Fleet:
         registered without a key not at all (else :class:`NodeClaimed`): the agent token is
         shared by every agent, and would otherwise move the operator's node to another address.
         Checked under the fleet lock, so two hosts racing for one id cannot both win.
+        ``warn=False``: a refused proof is not logged (see :meth:`vouch`).
         """
         for _ in range(_RETRIES):
             try:
-                return await self._register(registration, proof=proof, vouch=vouch)
+                return await self._register(registration, proof=proof, vouch=vouch, warn=warn)
             except NodeChanged:
                 continue  # another replica changed it meanwhile: read it again
         raise NodeChanged(f"node {registration.id!r} kept changing; try again")
 
     async def _register(
-        self, registration: NodeRegistration, *, proof: str | None, vouch: bool
+        self, registration: NodeRegistration, *, proof: str | None, vouch: bool, warn: bool
     ) -> tuple[NodeRecord, bool]:
         now = utcnow()
         seen: StoredNode | None = None
@@ -172,7 +185,7 @@ class Fleet:
             # under the node's lock below a changed key is checked again
             seen = await self.registry.get_node(registration.id)
             if seen is not None and seen.dispatch_key is not None:
-                self._check_proof(registration.id, seen.dispatch_key, proof)
+                self._check_proof(registration.id, seen.dispatch_key, proof, warn=warn)
         async with self._locked(registration.id):
             if seen is None:
                 # a brand-new id: one atomic create-if-absent, one round trip (no proof to
@@ -195,7 +208,7 @@ class Fleet:
                         f"{registration.id}'); otherwise give this agent another node.id"
                     )
                 if not self._proven_now(registration.id, existing.dispatch_key, proof):
-                    self._check_proof(registration.id, existing.dispatch_key, proof)
+                    self._check_proof(registration.id, existing.dispatch_key, proof, warn=warn)
             self._proven.pop(registration.id, None)  # the key may change with this registration
             self._proven_key.pop(registration.id, None)
             if existing is None:

@@ -17,6 +17,7 @@ from lightd_coordinator.activity.middleware import ActivityMiddleware
 from lightd_coordinator.api import openapi
 from lightd_coordinator.api.errors import validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
+from lightd_coordinator.api.registration_fastpath import RegistrationFastPath
 from lightd_coordinator.api.routes import (
     activity,
     auth,
@@ -145,6 +146,8 @@ def create_app(
     app.add_middleware(ActivityMiddleware, coordinator=coordinator)
     # innermost but the activity log: the timeouts and CORS below apply to it as to every route
     app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
+    # the same place: it writes a registration's activity entry itself, as the route's would be
+    app.add_middleware(RegistrationFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,
         read_timeout=settings.server.read_timeout.total_seconds(),

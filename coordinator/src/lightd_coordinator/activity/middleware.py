@@ -30,11 +30,20 @@ from lightd_coordinator.activity.context import (
 if TYPE_CHECKING:
     from lightd_coordinator.core import Coordinator
 
-__all__ = ["ActivityMiddleware"]
+__all__ = ["ActivityMiddleware", "request_note"]
 
 log = logging.getLogger(__name__)
 
 _HEADER = REQUEST_ID_HEADER.lower().encode()
+
+
+def request_note(scope: Scope) -> Note:
+    """A request's note: its id the caller's ``X-Request-ID`` (the last one) when it fits."""
+    offered = None
+    for name, value in scope.get("headers") or []:
+        if name == _HEADER:
+            offered = value.decode("latin-1")
+    return Note(request_id=new_request_id(offered))
 
 
 class ActivityMiddleware:
@@ -52,11 +61,7 @@ class ActivityMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        offered = None
-        for name, value in scope.get("headers") or []:
-            if name == _HEADER:
-                offered = value.decode("latin-1")
-        note = Note(request_id=new_request_id(offered))
+        note = request_note(scope)
         status = 500
         recorded = False
 

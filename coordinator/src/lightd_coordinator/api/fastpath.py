@@ -10,33 +10,45 @@ Anything else (no or bad token, a refused proof, a body that does not validate, 
 node, an unreachable registry) is handed to the app unchanged, with the body replayed, before
 anything was changed: the route then answers it exactly as without this middleware. So the
 route stays the one definition of the endpoint, and its errors are its own.
+
+The token is checked on the headers before a byte of the body is read, as the routes do
+(:class:`~lightd_shared.routing.GuardFirstRoute`): a caller without a valid token is handed on
+with the body unread. The helpers below (the caller, the body read and replayed, the body's
+content type as FastAPI reads it) are shared with the registration's fast path
+(:mod:`~lightd_coordinator.api.registration_fastpath`).
 """
 
 from __future__ import annotations
 
+import email.message
 import re
+from dataclasses import dataclass, field
 
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.fleet import NodeClaimed
-from lightd_coordinator.security import InvalidToken
+from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat
 
-__all__ = ["HeartbeatFastPath"]
+__all__ = ["Body", "HeartbeatFastPath", "caller", "is_json", "read_body", "replay"]
 
 _PATH = re.compile(r"^/api/v1/nodes/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/heartbeat$")
 _MAX_BODY = 1024 * 1024
 """Larger bodies go the ordinary way (and meet its limits)."""
+_ANONYMOUS = Principal(subject="anonymous", kind="anonymous")
 
 
 class HeartbeatFastPath:
     def __init__(self, app: ASGIApp, *, coordinator: Coordinator) -> None:
         self.app = app
         self.coordinator = coordinator
+        self.answered = 0
+        """Heartbeats this middleware answered itself (the rest went to the route)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -46,30 +58,30 @@ class HeartbeatFastPath:
         if match is None:
             await self.app(scope, receive, send)
             return
-        body, messages = await _read(receive)
-        if body is None or not await self._answer(scope, match.group(1), body, send):
-            await self.app(scope, _replay(messages, receive), send)
+        headers = Headers(scope=scope)
+        principal = caller(self.coordinator, headers)  # before a byte of the body is read
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body.content is None or not await self._answer(
+            match.group(1), headers, principal, body.content, send
+        ):
+            await self.app(scope, replay(body, receive), send)
 
-    async def _answer(self, scope: Scope, node_id: str, body: bytes, send: Send) -> bool:
+    async def _answer(
+        self, node_id: str, headers: Headers, principal: Principal, body: bytes, send: Send
+    ) -> bool:
         """Answer an ordinary heartbeat; ``False`` (nothing changed) hands it to the route."""
         coordinator = self.coordinator
-        headers = Headers(scope=scope)
-        if coordinator.settings.auth.enabled:
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                return False
+        if not principal.is_operator:
             try:
-                principal = coordinator.verifier.verify(token)
-            except InvalidToken:
+                await coordinator.fleet.vouch(node_id, headers.get(NODE_PROOF_HEADER), warn=False)
+            except NodeClaimed:
                 return False
-            if not principal.is_operator:
-                try:
-                    await coordinator.fleet.vouch(node_id, headers.get(NODE_PROOF_HEADER))
-                except NodeClaimed:
-                    return False
         beat: Heartbeat | None = None
-        if body.strip():
-            if "json" not in headers.get("content-type", "application/json"):
+        if body:  # FastAPI reads any non-empty body (whitespace too) as JSON
+            if not is_json(headers.get("content-type")):
                 return False
             try:
                 beat = Heartbeat.model_validate_json(body)
@@ -90,32 +102,92 @@ class HeartbeatFastPath:
         if wait is not None:
             answer.append((NEXT_HEARTBEAT_HEADER.lower().encode(), f"{wait:.3f}".encode()))
         await send({"type": "http.response.start", "status": 200, "headers": answer})
+        self.answered += 1
         await send({"type": "http.response.body", "body": content})
         return True
 
 
-async def _read(receive: Receive) -> tuple[bytes | None, list[Message]]:
-    """The whole body and the messages it came in; ``None`` if it is not an ordinary one."""
-    messages: list[Message] = []
+def caller(coordinator: Coordinator, headers: Headers) -> Principal | None:
+    """Who the ``Authorization`` header says is calling, as ``api/deps.py`` decides it.
+
+    ``None`` when the routes would refuse it (``401``) or could take it only from elsewhere
+    (``?token=`` on the event stream): the caller is then handed to the app, body unread.
+    """
+    if not coordinator.settings.auth.enabled:
+        return _ANONYMOUS
+    authorization = headers.get("authorization")
+    # fastapi.security.HTTPBearer's own parse, as the routes' dependency reads the header
+    scheme, token = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and token) or scheme.lower() != "bearer":
+        return None
+    try:
+        return coordinator.verifier.verify(token)
+    except InvalidToken:
+        return None
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body with this ``Content-Type`` as JSON.
+
+    Its routes are strict about it: no ``Content-Type`` (or any but ``application/json`` and
+    ``application/*+json``) leaves the body as bytes, which no body model accepts.
+    """
+    if content_type == "application/json":
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+@dataclass
+class Body:
+    """A request body read ahead of the app, with what it came in to replay it."""
+
+    content: bytes | None
+    """The whole body; ``None`` if it is not an ordinary one (too large, cut short, refused)."""
+    messages: list[Message] = field(default_factory=list)
+    error: Exception | None = None
+    """What ``receive`` raised (a body over ``server.max_body_size``): raised again in replay."""
+
+
+async def read_body(receive: Receive) -> Body:
+    """The whole body and the messages it came in; ``content`` ``None`` if not an ordinary one."""
+    body = Body(content=None)
     size = 0
     while True:
-        message = await receive()
-        messages.append(message)
+        try:
+            message = await receive()
+        except Exception as exc:  # the body limit, a read timeout: the app meets it in turn
+            body.error = exc
+            return body
+        body.messages.append(message)
         if message["type"] != "http.request":
-            return None, messages
+            return body
         size += len(message.get("body", b""))
         if size > _MAX_BODY:
-            return None, messages
+            return body
         if not message.get("more_body", False):
-            return b"".join(m.get("body", b"") for m in messages), messages
+            body.content = b"".join(m.get("body", b"") for m in body.messages)
+            return body
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
+def replay(body: Body, receive: Receive) -> Receive:
+    """``receive`` as the app would have met it: the messages read ahead, then the rest."""
+    pending = list(body.messages)
+    error = body.error
 
     async def replayed() -> Message:
+        nonlocal error
         if pending:
             return pending.pop(0)
+        if error is not None:
+            raised, error = error, None
+            raise raised
         return await receive()
 
     return replayed
