@@ -209,6 +209,14 @@ class Dispatcher:
         await self._written(command_id)
         return await self._registry.get_result(command_id)
 
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout``) for the final results this replica is storing after
+        their callers were answered: a reader of the activity log then finds the entry of
+        a command whose answer it already has."""
+        finishing = [task for task in self._finishing.values() if not task.done()]
+        if finishing:
+            await asyncio.wait([asyncio.shield(task) for task in finishing], timeout=timeout)
+
     async def _written(self, command_id: str) -> None:
         """Wait for this replica's writes of the command still under way (pending, final)."""
         pending = self._pending_writes.get(command_id)

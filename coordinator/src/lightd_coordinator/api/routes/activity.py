@@ -75,4 +75,5 @@ async def read_activity(
         where = [str(part) for part in error.get("loc", ())] or ["since"]
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         raise invalid(["query", *where], message) from None
+    await coordinator.dispatcher.settled()  # the entries of commands already answered
     return await coordinator.activity.read(query)
