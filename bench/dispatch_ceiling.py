@@ -20,7 +20,7 @@ real coordinator:
 Then ``--rounds`` times, in a rotating order, one ``container``/``status`` command each way:
 straight to ``agent``, through ``proxy``, through the coordinator. It prints the p50 of each
 path, what ``proxy`` and the coordinator add over straight at p50, and the CPU each process
-spent per request (``/proc/<pid>/stat``): wall times move with the machine's load, CPU per
+spent per request (``bench.procs.cpu_seconds``): wall times move with the machine's load, CPU per
 request much less.
 """
 
@@ -50,19 +50,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench.procs import free_port, venv_bin
+from bench.procs import cpu_seconds, free_port, venv_bin
 
 __all__ = ["main"]
 
-TICKS = os.sysconf("SC_CLK_TCK")
 NODE = "ceiling-node"
 COMMAND = {"type": "container", "action": "status", "params": {"server": "c0"}}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (threads included) from ``/proc/<pid>/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 # -- the two bare servers ------------------------------------------------------------------
@@ -211,7 +204,7 @@ async def _measure(where: dict[str, Any], rounds: int) -> dict[str, Any]:
         }
         for send in paths.values():  # warm every connection up
             (await send()).raise_for_status()
-        cpu0 = {name: _cpu_seconds(pid) for name, (_, pid) in where.items()}
+        cpu0 = {name: cpu_seconds(pid) for name, (_, pid) in where.items()}
         order = list(paths)
         for k in range(rounds):
             for name in order[k % 3 :] + order[: k % 3]:
@@ -221,7 +214,7 @@ async def _measure(where: dict[str, Any], rounds: int) -> dict[str, Any]:
                 if response.status_code != 200 or response.json().get("status") != "success":
                     raise RuntimeError(f"{name}: {response.status_code} {response.text[:200]}")
                 times[name].append(took * 1000)
-        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, (_, pid) in where.items()}
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, (_, pid) in where.items()}
     p50 = {name: statistics.median(samples) for name, samples in times.items()}
     # the stand-in agent serves every path once per round: 3 requests a round
     return {

@@ -12,7 +12,7 @@ request in flight per server, as the agent's order per server demands):
   ``RemoteClient``) draining the same number of updates queued beforehand.
 
 Wall-clock rates move with the machine's load; the CPU seconds per update of this process
-(the sender) and of the recorder (from ``/proc/<pid>/stat``) do not, so both are printed.
+(the sender) and of the recorder (``bench.procs.cpu_seconds``) do not, so both are printed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import cpu_seconds, free_port
 from lightd_agent import __version__
 from lightd_agent.remote.client import RemoteClient
 from lightd_agent.remote.delivery import Delivery
@@ -44,24 +44,11 @@ from lightd_shared.remote import RemoteSettings
 __all__ = ["main"]
 
 TOKEN = "lightd_" + "ab" * 16
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (threads included) from ``/proc/<pid>/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def _recorder() -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.recorder", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
@@ -171,7 +158,7 @@ async def _agent(url: str, outbox: Outbox, state_dir: Path) -> None:
 async def _measure(mode: str, url: str, recorder: int, servers: int, per: int) -> Result:
     with tempfile.TemporaryDirectory(prefix="drain-ceiling-") as tmp:
         outbox = _queue(servers, per, Path(tmp)) if mode == "agent" else None
-        sender0, recorder0 = time.process_time(), _cpu_seconds(recorder)
+        sender0, recorder0 = time.process_time(), cpu_seconds(recorder)
         began = time.perf_counter()
         if outbox is None:
             await _bare(url, servers, per)
@@ -183,7 +170,7 @@ async def _measure(mode: str, url: str, recorder: int, servers: int, per: int) -
             servers * per,
             seconds,
             time.process_time() - sender0,
-            _cpu_seconds(recorder) - recorder0,
+            cpu_seconds(recorder) - recorder0,
         )
         if outbox is not None:
             outbox.close()

@@ -32,6 +32,7 @@ __all__ = [
     "Proc",
     "agent_config",
     "coordinator_config",
+    "cpu_seconds",
     "free_port",
     "rss_mib",
     "start",
@@ -136,6 +137,12 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0, ok: Any = None) -> di
             last = repr(exc)
         time.sleep(0.1)
     raise RuntimeError(f"{proc.name} not ready at {url} after {timeout}s ({last}):\n{proc.tail()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def rss_mib(pid: int) -> float:

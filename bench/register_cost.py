@@ -6,7 +6,7 @@
 nodes with figure 9's own load (``bench.figures.coordinator.register``: 16 concurrent httpx
 requests from this process), then the same ids again (re-registrations). For each pass it
 prints the rate and the CPU seconds per registration of the coordinator, of this process (the
-load client) and of Redis, from ``/proc/<pid>/stat``: wall-clock rates move with the
+load client) and of Redis, by ``bench.procs.cpu_seconds``: wall-clock rates move with the
 machine's load, CPU per registration much less, so read the CPU columns when the load
 average is not near zero.
 
@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.figures.coordinator import register
+from bench.figures.coordinator import _wait_post, register
+from bench.figures.scaling import _redis, _wait_redis
 from bench.procs import (
     Proc,
     coordinator_config,
+    cpu_seconds,
     free_port,
     kill_quietly,
     start,
@@ -47,75 +44,16 @@ __all__ = ["main"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _redis(run_dir: Path) -> tuple[Proc, str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = start("redis", argv, run_dir)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done = subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
-        )
-        if done.stdout.strip() == "PONG":
-            return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise SystemExit("redis did not start")
-
-
-async def _noops(url: str, ids: list[str], concurrency: int = 16) -> None:
-    """``register``'s load, bodies and all, sent to the bare ``POST /noop``."""
-    queue = list(reversed(ids))
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while queue:
-            node = queue.pop()
-            body = {
-                "id": node,
-                "name": node,
-                "provider": "docker",
-                "address": "127.0.0.1",
-                "port": 8070,
-                "labels": {"env": "bench", "rack": node[-2:]},
-                "capabilities": {"docker": True},
-            }
-            response = await client.post("/noop", json=body)
-            if response.status_code != 200:
-                raise RuntimeError(f"/noop answered {response.status_code}")
-
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-
-
-def _wait_port(port: int, proc: Proc) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise SystemExit(f"{proc.name} exited:\n{proc.tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.post(f"http://127.0.0.1:{port}/noop", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{proc.name} did not answer")
-
-
 async def _pass(
     url: str, ids: list[str], pids: dict[str, int], *, bare: bool = False
 ) -> dict[str, float]:
-    before = {name: _cpu(pid) for name, pid in pids.items()}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     client0 = time.process_time()
     began = time.monotonic()
-    await (_noops(url, ids) if bare else register(url, ids))
+    await register(url, ids, path="/noop" if bare else "/api/v1/nodes")
     wall = time.monotonic() - began
     client = time.process_time() - client0
-    used = {name: _cpu(pid) - before[name] for name, pid in pids.items()}
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     per = 1e6 / len(ids)
     result = {"rate": len(ids) / wall, "client_us": client * per}
     result.update({f"{name}_us": seconds * per for name, seconds in used.items()})
@@ -129,6 +67,7 @@ async def _measure(provider: str, nodes: int, rounds: int, run_dir: Path) -> Non
         if provider == "redis":
             redis, redis_url = _redis(run_dir)
             procs.append(redis)
+            await _wait_redis(redis_url, redis)
             extra = {"registry": {"provider": "redis", "redis_url": redis_url}}
         for attempt in range(rounds):
             port = free_port()
@@ -141,7 +80,7 @@ async def _measure(provider: str, nodes: int, rounds: int, run_dir: Path) -> Non
             procs.append(coordinator)
             url = f"http://127.0.0.1:{port}"
             if provider == "ceiling":
-                _wait_port(port, coordinator)
+                await _wait_post(f"{url}/noop", coordinator)
             else:
                 wait_http(f"{url}/health", coordinator)
             pids = {"server": coordinator.pid}

@@ -52,22 +52,30 @@ def start_coordinator(run: Run, name: str, extra: dict[str, Any] | None = None) 
     return proc, url
 
 
-async def register(url: str, ids: list[str], concurrency: int = 16) -> None:
+def registration_body(node: str) -> dict[str, Any]:
+    """The registration figure 9 sends for ``node`` (and figure 10 stores)."""
+    return {
+        "id": node,
+        "name": node,
+        "provider": "docker",
+        "address": "127.0.0.1",
+        "port": 8070,
+        "labels": {"env": "bench", "rack": node[-2:]},
+        "capabilities": {"docker": True},
+    }
+
+
+async def register(
+    url: str, ids: list[str], concurrency: int = 16, path: str = "/api/v1/nodes"
+) -> None:
+    """Figure 9's load: ``ids`` registered by ``concurrency`` workers on one httpx client
+    (``path``: the same load sent elsewhere, e.g. the bare ``/noop``)."""
     queue = list(reversed(ids))
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
             node = queue.pop()
-            body = {
-                "id": node,
-                "name": node,
-                "provider": "docker",
-                "address": "127.0.0.1",
-                "port": 8070,
-                "labels": {"env": "bench", "rack": node[-2:]},
-                "capabilities": {"docker": True},
-            }
-            response = await client.post("/api/v1/nodes", json=body)
+            response = await client.post(path, json=registration_body(node))
             if response.status_code not in (200, 201):
                 raise RuntimeError(f"registering {node}: {response.status_code} {response.text}")
 

@@ -32,7 +32,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench.context import Run
-from bench.figures.coordinator import register, start_coordinator
+from bench.figures.coordinator import register, registration_body, start_coordinator
 from bench.figures.scaling import _redis, _wait_redis
 from bench.procs import Proc, kill_quietly, rss_mib, start
 from bench.report import Figure
@@ -59,17 +59,7 @@ async def seed(redis_url: str, ids: list[str], concurrency: int = 50) -> float:
             node = queue.pop()
             now = utcnow()
             record = NodeRecord.model_validate(
-                {
-                    "id": node,
-                    "name": node,
-                    "provider": "docker",
-                    "address": "127.0.0.1",
-                    "port": 8070,
-                    "labels": {"env": "bench", "rack": node[-2:]},
-                    "capabilities": {"docker": True},
-                    "created_at": now,
-                    "last_seen": now,
-                }
+                {**registration_body(node), "created_at": now, "last_seen": now}
             )
             await registry.put_node(StoredNode(record=record, active_since=now))
 
@@ -347,7 +337,7 @@ async def figure_12(run: Run, redis_url: str, client: Any) -> Figure:
 
 
 async def fleet_figures(run: Run) -> list[Figure]:
-    server, redis_url = _redis(run)
+    server, redis_url = _redis(run.run_dir)
     client = aioredis.Redis.from_url(redis_url)
     try:
         await _wait_redis(redis_url, server)

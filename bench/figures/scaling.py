@@ -14,6 +14,7 @@ import asyncio
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.context import Run
@@ -24,7 +25,7 @@ from bench.report import Figure
 __all__ = ["scaling_figures"]
 
 
-def _redis(run: Run) -> tuple[Proc, str]:
+def _redis(run_dir: Path) -> tuple[Proc, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -32,7 +33,7 @@ def _redis(run: Run) -> tuple[Proc, str]:
     proc = start(
         "redis",
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        run.run_dir,
+        run_dir,
     )
     return proc, f"redis://127.0.0.1:{port}/0"
 
@@ -77,7 +78,7 @@ async def _parallel(run: Run, specs: list[tuple[dict[str, Any], str, int]]) -> d
 
 async def scaling_figures(run: Run) -> list[Figure]:
     sizes = run.sizes
-    redis, redis_url = _redis(run)
+    redis, redis_url = _redis(run.run_dir)
     procs: list[Proc | None] = [redis]
     try:
         await _wait_redis(redis_url, redis)
