@@ -13,8 +13,9 @@ route stays the one definition of the endpoint, and its errors are its own.
 
 The token is checked on the headers before a byte of the body is read, as the routes do
 (:class:`~lightd_shared.routing.GuardFirstRoute`): a caller without a valid token is handed on
-with the body unread. The helpers below (the caller, the body read and replayed, the body's
-content type as FastAPI reads it) are shared with the registration's fast path
+with the body unread. :class:`FastPath` (match, caller, body, then answer or hand on) and the
+helpers below (the caller, the body read and replayed, the body's content type as FastAPI reads
+it) are shared with the registration's fast path
 (:mod:`~lightd_coordinator.api.registration_fastpath`).
 """
 
@@ -35,7 +36,7 @@ from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat
 
-__all__ = ["Body", "HeartbeatFastPath", "caller", "is_json", "read_body", "replay"]
+__all__ = ["Body", "FastPath", "HeartbeatFastPath", "caller", "is_json", "read_body", "replay"]
 
 _PATH = re.compile(r"^/api/v1/nodes/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/heartbeat$")
 _MAX_BODY = 1024 * 1024
@@ -43,19 +44,38 @@ _MAX_BODY = 1024 * 1024
 _ANONYMOUS = Principal(subject="anonymous", kind="anonymous")
 
 
-class HeartbeatFastPath:
+class FastPath:
+    """What every fast path does around its own answer: take only ``POST`` requests its
+    :meth:`match` claims, check the caller on the headers, read the body, then answer
+    (:meth:`answer`) or hand the request on, body replayed, to the app."""
+
     def __init__(self, app: ASGIApp, *, coordinator: Coordinator) -> None:
         self.app = app
         self.coordinator = coordinator
         self.answered = 0
-        """Heartbeats this middleware answered itself (the rest went to the route)."""
+        """Requests this middleware answered itself (the rest went to the route)."""
+
+    def match(self, path: str) -> str | None:
+        """What :meth:`answer` needs from the path (``""`` if nothing); ``None``: not this one's."""
+        raise NotImplementedError
+
+    async def answer(
+        self,
+        scope: Scope,
+        matched: str,
+        headers: Headers,
+        principal: Principal,
+        body: bytes,
+        send: Send,
+    ) -> bool:
+        """Answer the ordinary case; ``False`` (nothing changed) hands it to the route."""
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        match = _PATH.match(scope["path"])
-        if match is None:
+        matched = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            matched = self.match(scope["path"])
+        if matched is None:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -64,13 +84,25 @@ class HeartbeatFastPath:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        if body.content is None or not await self._answer(
-            match.group(1), headers, principal, body.content, send
+        if body.content is None or not await self.answer(
+            scope, matched, headers, principal, body.content, send
         ):
             await self.app(scope, replay(body, receive), send)
 
-    async def _answer(
-        self, node_id: str, headers: Headers, principal: Principal, body: bytes, send: Send
+
+class HeartbeatFastPath(FastPath):
+    def match(self, path: str) -> str | None:
+        found = _PATH.match(path)
+        return None if found is None else found.group(1)
+
+    async def answer(
+        self,
+        scope: Scope,
+        node_id: str,
+        headers: Headers,
+        principal: Principal,
+        body: bytes,
+        send: Send,
     ) -> bool:
         """Answer an ordinary heartbeat; ``False`` (nothing changed) hands it to the route."""
         coordinator = self.coordinator

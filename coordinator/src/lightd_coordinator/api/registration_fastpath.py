@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from lightd_coordinator.activity.actions import action_of
 from lightd_coordinator.activity.context import REQUEST_ID_HEADER
 from lightd_coordinator.activity.middleware import request_note
-from lightd_coordinator.api.fastpath import caller, is_json, read_body, replay
-from lightd_coordinator.core import Coordinator
+from lightd_coordinator.api.fastpath import FastPath, is_json
 from lightd_coordinator.security import Principal
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.nodes import NodeRegistration
@@ -38,30 +37,18 @@ _ACTION = action_of("POST", _PATH)
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
-class RegistrationFastPath:
-    def __init__(self, app: ASGIApp, *, coordinator: Coordinator) -> None:
-        self.app = app
-        self.coordinator = coordinator
-        self.answered = 0
-        """Registrations this middleware answered itself (the rest went to the route)."""
+class RegistrationFastPath(FastPath):
+    def match(self, path: str) -> str | None:
+        return "" if path == _PATH else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != _PATH:
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        principal = caller(self.coordinator, headers)  # before a byte of the body is read
-        if principal is None:
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body.content is None or not await self._answer(
-            scope, headers, principal, body.content, send
-        ):
-            await self.app(scope, replay(body, receive), send)
-
-    async def _answer(
-        self, scope: Scope, headers: Headers, principal: Principal, body: bytes, send: Send
+    async def answer(
+        self,
+        scope: Scope,
+        matched: str,
+        headers: Headers,
+        principal: Principal,
+        body: bytes,
+        send: Send,
     ) -> bool:
         """Answer an ordinary registration; ``False`` (nothing changed) hands it to the route."""
         if not body or not is_json(headers.get("content-type")):
