@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from lightd_agent.events import EventBus, LifecycleEvent
 from lightd_agent.remote.journal import Journal
 from lightd_agent.remote.outbox import Outbox
+from lightd_agent.remote.sync import RemoteSync
 from lightd_agent.servers.writer import DurableWriter, WriteOutcome
 from lightd_agent.state import JournalEntry, StateStore, StoredServer
 from lightd_shared.containers import ContainerSpec
@@ -121,10 +123,6 @@ async def test_outbox_depth_counts_a_change_the_writer_is_still_committing(
 ) -> None:
     """A client that saw a state and then reads ``outbox_depth == 0`` knows its update arrived:
     a change on its way to the outbox (the writer thread mid-group) is counted as undelivered."""
-    import threading
-
-    from lightd_agent.remote.sync import RemoteSync
-
     store = StateStore(tmp_path)
     bus = EventBus()
     release = threading.Event()
@@ -157,8 +155,6 @@ async def test_a_published_event_keeps_its_place_behind_the_writers_events(
 ) -> None:
     """``bus.publish`` (backups, schedules) while the writer still holds earlier state events:
     the outbox and the subscribers get them all in the order they were numbered."""
-    import threading
-
     store = StateStore(tmp_path)
     bus = EventBus()
     release = threading.Event()

@@ -48,6 +48,10 @@ READ_SETTLE_SECONDS = 2.0
 """How long a read waits for the writer to make what it will show durable (see
 :meth:`ServerManager.settle_reads`); past it, a stalled disk gets the state in memory."""
 
+INSTALL_TAIL_SECONDS = 2.0
+"""How long an action waits for an install that already left ``installing`` to end (see
+:meth:`ServerManager._install_finished`); past it the action is refused as before."""
+
 
 class ServerManager:
     """All servers of this agent, their containers, and the loops that watch them."""
@@ -315,7 +319,9 @@ class ServerManager:
         counts["total"] = len(self.servers)
         return counts
 
-    async def _install_finished(self, server: Server, timeout: float = READ_SETTLE_SECONDS) -> None:
+    async def _install_finished(
+        self, server: Server, timeout: float = INSTALL_TAIL_SECONDS
+    ) -> None:
         """An install whose server already left ``installing`` (it is ``ready`` or ``running``,
         what a client waits for) only has its last change to make durable: let it end rather
         than refuse the next action as "installing". Bounded; a still-running one is refused."""
