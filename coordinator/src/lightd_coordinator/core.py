@@ -65,11 +65,17 @@ class Coordinator:
             jwt_secret=settings.auth.jwt_secret,
             agent_token=settings.auth.agent_token,
         )
+        # The transport is made here (as the client would make it: no proxies, trust_env
+        # off) so that the dispatcher can send commands straight through it
+        # (lightd_shared.direct_http).
+        verify = settings.server.tls.client_verify()
+        self.transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=False)
         self.client = httpx.AsyncClient(
             trust_env=False,
             follow_redirects=False,
-            verify=settings.server.tls.client_verify(),
+            verify=verify,
             headers={"User-Agent": f"lightd-coordinator/{__version__}"},
+            transport=self.transport,
         )
         self.activity = ActivityLog(create_activity_store(settings.registry), settings.activity)
         self.dispatcher = Dispatcher(
@@ -79,6 +85,7 @@ class Coordinator:
             or NodeKeySigner(expires_in=settings.auth.dispatch_token_expiry.total_seconds()),
             keys=self.fleet.dispatch_key,
             client=self.client,
+            transport=self.transport,
             max_retries=settings.registry.max_retries,
             default_timeout=settings.registry.command_timeout,
             result_ttl=settings.registry.result_ttl,

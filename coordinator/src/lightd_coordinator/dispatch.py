@@ -48,6 +48,7 @@ from lightd_coordinator.registry.base import Registry, StoredEvent
 from lightd_coordinator.security import InvalidToken, NodeTokenSigner
 from lightd_coordinator.tls import TlsSettings
 from lightd_shared.commands import FINAL_STATUSES, Command, CommandEcho, CommandResult
+from lightd_shared.direct_http import DirectSender
 from lightd_shared.dispatch import AGENT_COMMANDS_PATH, IDEMPOTENCY_HEADER, AgentCommand
 from lightd_shared.durations import format_duration
 from lightd_shared.nodes import NodeRecord
@@ -108,6 +109,7 @@ class Dispatcher:
         signer: NodeTokenSigner,
         keys: Callable[[str], Awaitable[str | None]],
         client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport | None = None,
         max_retries: int,
         default_timeout: timedelta,
         result_ttl: timedelta,
@@ -120,6 +122,9 @@ class Dispatcher:
         self._signer = signer
         self._keys = keys
         self._client = client
+        # ``transport``: the one ``client`` was built with; commands are then sent straight
+        # through it, skipping httpx's client layer (lightd_shared.direct_http).
+        self._direct = None if transport is None else DirectSender(client, transport)
         self._max_retries = max_retries
         self._default_timeout = default_timeout
         self._result_ttl = result_ttl
@@ -528,12 +533,15 @@ class Dispatcher:
                 headers["Authorization"] = authorization
             self.deliveries += 1
             try:
-                response = await self._client.post(
-                    url,
-                    json=body,
-                    headers=headers,
-                    timeout=httpx.Timeout(remaining, connect=min(remaining, _CONNECT_TIMEOUT)),
-                )
+                limits = httpx.Timeout(remaining, connect=min(remaining, _CONNECT_TIMEOUT))
+                if self._direct is not None and self._direct.usable():
+                    response = await self._direct.send(
+                        "POST", httpx.URL(url), headers=headers, timeout=limits.as_dict(), json=body
+                    )
+                else:
+                    response = await self._client.post(
+                        url, json=body, headers=headers, timeout=limits
+                    )
             except httpx.InvalidURL as exc:
                 # not an HTTPError: nothing was sent. Registrations check the address now; a
                 # record stored before that check may still hold one.

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import ssl
 import urllib.request
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import httpx
 
 from lightd_agent import __version__
 from lightd_agent.tls import outbound_verify
+from lightd_shared.direct_http import DirectSender
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from lightd_shared.durations import format_duration
 from lightd_shared.remote import (
@@ -47,9 +47,6 @@ from lightd_shared.remote import (
 )
 
 __all__ = ["RemoteClient", "RemoteError", "RemoteTimeout", "RemoteUnreachable"]
-
-# The logger httpx's client writes its per-request line to; the direct path writes the same.
-_HTTPX_LOG = logging.getLogger("httpx")
 
 
 class RemoteError(Exception):
@@ -97,15 +94,15 @@ class RemoteClient:
             "Accept": "application/json",
         }
         self._transport = transport
-        # The direct path (see _send_direct) skips httpx's client layer: taken only where that
-        # layer adds nothing to the request: no Basic auth from the URL, and no proxy from the
-        # environment (a client given a transport never mounts one, so with an injected
-        # transport there is none either).
+        # The direct path (lightd_shared.direct_http) skips httpx's client layer, about a
+        # quarter of an update's CPU on the loop: taken only where that layer adds nothing to
+        # the request: no Basic auth from the URL, and no proxy from the environment (a client
+        # given a transport never mounts one, so with an injected transport there is none).
         self._direct = self._auth is None and (
             transport is not None or not urllib.request.getproxies()
         )
         self._timeout_extension = httpx.Timeout(self._timeout).as_dict()
-        self._direct_transports: dict[httpx.AsyncClient, httpx.AsyncBaseTransport] = {}
+        self._direct_senders: dict[httpx.AsyncClient, DirectSender] = {}
         # One TLS context (server.tls.ca_bundle's, or the default) for all the clients below.
         verify = outbound_verify()
         self._ssl: ssl.SSLContext | None = None
@@ -135,14 +132,14 @@ class RemoteClient:
             verify=True if self._ssl is None else self._ssl,
         )
         if self._direct and transport is not None:
-            self._direct_transports[client] = transport
+            self._direct_senders[client] = DirectSender(client, transport)
         return client
 
     async def aclose(self) -> None:
         clients = [self._http, *self._update_clients]
         self._update_clients.clear()
         self._idle_update_clients.clear()
-        self._direct_transports.clear()
+        self._direct_senders.clear()
         for client in clients:
             await client.aclose()
 
@@ -196,10 +193,14 @@ class RemoteClient:
             send_headers["Content-Type"] = "application/json"
         try:
             async with asyncio.timeout(self._timeout):
-                transport = self._direct_transports.get(http)
-                if transport is not None and not http.cookies:
-                    return await self._send_direct(
-                        transport, http, method, parsed, content, send_headers
+                direct = self._direct_senders.get(http)
+                if direct is not None and direct.usable():
+                    return await direct.send(
+                        method,
+                        parsed,
+                        headers=send_headers,
+                        timeout=self._timeout_extension,
+                        content=content,
                     )
                 response = await http.request(method, parsed, content=content, headers=send_headers)
                 await response.aread()
@@ -212,56 +213,6 @@ class RemoteClient:
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise RemoteUnreachable(f"{method} {url} failed: {reason}") from exc
-
-    async def _send_direct(
-        self,
-        transport: httpx.AsyncBaseTransport,
-        http: httpx.AsyncClient,
-        method: str,
-        url: httpx.URL,
-        content: bytes | None,
-        headers: dict[str, str],
-    ) -> httpx.Response:
-        """The request ``http.request`` would send, sent straight through its transport.
-
-        httpx's client layer costs about a quarter of an update's CPU on the agent's loop
-        (merging URL and headers again, its auth and redirect flows, and building a urllib
-        request to look for cookies in every answer), and none of it changes a remote update:
-        the URL is absolute and parsed once, the client's headers are fixed. The request is
-        the same on the wire: ``Host`` first, then the client's headers in the client's
-        order, then this request's, then ``Content-Length``
-        (``test_the_bytes_on_the_wire_are_the_compact_json_the_outbox_stored``). An answer
-        that sets a cookie is handed to the client's jar, and from then on that client sends
-        through httpx's client layer, which sends the cookie back as before.
-        """
-        request = httpx.Request(
-            method,
-            url,
-            content=content,
-            headers=[
-                *http.headers.raw,
-                *((name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()),
-            ],
-            extensions={"timeout": self._timeout_extension},
-        )
-        response = await transport.handle_async_request(request)
-        response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        if "set-cookie" in response.headers:
-            http.cookies.extract_cookies(response)
-        if _HTTPX_LOG.isEnabledFor(logging.INFO):
-            _HTTPX_LOG.info(
-                'HTTP Request: %s %s "%s %d %s"',
-                method,
-                url,
-                response.http_version,
-                response.status_code,
-                response.reason_phrase,
-            )
-        return response
 
     def _url(self, base: str, path: str) -> tuple[str, httpx.URL]:
         """``{base}/{path}`` without user info (as text and parsed), worked out once."""
