@@ -64,10 +64,16 @@ class _AgentEvents:
 
 
 class _DockerEvents:
-    """Docker's event stream for one label, read in a thread: (server, action, time_ns)."""
+    """Docker's event stream for one label, read in a thread: (server, action, time_ns,
+    arrived_ns).
+
+    ``arrived_ns`` is when this bare SDK listener read the event: Docker's own delivery
+    (``arrived_ns - time_ns``) is the floor under figures 2a and 2b, since the agent reads the
+    same stream the same way before it can do anything.
+    """
 
     def __init__(self, client: docker.DockerClient, node_id: str) -> None:
-        self.seen: list[tuple[str, str, int]] = []
+        self.seen: list[tuple[str, str, int, int]] = []
         self._lock = threading.Lock()
         self._stream = client.events(
             decode=True,
@@ -79,6 +85,7 @@ class _DockerEvents:
     def _read(self) -> None:
         with contextlib.suppress(Exception):  # the stream ends when closed
             for event in self._stream:
+                arrived = time.time_ns()
                 attrs = (event.get("Actor") or {}).get("Attributes") or {}
                 with self._lock:
                     self.seen.append(
@@ -86,6 +93,7 @@ class _DockerEvents:
                             str(attrs.get("lightd.server")),
                             str(event.get("Action") or event.get("status")),
                             int(event.get("timeNano") or 0),
+                            arrived,
                         )
                     )
 
@@ -94,10 +102,16 @@ class _DockerEvents:
             return len(self.seen)
 
     def find(self, server: str, action: str, since: int) -> int | None:
+        """Docker's time of the first such event from index ``since`` on."""
+        found = self.delivery(server, action, since)
+        return None if found is None else found[0]
+
+    def delivery(self, server: str, action: str, since: int) -> tuple[int, int] | None:
+        """(Docker's time, this listener's arrival) of the first such event from ``since``."""
         with self._lock:
-            for who, what, when in self.seen[since:]:
+            for who, what, when, arrived in self.seen[since:]:
                 if who == server and what == action:
-                    return when
+                    return when, arrived
         return None
 
     def close(self) -> None:

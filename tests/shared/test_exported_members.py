@@ -21,6 +21,7 @@ MODULES = [
     "commands",
     "console",
     "containers",
+    "direct_http",
     "dispatch",
     "durations",
     "events",

@@ -26,6 +26,7 @@ Both programs import from here and nowhere else:
 - ``openapi``     the status codes both API documents list
 - ``routing``     routes that check the token before the body, and the 405 with ``Allow``
 - ``bodylimit``   ``server.max_body_size``: 413 for bodies over the limit
+- ``direct_http`` a hot path's requests sent straight through httpx's transport
 - ``auth``, ``tokens``, ``types``, ``logformat``  small shared pieces
 
 Every name a module exports is also exported here (``from lightd_shared import CommandResult``),
@@ -165,6 +166,9 @@ if _typing.TYPE_CHECKING:
         ServerFacts,
         parse_memory,
         parse_volume,
+    )
+    from lightd_shared.direct_http import (
+        DirectSender,
     )
     from lightd_shared.dispatch import (
         AGENT_COMMANDS_PATH,
@@ -627,6 +631,7 @@ _EXPORTS: dict[str, str] = {
     "guard": "routing",
     "method_not_allowed": "routing",
     "BodyLimitMiddleware": "bodylimit",
+    "DirectSender": "direct_http",
     "ACTIVITY_KINDS": "activity",
     "DEFAULT_ACTIVITY_LIMIT": "activity",
     "MAX_ACTIVITY_LIMIT": "activity",
@@ -842,6 +847,7 @@ __all__ = [
     "DeleteParams",
     "DeleteRequest",
     "DetailedParams",
+    "DirectSender",
     "DispatchClaims",
     "DroppedLines",
     "Duration",
