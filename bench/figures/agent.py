@@ -210,6 +210,7 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
     crashes: list[float] = []  # Docker "die" -> "crashed"
     starts: list[float] = []  # Docker "start" (after POST /start) -> "running"
     floor: list[float] = []  # Docker's event -> a bare SDK listener in this process
+    floor_die: list[float] = []
     since = len(await rig.records())
     servers = list(rig.servers)
     cycles = run.sizes.event_cycles
@@ -233,6 +234,7 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
                 samples.append((record["t_ns"] - died[0]) / 1e6)
                 crashes.append(samples[-1])
                 floor.append((died[1] - died[0]) / 1e6)
+                floor_die.append(floor[-1])
             mark = rig.docker_events.count()
             response = await rig.client.post(f"/containers/{server}/start")
             response.raise_for_status()
@@ -254,13 +256,15 @@ async def figure_2_remote(rig: AgentRig, run: Run) -> Figure:
             f"p50 {p50:.1f} ms, max {max(samples, default=float('nan')):.1f} ms; die -> crashed "
             f"p50 {percentile(crashes, 50):.1f} / p99 {percentile(crashes, 99):.1f} ms; start -> "
             f"running p50 {percentile(starts, 50):.1f} / p99 {percentile(starts, 99):.1f} ms; "
-            f"remote up; {delivery_floor(floor)}"
+            f"remote up; {delivery_floor(floor)} (die p50 {percentile(floor_die, 50):.1f} / "
+            f"p99 {percentile(floor_die, 99):.1f} ms)"
         ),
         extra={
             "ms": summary(samples),
             "crash_ms": summary(crashes),
             "start_ms": summary(starts),
             "docker_delivery_ms": summary(floor),
+            "docker_delivery_die_ms": summary(floor_die),
             "profile": prof.summary,
         },
     )

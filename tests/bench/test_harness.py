@@ -56,6 +56,11 @@ def test_bench_tiny_run_reports_every_figure(
     [six] = [f for f in figures if f["figure"].startswith("6.")]
     assert six["value"] == 0, six["detail"]
     assert "refused 0 (0 not explained by the agent's log)" in six["detail"], six["detail"]
+    # Figures 2a and 2b carry their floor: the same events' delivery to a bare SDK listener.
+    for prefix in ("2a.", "2b."):
+        [two] = [f for f in figures if f["figure"].startswith(prefix)]
+        floor = r"floor, Docker -> a bare SDK listener: p50 \d+\.\d / p99 \d+\.\d ms"
+        assert re.search(floor, two["detail"]), two["detail"]
     # The table went to stdout with every figure and its target beside it.
     for figure in figures:
         assert figure["figure"] in done.stdout
