@@ -60,6 +60,12 @@ READ_AHEAD = 32
 """How many of a server's next updates a worker reads at once (one read, off the loop)."""
 
 
+def _ignore_outcome(future: asyncio.Future[list[PendingUpdate]]) -> None:
+    """Retrieve a read-ahead nobody waits for, so its error (if any) is not reported."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Verdict(StrEnum):
     DELIVER = "deliver"
     RETRY = "retry"
@@ -234,37 +240,49 @@ class Delivery:
     async def _worker(self, update: PendingUpdate) -> None:
         """Send one server's due updates in order; stop at a pause or when none is due.
 
-        ``update`` is the server's due head; it and the server's next updates are read
-        ahead (up to :data:`READ_AHEAD` more, one read off the loop), and each is sent as soon
-        as the remote acknowledged the one before it: the deletion of an acknowledged update
-        is committed with the others of the moment while the next one is on the wire. Only
-        once every acknowledgement of the worker is committed does it read the server's queue
-        again (its oldest updates: whatever was acknowledged is gone) or end, so a new worker
-        never resends an update whose acknowledgement is still being committed (a crash
-        meanwhile means a resend with the same key, as before).
+        ``update`` is the server's due head: it goes on the wire at once, while the server's
+        next updates (up to :data:`READ_AHEAD`) are read off the loop, so a new event's update
+        waits for no thread; each next one is sent as soon as the remote acknowledged the one
+        before it: the deletion of an acknowledged update is committed with the others of the
+        moment while the next one is on the wire. Only once every acknowledgement of the
+        worker is committed does it read the server's queue again (its oldest updates:
+        whatever was acknowledged is gone) or end, so a new worker never resends an update
+        whose acknowledgement is still being committed (a crash meanwhile means a resend with
+        the same key, as before).
         """
         server = update.server
         acks: list[asyncio.Future[None]] = []
+        ahead = asyncio.ensure_future(
+            asyncio.to_thread(self.outbox.after, server, update.seq, READ_AHEAD)
+        )
         try:
-            ahead = await asyncio.to_thread(self.outbox.after, server, update.seq, READ_AHEAD)
-            batch = [update, *ahead]
+            if not await self._send(update, acks):
+                return
+            batch = await ahead
             while True:
-                for index, current in enumerate(batch):
-                    if index and current.next_attempt_at > time.time():
+                for current in batch:
+                    if current.next_attempt_at > time.time():
                         return  # backing off: the loop starts a worker again when it is due
-                    acknowledged, ack = await self._deliver(current)
-                    if ack is not None:
-                        acks.append(ack)
-                    if not acknowledged or self.pause.active(time.time()):
+                    if not await self._send(current, acks):
                         return
                 await asyncio.gather(*acks)
                 acks.clear()
                 batch = await asyncio.to_thread(self.outbox.first, server, READ_AHEAD + 1)
-                if not batch or batch[0].next_attempt_at > time.time():
+                if not batch:
                     return
         finally:
+            if not ahead.done():  # the head was not acknowledged: its read-ahead is not needed
+                ahead.cancel()
+                ahead.add_done_callback(_ignore_outcome)
             if acks:
                 await asyncio.gather(*acks, return_exceptions=True)
+
+    async def _send(self, update: PendingUpdate, acks: list[asyncio.Future[None]]) -> bool:
+        """Deliver one update; whether the worker may send the server's next one."""
+        acknowledged, ack = await self._deliver(update)
+        if ack is not None:
+            acks.append(ack)
+        return acknowledged and not self.pause.active(time.time())
 
     def _start(self, update: PendingUpdate) -> None:
         task = asyncio.create_task(self._worker(update), name=f"remote-update:{update.server}")
