@@ -1,5 +1,6 @@
-"""The agent's footprint: the malloc arena cap of ``lightd run`` (``footprint.py``), and the
-libraries only a feature in use may load."""
+"""The agent's footprint: the malloc arena cap of ``lightd run`` (``footprint.py``), the
+libraries only a feature in use may load, and the modules ``lightd`` never lets its
+libraries import."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lightd_agent.footprint import HeapTrimmer, limit_malloc_arenas, malloc_trim
+from lightd_agent.footprint import (
+    UNUSED_MODULES,
+    HeapTrimmer,
+    limit_malloc_arenas,
+    malloc_trim,
+)
 from tests.harness.wait import wait_until
 
 
@@ -78,3 +84,78 @@ def test_the_heap_trimmer_trims_until_stopped() -> None:
     stopped_at = trimmer.trims
     assert trimmer._thread is not None and not trimmer._thread.is_alive()
     assert trimmer.trims == stopped_at  # no trim after stop
+
+
+def _python(script: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_lightd_builds_and_serves_the_agent_without_the_modules_it_skips(tmp_path: Path) -> None:
+    # The `lightd` program (its cli module first, as the console script), a real agent app
+    # on a loopback port, one authorised request with a body model answered through FastAPI;
+    # neither skipped module (nor what httpx's CLI brings) loaded on the way.
+    script = f"""
+import json, socket, sys, threading, time
+import lightd_agent.cli
+import httpx, uvicorn
+from lightd_agent.app import create_app
+from lightd_agent.config import AgentConfig
+config = AgentConfig.model_validate(
+    {{"storage": {{"base_path": {str(tmp_path)!r}}}, "authorization": {{"token": "t" * 32}}}}
+)
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+server = uvicorn.Server(uvicorn.Config(create_app(config), port=port, log_config=None))
+thread = threading.Thread(target=server.run, daemon=True)
+thread.start()
+deadline = time.monotonic() + 30
+while not server.started and time.monotonic() < deadline:
+    time.sleep(0.01)
+answer = httpx.post(
+    f"http://127.0.0.1:{{port}}/containers",
+    json={{"id": "x"}},
+    headers={{"Authorization": "Bearer " + "t" * 32}},
+)
+server.should_exit = True
+thread.join(10)
+loaded = [m for m in ("httpx._main", "pydantic.v1", "rich", "pygments") if sys.modules.get(m)]
+print(json.dumps([answer.status_code, loaded, httpx.main.__module__]))
+"""
+    status, loaded, main_module = json.loads(_python(script))
+    assert status == 422  # the body model's validation answered (the image is missing)
+    assert loaded == []
+    assert main_module == "httpx"  # httpx's own fallback, not its CLI in httpx._main
+
+
+def test_a_module_already_imported_is_not_skipped() -> None:
+    script = """
+import json, sys
+import pydantic.v1
+from lightd_agent.footprint import skip_unused_imports
+skipped = skip_unused_imports()
+print(json.dumps([skipped, sys.modules["pydantic.v1"] is not None]))
+"""
+    skipped, kept = json.loads(_python(script))
+    assert kept is True
+    assert "pydantic.v1" not in skipped
+    assert set(skipped) <= set(UNUSED_MODULES)
+
+
+def test_a_skipped_module_cannot_be_imported() -> None:
+    script = """
+import json
+from lightd_agent.footprint import skip_unused_imports
+skip_unused_imports(("json.tool",))
+try:
+    import json.tool
+except ImportError:
+    print("refused")
+else:
+    print("imported")
+"""
+    assert _python(script) == "refused"
