@@ -5,6 +5,7 @@ libraries import."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,9 +87,14 @@ def test_the_heap_trimmer_trims_until_stopped() -> None:
     assert trimmer.trims == stopped_at  # no trim after stop
 
 
-def _python(script: str) -> str:
+def _python(script: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
@@ -159,3 +165,47 @@ else:
     print("imported")
 """
     assert _python(script) == "refused"
+
+
+_LOAD = """
+import json, sys
+from lightd_agent.app import create_app
+from lightd_agent.config import load_config
+config = load_config({path!r})
+create_app(config)
+print(json.dumps([config.server.port, "pydantic_settings" in sys.modules]))
+"""
+
+
+def _config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "server": {"port": 8123},
+                "storage": {"base_path": str(tmp_path)},
+                "authorization": {"token": "t" * 32},
+            }
+        )
+    )
+    return path
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LIGHTD_")}
+    env.update(extra)
+    return env
+
+
+def test_without_lightd_variables_the_config_is_read_without_pydantic_settings(
+    tmp_path: Path,
+) -> None:
+    script = _LOAD.format(path=str(_config_file(tmp_path)))
+    assert json.loads(_python(script, _environment())) == [8123, False]
+
+
+def test_a_lightd_variable_in_any_case_still_overrides_the_file(tmp_path: Path) -> None:
+    script = _LOAD.format(path=str(_config_file(tmp_path)))
+    port, loaded = json.loads(_python(script, _environment(lightd_server__port="9001")))
+    assert port == 9001  # matched case-insensitively, as pydantic-settings always did
+    assert loaded is True
