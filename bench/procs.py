@@ -3,7 +3,8 @@ the bench's own helpers (the recording remote, the bare ceiling server, the load
 
 Every process is started with its output in a log file of the run directory, is waited for
 with a bounded poll, and is ended by :meth:`Proc.stop` (SIGTERM, then SIGKILL after a grace
-period) in a ``finally``; nothing outlives the run.
+period) in a ``finally``; nothing outlives the run. :func:`rss_mib` is a process's resident
+size, :func:`rss_parts` where it is (from ``/proc/<pid>/status`` and ``/proc/<pid>/smaps``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "cpu_seconds",
     "free_port",
     "rss_mib",
+    "rss_parts",
+    "rss_summary",
     "start",
     "venv_bin",
     "wait_http",
@@ -148,6 +151,134 @@ def cpu_seconds(pid: int) -> float:
 def rss_mib(pid: int) -> float:
     """Resident set size of one process, MiB."""
     return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+_STATUS_FIELDS = {
+    "VmRSS": "vmrss",
+    "RssAnon": "rss_anon",
+    "RssFile": "rss_file",
+    "RssShmem": "rss_shmem",
+}
+_ARENA_RESERVE = 64 * 2**20  # glibc's HEAP_MAX_SIZE on 64-bit: a thread arena's reservation
+_TOP_FILES = 6
+
+
+def _mapping_kind(name: str) -> str:
+    """The group of a file mapping: the interpreter, extension modules and C libraries, the
+    rest (SQLite's ``-shm`` files, locale data, ...)."""
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith(("libpython", "python3")):
+        return "file_python"
+    if ".so" in base:
+        return "file_so"
+    return "file_other"
+
+
+def rss_parts(pid: int) -> dict[str, float]:
+    """Where one process's resident memory is, MiB (``threads`` is a count).
+
+    From ``/proc/<pid>/status``: ``vmrss``, ``rss_anon``, ``rss_file``, ``rss_shmem``,
+    ``threads``. From ``/proc/<pid>/smaps``, each mapping's ``Rss`` in one group: ``heap``
+    (the main arena, ``[heap]``), ``main_stack``, ``thread_stacks`` (an anonymous writable
+    mapping right above its ``---p`` guard page: glibc's pthread stacks), ``malloc_arenas``
+    (glibc's thread arenas: an anonymous writable start and its ``---p`` rest, 64 MiB
+    together), ``anon_other`` (every other anonymous mapping: Python's object arenas, large
+    ``malloc`` blocks, ...), ``file_python`` (the interpreter and ``libpython``), ``file_so``
+    (extension modules and C libraries), ``file_other``; and ``file:<name>`` for the
+    biggest file mappings by name, summed over their segments. The groups add up to
+    ``smaps_total`` (the sum of every mapping's ``Rss``), which can differ from ``vmrss`` by
+    a page or two read a moment apart.
+    """
+    parts: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in _STATUS_FIELDS:
+            parts[_STATUS_FIELDS[key]] = int(value.split()[0]) / 1024
+        elif key == "Threads":
+            parts["threads"] = float(value.strip())
+    # Each mapping: (start, end, perms, name, rss KiB), in address order.
+    maps: list[tuple[int, int, str, str, int]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            low, _, high = head[0].partition("-")
+            label = head[5].strip() if len(head) > 5 else ""
+            maps.append((int(low, 16), int(high, 16), head[1], label, 0))
+        elif head and head[0] == "Rss:" and maps:
+            maps[-1] = (*maps[-1][:4], int(head[1]))
+    groups = dict.fromkeys(
+        (
+            "heap",
+            "main_stack",
+            "thread_stacks",
+            "malloc_arenas",
+            "anon_other",
+            "file_python",
+            "file_so",
+            "file_other",
+        ),
+        0.0,
+    )
+    files: dict[str, float] = {}
+    stacks = arenas = 0
+    for i, (start, end, perms, name, rss) in enumerate(maps):
+        mib = rss / 1024
+        if name == "[heap]":
+            groups["heap"] += mib
+        elif name == "[stack]":
+            groups["main_stack"] += mib
+        elif name.startswith("["):  # [vdso], [vvar], [vsyscall]
+            groups["file_other"] += mib
+        elif name:
+            groups[_mapping_kind(name)] += mib
+            files[name.rsplit("/", 1)[-1]] = files.get(name.rsplit("/", 1)[-1], 0.0) + mib
+        else:
+            below = maps[i - 1] if i > 0 else None
+            above = maps[i + 1] if i + 1 < len(maps) else None
+            if (
+                perms.startswith("rw")
+                and below is not None
+                and below[1] == start
+                and below[2].startswith("---")
+                and not below[3]
+                and below[1] - below[0] <= 64 * 1024
+            ):
+                groups["thread_stacks"] += mib
+                stacks += 1
+            elif (
+                perms.startswith("rw")
+                and start % _ARENA_RESERVE == 0
+                and above is not None
+                and above[0] == end
+                and above[2].startswith("---")
+                and not above[3]
+                and above[1] - start == _ARENA_RESERVE
+            ):
+                groups["malloc_arenas"] += mib
+                arenas += 1
+            else:
+                groups["anon_other"] += mib
+    parts.update(groups)
+    parts["smaps_total"] = sum(groups.values())
+    parts["thread_stack_count"] = float(stacks)
+    parts["malloc_arena_count"] = float(arenas)
+    for name, mib in sorted(files.items(), key=lambda item: -item[1])[:_TOP_FILES]:
+        parts[f"file:{name}"] = mib
+    return parts
+
+
+def rss_summary(parts: dict[str, float]) -> str:
+    """One line of :func:`rss_parts` for a figure's detail."""
+    return (
+        f"RSS {parts.get('vmrss', 0):.1f} MiB = anon {parts.get('rss_anon', 0):.1f} + file "
+        f"{parts.get('rss_file', 0):.1f} + shmem {parts.get('rss_shmem', 0):.1f}; heap "
+        f"{parts.get('heap', 0):.1f}, other anon {parts.get('anon_other', 0):.1f}, "
+        f"{parts.get('malloc_arena_count', 0):.0f} thread arenas "
+        f"{parts.get('malloc_arenas', 0):.1f}, {parts.get('thread_stack_count', 0):.0f} thread "
+        f"stacks {parts.get('thread_stacks', 0):.1f} ({parts.get('threads', 0):.0f} threads), "
+        f"libpython {parts.get('file_python', 0):.1f}, .so {parts.get('file_so', 0):.1f}, "
+        f"other files {parts.get('file_other', 0):.1f}"
+    )
 
 
 def agent_config(

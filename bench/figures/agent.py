@@ -4,7 +4,8 @@
    agent's own ``Running`` event) against the same container work done straight with the
    Docker SDK (image check, bound volume, create with the same labels and mount, start, inspect),
    alternating which goes first so that drift hits both sides alike;
-7. the agent's RSS once it manages those servers and has been idle for two seconds;
+7. the agent's RSS once it manages those servers and has been idle for two seconds, and
+   where it is (:func:`bench.procs.rss_parts`: heap, stacks, arenas, file mappings);
 2. from Docker's event (``timeNano`` of ``die`` after a ``docker kill`` from outside, and of
    ``start`` after ``POST /start``) to the recording remote receiving the ``/update``
    (``crashed``, ``running``);
@@ -27,7 +28,7 @@ import docker
 from bench.agent_rig import AgentRig
 from bench.context import IMAGE, LABEL, Run
 from bench.outage import Answer, count_outage, unexplained
-from bench.procs import rss_mib
+from bench.procs import rss_mib, rss_parts, rss_summary
 from bench.profile import Profiler
 from bench.report import Figure
 from bench.stats import percentile, summary
@@ -172,6 +173,7 @@ async def figure_7_agent(rig: AgentRig, run: Run) -> Figure:
     await asyncio.sleep(2)
     assert rig.agent is not None
     rss = rss_mib(rig.agent.pid)
+    parts = rss_parts(rig.agent.pid)  # read right after: where that RSS is (not the value)
     return Figure(
         figure="7a. Footprint: RSS of an idle agent",
         value=rss,
@@ -179,7 +181,10 @@ async def figure_7_agent(rig: AgentRig, run: Run) -> Figure:
         target="<= 80",
         met=rss <= 80,
         size=f"{len(rig.servers)} managed containers",
-        detail="lightd run process, 2 s idle after the installs, remote sync on",
+        detail=(
+            "lightd run process, 2 s idle after the installs, remote sync on; " + rss_summary(parts)
+        ),
+        extra={"rss_parts_mib": parts},
     )
 
 

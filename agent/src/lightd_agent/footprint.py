@@ -13,6 +13,17 @@ handing it back: after start-up and a burst of installs the agent held about 4.5
 longer used (figure 7a: 80.0 MiB idle without, 75.5 MiB with). :class:`HeapTrimmer` calls
 ``malloc_trim(0)`` once a second from a thread of its own; a call that has nothing to give
 back costs microseconds, one that frees a few MiB about 0.3 ms, with the GIL released.
+
+Two modules the libraries import for the agent's nothing: httpx's ``__init__`` imports its
+command-line client (``httpx._main``), which loads ``rich`` and ``pygments`` wherever they are
+installed (they come with the dev tools, not with the agent), and FastAPI imports
+``pydantic.v1`` for every route it builds only to tell whether a model is a v1 model, which it
+no longer supports. Both fall back by themselves when the import fails (httpx's ``main``
+then says its CLI is missing; FastAPI answers "not a v1 model", true of every model where
+``pydantic.v1`` cannot be loaded). :func:`skip_unused_imports` makes these imports fail in
+the ``lightd run`` process (a ``None`` in ``sys.modules``), before httpx and FastAPI are
+loaded: about 3 MiB for httpx's client where the dev tools are installed, 1 MiB for
+``pydantic.v1``.
 """
 
 from __future__ import annotations
@@ -21,10 +32,17 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["HeapTrimmer", "limit_malloc_arenas", "malloc_trim"]
+__all__ = [
+    "UNUSED_MODULES",
+    "HeapTrimmer",
+    "limit_malloc_arenas",
+    "malloc_trim",
+    "skip_unused_imports",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +63,21 @@ def _glibc(function: str) -> Callable[..., int] | None:
     except (OSError, AttributeError):  # not glibc (musl has neither knob)
         return None
     return found
+
+
+UNUSED_MODULES = ("httpx._main", "pydantic.v1")
+"""Modules ``lightd run`` never uses that its libraries would import: see the module's text."""
+
+
+def skip_unused_imports(modules: tuple[str, ...] = UNUSED_MODULES) -> list[str]:
+    """Make importing ``modules`` fail in this process (call before httpx and FastAPI are
+    imported); the ones skipped, leaving any already imported as they are."""
+    skipped = []
+    for name in modules:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # "not importable"
+            skipped.append(name)
+    return skipped
 
 
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:

@@ -13,7 +13,8 @@ left out and named in :attr:`ArchiveStats.skipped`:
 
 Symlinks inside the volume are kept as symlinks (never followed); hard links inside it are kept
 as links to the first path of the same file. Paths matching the ignore list (``.gitignore``
-semantics, through ``pathspec``) are left out; an ignored directory is not descended into.
+semantics, through ``pathspec``, imported by the first backup) are left out; an ignored
+directory is not descended into.
 
 The output is written through :class:`_Hashing`, so the archive's size and sha256 are known
 when the stream ends, without reading it back.
@@ -29,9 +30,10 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 __all__ = [
     "KEPT",
@@ -76,6 +78,8 @@ class ArchiveStats:
 
 def ignore_spec(patterns: list[str]) -> pathspec.PathSpec[Any]:
     """The ignore list as ``.gitignore`` semantics (``!`` re-includes, ``dir/`` only dirs)."""
+    import pathspec  # here: an agent that makes no backup never loads it (31 modules)
+
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 

@@ -28,9 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, BinaryIO
-
-import pathspec
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lightd_agent.backups.archive import Cancelled, ignore_spec, write_archive
 from lightd_agent.backups.extract import extract_archive
@@ -45,6 +43,9 @@ from lightd_agent.servers import ServerManager
 from lightd_agent.servers.model import Server
 from lightd_shared.backups import BackupInfo, RestoreOutcome
 from lightd_shared.timestamps import utcnow
+
+if TYPE_CHECKING:
+    import pathspec
 
 __all__ = ["BackupService", "make_target"]
 
