@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from lightd_coordinator.api.dispatch_fastpath import DispatchFastPath
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.coordinator.harness import STATIC, FakeAgent, agent, make_settings, node_body, sse
+from tests.harness.redis import RedisServer, redis_server
 from tests.harness.servers import free_port, serve
 from tests.harness.wait import wait_until
 
@@ -107,6 +111,9 @@ def _same(fast: httpx.Response, route: httpx.Response) -> None:
     for name in _HEADERS:
         if name == "x-request-id" and _FRESH.fullmatch(route.headers.get(name, "")):
             assert _FRESH.fullmatch(fast.headers[name]), name  # a fresh one on both
+        elif name == "content-length":  # a measured duration's text may differ in length
+            for answer in (fast, route):
+                assert answer.headers[name] == str(len(answer.content)), name
         else:
             assert fast.headers.get(name) == route.headers.get(name), name
 
@@ -381,3 +388,59 @@ async def test_a_refused_caller_is_handed_on_before_the_body_is_read(
     await layer(scope, _never, collect)
     assert sent[0]["status"] == 401
     assert behind.calls == 1
+
+
+# -- a registry lost once the command was sent -------------------------------------------------
+def _stopping_agent(redis: RedisServer, received: list[str]) -> FastAPI:
+    """A node that takes the registry down with it: it stops Redis, then refuses the command,
+    so the coordinator meets the outage storing the failure, after the command was sent."""
+    app = FastAPI()
+
+    @app.post("/commands")
+    async def commands(request: Request) -> JSONResponse:
+        received.append((await request.json())["id"])
+        redis.stop()
+        return JSONResponse({"detail": "refused"}, status_code=503)
+
+    return app
+
+
+def test_a_registry_lost_after_sending_is_answered_as_the_app_does(tmp_path: Path) -> None:
+    """The command is on its way: the fast path answers the app's 503 itself (handing the
+    request on would send the command twice), as the route's exception handler does."""
+    received: list[str] = []
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        serve(_stopping_agent(redis, received)) as node,
+    ):
+        body = node_body("n1", int(node.rsplit(":", 1)[1]), dispatch_key=KEY)
+
+        def on_redis() -> Settings:
+            prefix = f"t{uuid.uuid4().hex}:"
+            registry = {"provider": "redis", "redis_url": redis.url, "redis_prefix": prefix}
+            return _settings(registry=registry)
+
+        fast_app = create_app(on_redis())
+        route_app = create_app(on_redis())
+        left_out: Any = DispatchFastPath
+        route_app.user_middleware = [m for m in route_app.user_middleware if m.cls is not left_out]
+        answers = []
+        with serve(fast_app) as fast, serve(route_app) as route:
+            for base in (fast, route):
+                if redis.process is None:
+                    redis.start()
+                with httpx.Client(base_url=base, headers=OPERATOR, timeout=30) as client:
+                    wait_until(  # the registry reconnects by itself once Redis is back
+                        lambda: client.post("/api/v1/nodes", json=body).status_code in (200, 201),
+                        10,
+                        what="the node registered",
+                    )
+                    sent = {"X-Request-ID": "outage"}
+                    answers.append(
+                        client.post("/api/v1/nodes/n1/commands", json=EXEC, headers=sent)
+                    )
+        _same(*answers)
+        assert answers[0].status_code == 503, answers[0].text
+        assert answers[0].headers["retry-after"] == "1"
+        assert _fast_path(fast_app).answered == 1
+        assert len(received) == 2  # once through each: never sent again
