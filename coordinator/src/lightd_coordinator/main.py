@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from lightd_coordinator import __version__
 from lightd_coordinator.activity.middleware import ActivityMiddleware
 from lightd_coordinator.api import openapi
-from lightd_coordinator.api.errors import validation_body
+from lightd_coordinator.api.dispatch_fastpath import DispatchFastPath
+from lightd_coordinator.api.errors import registry_unavailable, validation_body
 from lightd_coordinator.api.fastpath import HeartbeatFastPath
 from lightd_coordinator.api.registration_fastpath import RegistrationFastPath
 from lightd_coordinator.api.routes import (
@@ -148,6 +149,8 @@ def create_app(
     app.add_middleware(HeartbeatFastPath, coordinator=coordinator)
     # the same place: it writes a registration's activity entry itself, as the route's would be
     app.add_middleware(RegistrationFastPath, coordinator=coordinator)
+    # and a command's dispatch: its activity entries, and the request's note its command reads
+    app.add_middleware(DispatchFastPath, coordinator=coordinator)
     app.add_middleware(
         TimeoutMiddleware,
         read_timeout=settings.server.read_timeout.total_seconds(),
@@ -183,11 +186,7 @@ def create_app(
     @app.exception_handler(RegistryUnavailable)
     async def registry_down(request: Request, exc: RegistryUnavailable) -> JSONResponse:
         log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": f"service unavailable: {exc}; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        return registry_unavailable(exc)
 
     @app.exception_handler(NodeChanged)
     async def node_changed(request: Request, exc: NodeChanged) -> JSONResponse:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 
-__all__ = ["invalid", "validation_body"]
+__all__ = ["invalid", "registry_unavailable", "validation_body"]
 
 
 def validation_body(loc: Sequence[str | int], message: str) -> dict[str, Any]:
@@ -26,4 +27,13 @@ def invalid(loc: Sequence[str | int], message: str) -> HTTPException:
     return HTTPException(
         status_code=422,
         detail=validation_body(loc, message)["detail"],
+    )
+
+
+def registry_unavailable(exc: Exception) -> JSONResponse:
+    """The ``503`` of a registry that cannot be reached (never a 500): try again in a second."""
+    return JSONResponse(
+        {"detail": f"service unavailable: {exc}; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )

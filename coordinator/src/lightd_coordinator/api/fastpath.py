@@ -15,8 +15,9 @@ The token is checked on the headers before a byte of the body is read, as the ro
 (:class:`~lightd_shared.routing.GuardFirstRoute`): a caller without a valid token is handed on
 with the body unread. :class:`FastPath` (match, caller, body, then answer or hand on) and the
 helpers below (the caller, the body read and replayed, the body's content type as FastAPI reads
-it) are shared with the registration's fast path
-(:mod:`~lightd_coordinator.api.registration_fastpath`).
+it) are shared with the registration's and the dispatch's fast paths
+(:mod:`~lightd_coordinator.api.registration_fastpath`,
+:mod:`~lightd_coordinator.api.dispatch_fastpath`).
 """
 
 from __future__ import annotations
