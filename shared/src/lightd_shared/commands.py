@@ -226,16 +226,24 @@ class CommandParams(BaseModel):
 
 
 # -- the commands ---------------------------------------------------------------------------
+MAX_COMMAND_USER = 255
+"""The longest ``user`` a command may name (a result echoes it: :class:`CommandEcho`)."""
+MAX_EXEC_ACTION = 65536
+"""The longest shell command an ``exec`` may carry (echoed in its result as it is)."""
+
+
 class _Command(Request):
     id: str | None = Field(default=None, description="Set by the coordinator when it dispatches")
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=MAX_COMMAND_USER)
 
 
 class ExecCommand(_Command):
     """A shell command on the node's host: ``{"type": "exec", "action": "echo hi"}``."""
 
     type: Literal["exec"]
-    action: str = Field(min_length=1, description="The shell command (/bin/sh -c)")
+    action: str = Field(
+        min_length=1, max_length=MAX_EXEC_ACTION, description="The shell command (/bin/sh -c)"
+    )
     params: Params = Field(default_factory=Params)
 
 
@@ -450,9 +458,9 @@ class CommandEcho(Payload):
 
     id: str | None = Field(default=None, description="Set by the coordinator when it dispatches")
     type: CommandType
-    action: str = Field(min_length=1, max_length=65536)
+    action: str = Field(min_length=1, max_length=MAX_EXEC_ACTION)
     params: CommandParams = Field(default_factory=CommandParams)
-    user: str | None = Field(default=None, max_length=255)
+    user: str | None = Field(default=None, max_length=MAX_COMMAND_USER)
 
 
 # -- results -----------------------------------------------------------------------------------

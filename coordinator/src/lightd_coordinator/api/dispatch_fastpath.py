@@ -18,13 +18,13 @@ It takes only the plain case: no query string (``?async`` and anything else go t
 way), no ``Idempotency-Key`` (a repeat cannot be told from a first use without claiming the
 key, which changes the store), an operator caller, a JSON body that validates, an ``active``
 node. Anything else (no or bad token, the agent token, a body that is not JSON or does not
-validate, an unknown or inactive node, a registry that fails, a command whose echo the
-dispatcher would refuse) is handed to the app unchanged, with the body replayed, before anything
-was changed: the route then answers it exactly as without this middleware. Once the command is
-submitted the answer is this middleware's, whatever happens (handing it on would send the
-command twice): a registry that fails meanwhile is answered as the app's handler answers it
-(``503``), anything else raised as the route would raise it (the app's ``500``), each with the
-activity entry the activity log's middleware would have stored.
+validate, an unknown or inactive node, a registry that fails) is handed to the app unchanged,
+with the body replayed, before anything was changed: the route then answers it exactly as
+without this middleware. Once the command is submitted the answer is this middleware's,
+whatever happens (handing it on would send the command twice): a registry that fails meanwhile
+is answered as the app's handler answers it (``503``), anything else raised as the route would
+raise it (the app's ``500``), each with the activity entry the activity log's middleware would
+have stored.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from lightd_coordinator.api.errors import registry_unavailable
 from lightd_coordinator.api.fastpath import FastPath, is_json
 from lightd_coordinator.registry import RegistryUnavailable
 from lightd_coordinator.security import Principal
-from lightd_shared.commands import COMMAND, Command, CommandEcho
+from lightd_shared.commands import COMMAND
 from lightd_shared.dispatch import IDEMPOTENCY_HEADER
 
 __all__ = ["DispatchFastPath"]
@@ -56,22 +56,6 @@ _ROUTE = "/api/v1/nodes/{node_id}/commands"
 _ACTION = action_of("POST", _ROUTE)
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower()
-
-
-def _echoes(command: Command) -> bool:
-    """Whether the dispatcher can echo ``command`` in its result (``dispatch._echo``).
-
-    Building the echo is the one step of :meth:`~lightd_coordinator.dispatch.Dispatcher.submit`
-    that can refuse a valid command before it is sent (an ``exec`` action longer than the
-    echo's 65,536 characters, a ``user`` longer than 255): such a command goes the route's way.
-    """
-    try:
-        CommandEcho.model_validate(
-            {**command.model_dump(mode="json", exclude_none=True), "id": "cmd"}, strict=False
-        )
-    except Exception:
-        return False
-    return True
 
 
 class DispatchFastPath(FastPath):
@@ -101,8 +85,6 @@ class DispatchFastPath(FastPath):
             # as FastAPI reads it: Starlette's Request.json(), then the body field's validation
             command = COMMAND.validate_python(json.loads(body), from_attributes=True)
         except Exception:  # not JSON, too deep, not a command: the route's 400 or 422
-            return False
-        if not _echoes(command):
             return False
         coordinator = self.coordinator
         try:
