@@ -30,6 +30,7 @@ from lightd_shared.tokens import generate_token
 _PR_SET_PDEATHSIG = 1
 
 __all__ = [
+    "RSS_GROUPS",
     "Proc",
     "agent_config",
     "coordinator_config",
@@ -174,6 +175,19 @@ def _mapping_kind(name: str) -> str:
     return "file_other"
 
 
+RSS_GROUPS = (
+    "heap",
+    "main_stack",
+    "thread_stacks",
+    "malloc_arenas",
+    "anon_other",
+    "file_python",
+    "file_so",
+    "file_other",
+)
+"""The parts :func:`rss_parts` splits the mappings into; together they are ``smaps_total``."""
+
+
 def rss_parts(pid: int) -> dict[str, float]:
     """Where one process's resident memory is, MiB (``threads`` is a count).
 
@@ -206,19 +220,7 @@ def rss_parts(pid: int) -> dict[str, float]:
             maps.append((int(low, 16), int(high, 16), head[1], label, 0))
         elif head and head[0] == "Rss:" and maps:
             maps[-1] = (*maps[-1][:4], int(head[1]))
-    groups = dict.fromkeys(
-        (
-            "heap",
-            "main_stack",
-            "thread_stacks",
-            "malloc_arenas",
-            "anon_other",
-            "file_python",
-            "file_so",
-            "file_other",
-        ),
-        0.0,
-    )
+    groups = dict.fromkeys(RSS_GROUPS, 0.0)
     files: dict[str, float] = {}
     stacks = arenas = 0
     for i, (start, end, perms, name, rss) in enumerate(maps):

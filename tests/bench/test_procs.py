@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procs import rss_parts, rss_summary
+from bench.procs import RSS_GROUPS, rss_parts, rss_summary
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
 
@@ -45,17 +45,7 @@ def test_the_parts_of_a_real_process_add_up_and_see_its_threads_and_heap() -> No
         parts = rss_parts(child.pid)
     finally:
         child.communicate("\n", timeout=10)
-    groups = (
-        "heap",
-        "main_stack",
-        "thread_stacks",
-        "malloc_arenas",
-        "anon_other",
-        "file_python",
-        "file_so",
-        "file_other",
-    )
-    assert parts["smaps_total"] == pytest.approx(sum(parts[g] for g in groups))
+    assert parts["smaps_total"] == pytest.approx(sum(parts[g] for g in RSS_GROUPS))
     assert parts["vmrss"] == pytest.approx(parts["smaps_total"], abs=1.0)
     assert parts["vmrss"] == pytest.approx(
         parts["rss_anon"] + parts["rss_file"] + parts["rss_shmem"], abs=0.01

@@ -29,6 +29,7 @@ from lightd_coordinator.api.dispatch_fastpath import DispatchFastPath
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from tests.coordinator.harness import STATIC, FakeAgent, agent, make_settings, node_body, sse
+from tests.harness.asgi import layer as stack_layer
 from tests.harness.redis import RedisServer, redis_server
 from tests.harness.servers import free_port, serve
 from tests.harness.wait import wait_until
@@ -52,10 +53,7 @@ def _settings(**sections: dict[str, Any]) -> Settings:
 
 
 def _fast_path(app: FastAPI) -> DispatchFastPath:
-    layer: Any = app.middleware_stack
-    while not isinstance(layer, DispatchFastPath):
-        layer = layer.app
-    return layer
+    return stack_layer(app, DispatchFastPath)
 
 
 @dataclass

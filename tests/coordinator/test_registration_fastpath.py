@@ -25,6 +25,7 @@ from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
 from lightd_shared.dispatch import NODE_PROOF_HEADER
 from tests.coordinator.harness import STATIC, make_settings, node_body
+from tests.harness.asgi import layer as stack_layer
 from tests.harness.servers import serve
 
 AGENT_TOKEN = "lightd_0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -40,10 +41,7 @@ def _settings(**sections: dict[str, Any]) -> Settings:
 
 
 def _fast_path(app: FastAPI) -> RegistrationFastPath:
-    layer: Any = app.middleware_stack
-    while not isinstance(layer, RegistrationFastPath):
-        layer = layer.app
-    return layer
+    return stack_layer(app, RegistrationFastPath)
 
 
 @contextmanager

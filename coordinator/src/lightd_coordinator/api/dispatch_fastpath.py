@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 from starlette.datastructures import Headers
 from starlette.types import Scope, Send
@@ -40,7 +39,7 @@ from lightd_coordinator.activity.actions import action_of
 from lightd_coordinator.activity.context import REQUEST_ID_HEADER, Note, current_note
 from lightd_coordinator.activity.middleware import request_note
 from lightd_coordinator.api.errors import registry_unavailable
-from lightd_coordinator.api.fastpath import FastPath, is_json
+from lightd_coordinator.api.fastpath import NodeFastPath, is_json, node_route
 from lightd_coordinator.registry import RegistryUnavailable
 from lightd_coordinator.security import Principal
 from lightd_shared.commands import COMMAND
@@ -50,7 +49,6 @@ __all__ = ["DispatchFastPath"]
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^/api/v1/nodes/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/commands$")
 _ROUTE = "/api/v1/nodes/{node_id}/commands"
 """The route's template (what the activity log records)."""
 _ACTION = action_of("POST", _ROUTE)
@@ -58,10 +56,8 @@ _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower()
 
 
-class DispatchFastPath(FastPath):
-    def match(self, path: str) -> str | None:
-        found = _PATH.match(path)
-        return None if found is None else found.group(1)
+class DispatchFastPath(NodeFastPath):
+    route = node_route("commands")
 
     async def answer(
         self,

@@ -37,9 +37,18 @@ from lightd_coordinator.security import InvalidToken, Principal
 from lightd_shared.dispatch import NEXT_HEARTBEAT_HEADER, NODE_PROOF_HEADER
 from lightd_shared.nodes import Heartbeat
 
-__all__ = ["Body", "FastPath", "HeartbeatFastPath", "caller", "is_json", "read_body", "replay"]
+__all__ = [
+    "Body",
+    "FastPath",
+    "HeartbeatFastPath",
+    "NodeFastPath",
+    "caller",
+    "is_json",
+    "node_route",
+    "read_body",
+    "replay",
+]
 
-_PATH = re.compile(r"^/api/v1/nodes/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/heartbeat$")
 _MAX_BODY = 1024 * 1024
 """Larger bodies go the ordinary way (and meet its limits)."""
 _ANONYMOUS = Principal(subject="anonymous", kind="anonymous")
@@ -91,10 +100,23 @@ class FastPath:
             await self.app(scope, replay(body, receive), send)
 
 
-class HeartbeatFastPath(FastPath):
+def node_route(suffix: str) -> re.Pattern[str]:
+    """``/api/v1/nodes/{node_id}/<suffix>``, the node id (in the shape ids have) captured."""
+    return re.compile(rf"^/api/v1/nodes/([A-Za-z0-9][A-Za-z0-9_.-]{{0,127}})/{suffix}$")
+
+
+class NodeFastPath(FastPath):
+    """A fast path for a route of one node: :meth:`match` gives the node id of ``route``."""
+
+    route: re.Pattern[str]
+
     def match(self, path: str) -> str | None:
-        found = _PATH.match(path)
+        found = self.route.match(path)
         return None if found is None else found.group(1)
+
+
+class HeartbeatFastPath(NodeFastPath):
+    route = node_route("heartbeat")
 
     async def answer(
         self,
