@@ -12,8 +12,6 @@ import pytest
 
 from bench.procs import RSS_GROUPS, rss_parts, rss_summary
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
-
 # A child with four threads parked on an event and 16 MiB touched in 64 KiB malloc blocks
 # (below glibc's mmap threshold: they land in the main arena, the [heap]).
 CHILD = """
