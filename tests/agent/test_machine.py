@@ -242,6 +242,36 @@ async def test_a_missing_image_fails_the_install(rig: Rig) -> None:
     assert rig.kinds("m1") == ["Started", "Error"]
 
 
+async def test_the_create_looks_up_the_image_once_beside_its_container_check(rig: Rig) -> None:
+    mark = len(rig.backend.calls)
+    await rig.install("look")
+    calls = rig.backend.calls[mark:]
+    # made together, before the 202; the install then begins with the volume
+    assert calls[:2] == ["list_owned", "has_image"] or calls[:2] == ["has_image", "list_owned"]
+    assert "ensure_image" not in calls
+    assert rig.manager.get("look").state == "running"
+
+
+async def test_a_failed_image_lookup_leaves_the_install_to_ensure_it(rig: Rig) -> None:
+    rig.backend.fail_next("has_image", DockerTimeout("Docker did not answer"))
+    server = await rig.install("slow")
+    assert server.state == "running" and rig.backend.calls.count("ensure_image") == 1
+    rig.backend.fail_next("has_image", DockerTimeout("Docker did not answer"))
+    rig.backend.missing_images.add("gone")
+    missing = await rig.install("lost", image="gone")
+    assert missing.state == "failed" and "not found locally" in (missing.error or "")
+
+
+async def test_a_reinstall_looks_for_its_image_again(rig: Rig) -> None:
+    server = await rig.install("again")
+    rig.backend.missing_images.add("img")  # gone since the create
+    await rig.manager.reinstall("again", 1.0)
+    assert server.installer is not None
+    await server.installer
+    assert server.state == "failed" and "not found locally" in (server.error or "")
+    assert rig.kinds("again")[-2:] == ["ReinstallStarted", "Error"]
+
+
 # -- crashes and the restart policy -------------------------------------------------------
 
 

@@ -311,6 +311,16 @@ class DockerBackend(Naming):
         found = await self.call(what, self._list_sync, server, role)
         return found[0] if found else None
 
+    def _has_image_sync(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    async def has_image(self, image: str) -> bool:
+        return await self.call(f"looking for image {image!r}", self._has_image_sync, image)
+
     def _ensure_image_sync(self, image: str) -> None:
         try:
             self.client.images.get(image)

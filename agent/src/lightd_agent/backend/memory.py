@@ -274,6 +274,10 @@ class MemoryBackend:
                 return container.info
         return None
 
+    async def has_image(self, image: str) -> bool:
+        await self._enter("has_image", f"looking for image {image!r}")
+        return image not in self.missing_images
+
     async def ensure_image(self, image: str, *, timeout: float) -> None:
         await self._enter("ensure_image", f"looking for image {image!r}")
         if image in self.missing_images:

@@ -115,8 +115,11 @@ class Installer:
         for port in ports:
             self._claimed_ports[port] = spec.id
         try:
-            found = await self.backend.list_owned(
-                spec.id, what="checking for an existing container"
+            # The image lookup the install begins with, made meanwhile (it changes nothing):
+            # the install then starts with the volume.
+            found, image_present = await asyncio.gather(
+                self.backend.list_owned(spec.id, what="checking for an existing container"),
+                self._image_present(spec.image),
             )
             for existing in found:
                 if existing.role == "server":
@@ -136,13 +139,23 @@ class Installer:
                 ) from exc
             servers[spec.id] = server  # from here on the id and ports are the server's
             # Docker had nothing of this id: nothing old to remove
-            server.installer = asyncio.create_task(self._run(server, fresh=not found))
+            server.installer = asyncio.create_task(
+                self._run(server, fresh=not found, image_present=image_present)
+            )
             return server
         finally:
             self._creating.discard(spec.id)
             for port in ports:
                 if self._claimed_ports.get(port) == spec.id:
                     del self._claimed_ports[port]
+
+    async def _image_present(self, image: str) -> bool:
+        """Whether the engine holds ``image``; ``False`` when the lookup fails (the install's
+        own :meth:`~lightd_agent.backend.base.Backend.ensure_image` then says why)."""
+        try:
+            return await self.backend.has_image(image)
+        except AgentError:
+            return False
 
     def reinstall(self, server: Server, stop_timeout: float) -> Server:
         if server.installing():
@@ -160,12 +173,17 @@ class Installer:
         *,
         reinstall: bool = False,
         fresh: bool = False,
+        image_present: bool = False,
         stop_timeout: float = 10.0,
     ) -> None:
         try:
             async with server.lock:
                 created = await self._install_locked(
-                    server, reinstall=reinstall, fresh=fresh, stop_timeout=stop_timeout
+                    server,
+                    reinstall=reinstall,
+                    fresh=fresh,
+                    image_present=image_present,
+                    stop_timeout=stop_timeout,
                 )
                 if created is not None and server.spec.start_on_completion:
                     try:
@@ -180,9 +198,18 @@ class Installer:
         await self.machine.settled()  # the install is done once its changes are durable
 
     async def _install_locked(
-        self, server: Server, *, reinstall: bool, fresh: bool, stop_timeout: float
+        self,
+        server: Server,
+        *,
+        reinstall: bool,
+        fresh: bool,
+        image_present: bool,
+        stop_timeout: float,
     ) -> str | None:
-        """Install; the id of the created container, or ``None`` after a published failure."""
+        """Install; the id of the created container, or ``None`` after a published failure.
+
+        ``image_present``: the create's own lookup found the image a moment ago, so it is not
+        looked up again (a reinstall always looks: the image may have gone since)."""
         spec = server.spec
         b = self.backend
         server.exit_code = None
@@ -195,9 +222,10 @@ class Installer:
         else:
             self.machine.move(server, Cause.INSTALL)
         try:
-            await b.ensure_image(
-                spec.image, timeout=self.config.docker.install_timeout.total_seconds()
-            )
+            if not image_present:
+                await b.ensure_image(
+                    spec.image, timeout=self.config.docker.install_timeout.total_seconds()
+                )
             for prepare in self.before_volume:
                 await prepare(spec)
             await b.ensure_volume(spec)
