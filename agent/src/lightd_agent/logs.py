@@ -16,6 +16,7 @@ from lightd_shared.logformat import (
     JsonFormatter,
     RedactingFilter,
     quiet_health_checks,
+    quiet_http_clients,
 )
 
 __all__ = ["JsonFormatter", "configure_logging"]
@@ -34,9 +35,4 @@ def configure_logging(
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     quiet_health_checks()
-    # httpx logs every request (each remote update, each heartbeat) at info: a formatted,
-    # redacted line per delivery on the event loop. The agent logs failed deliveries itself;
-    # the per-request lines are for debugging only.
-    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(quiet)
+    quiet_http_clients(root.level)

@@ -21,6 +21,7 @@ from lightd_shared.logformat import (
     JsonFormatter,
     RedactingFilter,
     quiet_health_checks,
+    quiet_http_clients,
 )
 
 __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
@@ -94,3 +95,4 @@ def configure_logging(settings: LoggingSettings, *, secrets: Iterable[str] = ())
         logger.handlers.clear()
         logger.propagate = True
     quiet_health_checks()
+    quiet_http_clients(root.level)

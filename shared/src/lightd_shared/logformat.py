@@ -9,7 +9,8 @@ Logs are an interface too (operators feed them to collectors), so there is one c
   ``token=`` query value in every record (message, extra fields, traceback and stack), before a
   line is written;
 - :func:`quiet_health_checks`: answered ``GET /health`` requests (a compose or Docker health
-  check every few seconds) are access lines at ``debug``, not ``info``; a failing one stays.
+  check every few seconds) are access lines at ``debug``, not ``info``; a failing one stays;
+- :func:`quiet_http_clients`: httpx's own line per request made only at ``debug``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "JsonFormatter",
     "RedactingFilter",
     "quiet_health_checks",
+    "quiet_http_clients",
 ]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -121,3 +123,14 @@ def quiet_health_checks() -> None:
     for old in [f for f in access.filters if isinstance(f, HealthCheckFilter)]:
         access.removeFilter(old)
     access.addFilter(HealthCheckFilter())
+
+
+def quiet_http_clients(root_level: int) -> None:
+    """httpx logs every request it makes at info (each remote update and heartbeat of the
+    agent, each command the coordinator sends to an agent): a formatted, redacted line per
+    request on the event loop, about 3 % of a dispatched command's CPU. Both programs log
+    their failed requests themselves and a command's outcome in one line of their own, so
+    the per-request lines are kept for debugging only: shown when ``root_level`` is debug."""
+    quiet = logging.DEBUG if root_level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)

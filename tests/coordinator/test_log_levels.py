@@ -1,0 +1,34 @@
+"""The coordinator's log levels: httpx's own line per request made only at debug."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from lightd_coordinator.config import LoggingSettings
+from lightd_coordinator.logs import configure_logging
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("level", "expected"), [("info", "WARNING"), ("debug", "DEBUG")])
+def test_httpx_request_lines_only_at_debug(level: str, expected: str) -> None:
+    # each command sent to an agent was an info line of httpx's beside the coordinator's own
+    configure_logging(LoggingSettings(level=level, format="text"))  # type: ignore[arg-type]
+    for name in ("httpx", "httpcore"):
+        assert logging.getLevelName(logging.getLogger(name).level) == expected
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO) == (level == "debug")
+    assert logging.getLogger("lightd_coordinator").isEnabledFor(logging.INFO)
