@@ -9,10 +9,13 @@ uvicorn has no per-request read or write deadline, so this ASGI middleware adds 
   the server's buffers). The time the handler takes to compute the answer is not counted:
   a command's own ``params.timeout`` bounds that.
 
-The write deadline costs one timer per ``send``, not a cancel scope per ``send``: one scope
-wraps the whole request and its deadline is set just before each ``send`` and cleared (set
-to infinity) right after, so the handler's own time is never counted. Entering and leaving a
-scope for every message was a tenth of a heartbeat's CPU time under load.
+The write deadline costs one timer per ``send``, not a cancel scope per ``send``: one
+:class:`asyncio.Timeout` wraps the whole request and its deadline is set just before each
+``send`` and cleared right after, so the handler's own time is never counted. Entering and
+leaving a scope for every message was a tenth of a heartbeat's CPU time under load. The
+deadlines are asyncio's own (:func:`asyncio.timeout_at`), not anyio's cancel scopes: the
+app runs on asyncio under uvicorn, and each anyio call asked sniffio which event loop runs
+it first, about a tenth of a registration's CPU (py-spy, under ``wrk``).
 
 ``server.idle_timeout`` is uvicorn's ``timeout_keep_alive`` (see ``cli.serve``). Paths in
 ``exempt`` (the event stream) are passed through untouched: they stay open for hours.
@@ -20,11 +23,9 @@ scope for every message was a tenth of a heartbeat's CPU time under load.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
-import time
 
-import anyio
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,32 +59,36 @@ class TimeoutMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        deadline = time.monotonic() + self.read_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout
         body_done = False
 
         async def timed_receive() -> Message:
             nonlocal body_done
             if body_done:
                 return await receive()
-            remaining = deadline - time.monotonic()
-            message: Message | None = None
-            with anyio.move_on_after(max(0.0, remaining)):
-                message = await receive()
-            if message is None:
-                raise RequestTimeout(self.read_timeout)
+            limit = asyncio.timeout_at(deadline)
+            try:
+                async with limit:
+                    message = await receive()
+            except TimeoutError:
+                if not limit.expired():  # not this deadline's
+                    raise
+                raise RequestTimeout(self.read_timeout) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
 
-        scope_ = anyio.CancelScope()
+        writes = asyncio.timeout(None)  # entered around the app below
         write_timeout = self.write_timeout
 
         async def send_within(message: Message) -> None:
-            scope_.deadline = anyio.current_time() + write_timeout
+            writes.reschedule(loop.time() + write_timeout)
             try:
                 await send(message)
             finally:
-                scope_.deadline = math.inf
+                if not writes.expired():  # once expired, it can no longer be changed
+                    writes.reschedule(None)
 
         async def timed_send(message: Message) -> None:
             body = message.get("body", b"")
@@ -104,9 +109,12 @@ class TimeoutMiddleware:
                     }
                 )
 
-        with scope_:
-            await self.app(scope, timed_receive, timed_send)
-        if scope_.cancelled_caught:
+        try:
+            async with writes:
+                await self.app(scope, timed_receive, timed_send)
+        except TimeoutError:
+            if not writes.expired():  # the app's own, not the write deadline's
+                raise
             log.warning(
                 "client %s did not read the answer to %s %s within %gs (server.write_timeout); "
                 "connection dropped",
