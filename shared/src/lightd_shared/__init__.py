@@ -257,6 +257,7 @@ if _typing.TYPE_CHECKING:
         JsonFormatter,
         RedactingFilter,
         quiet_health_checks,
+        quiet_http_clients,
     )
     from lightd_shared.monitoring import (
         HealthReport,
@@ -497,6 +498,7 @@ _EXPORTS: dict[str, str] = {
     "JsonFormatter": "logformat",
     "RedactingFilter": "logformat",
     "quiet_health_checks": "logformat",
+    "quiet_http_clients": "logformat",
     "HealthReport": "monitoring",
     "Metrics": "monitoring",
     "NodeMetrics": "monitoring",
@@ -1017,6 +1019,7 @@ __all__ = [
     "parse_timestamp",
     "parse_volume",
     "quiet_health_checks",
+    "quiet_http_clients",
     "safe_text",
     "shell_summary",
     "strip_userinfo",
