@@ -40,6 +40,7 @@ __all__ = [
     "rss_parts",
     "rss_summary",
     "start",
+    "start_coordinator",
     "venv_bin",
     "wait_http",
 ]
@@ -330,6 +331,19 @@ def coordinator_config(path: Path, *, port: int, extra: dict[str, Any] | None = 
     for section, values in (extra or {}).items():
         document.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(document))
+
+
+def start_coordinator(
+    run_dir: Path, name: str, extra: dict[str, Any] | None = None
+) -> tuple[Proc, str]:
+    """A ``lightd-coordinator start -c`` on a free loopback port, healthy; its URL."""
+    port = free_port()
+    config = run_dir / f"{name}.yaml"
+    coordinator_config(config, port=port, extra=extra)
+    proc = start(name, [venv_bin("lightd-coordinator"), "start", "-c", str(config)], run_dir)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", proc)
+    return proc, url
 
 
 def kill_quietly(proc: Proc | None) -> None:

@@ -33,16 +33,7 @@ from typing import Any
 
 from bench.figures.coordinator import registration_body
 from bench.figures.scaling import _redis, _wait_redis
-from bench.procs import (
-    Proc,
-    coordinator_config,
-    cpu_seconds,
-    free_port,
-    kill_quietly,
-    start,
-    venv_bin,
-    wait_http,
-)
+from bench.procs import Proc, cpu_seconds, kill_quietly, start_coordinator, wait_http
 
 __all__ = ["main"]
 
@@ -101,14 +92,9 @@ def _wrk(url: str, script: Path, seconds: int, connections: int, prefix: str) ->
 
 
 def _flush_redis(url: str) -> None:
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    binary = shutil.which("redis-cli")
-    if binary is not None:
-        subprocess.run([binary, "-p", str(port), "flushall"], check=True, capture_output=True)
-        return
     import redis  # the coordinator's own dependency
 
-    redis.Redis(port=port).flushall()
+    redis.Redis.from_url(url).flushall()
 
 
 async def _measure(
@@ -128,14 +114,10 @@ async def _measure(
         for attempt in range(rounds):
             if redis_url:
                 _flush_redis(redis_url)
-            port = free_port()
-            config = run_dir / f"coordinator-{provider}-{attempt}.yaml"
-            coordinator_config(config, port=port, extra=extra)
-            argv = [venv_bin("lightd-coordinator"), "start", "-c", str(config)]
-            coordinator = start(f"wrk-coordinator-{provider}-{attempt}", argv, run_dir)
+            coordinator, url = start_coordinator(
+                run_dir, f"wrk-coordinator-{provider}-{attempt}", extra
+            )
             procs.append(coordinator)
-            url = f"http://127.0.0.1:{port}"
-            wait_http(f"{url}/health", coordinator)
             load = os.getloadavg()[0]
             cpu0 = cpu_seconds(coordinator.pid)
             began = time.monotonic()

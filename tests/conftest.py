@@ -6,6 +6,7 @@ absent from every log and captured output when the session ends (:mod:`tests.har
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,20 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def test_image(docker_client: docker.DockerClient) -> str:
     """The busybox test image, built locally once per session."""
     return docker_harness.ensure_test_image(docker_client)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put back the root logger's handlers and level, and httpx's and httpcore's levels, after a
+    test that configured a program's logging."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
 
 
 @pytest.fixture

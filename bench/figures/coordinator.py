@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import procs
 from bench.context import Run
 from bench.procs import (
     Proc,
@@ -30,8 +31,6 @@ from bench.procs import (
     kill_quietly,
     rss_mib,
     start,
-    venv_bin,
-    wait_http,
 )
 from bench.profile import Profiler
 from bench.report import Figure
@@ -43,13 +42,7 @@ HEARTBEAT_PERIOD = 10.0
 
 
 def start_coordinator(run: Run, name: str, extra: dict[str, Any] | None = None) -> tuple[Proc, str]:
-    port = free_port()
-    config = run.run_dir / f"{name}.yaml"
-    coordinator_config(config, port=port, extra=extra)
-    proc = start(name, [venv_bin("lightd-coordinator"), "start", "-c", str(config)], run.run_dir)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", proc)
-    return proc, url
+    return procs.start_coordinator(run.run_dir, name, extra)
 
 
 def registration_body(node: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,18 +127,6 @@ def test_docker_event_time_matches_docker_timestamps() -> None:
     died = _from_nanoseconds(1_768_328_220_123_456_789)
     assert died == parse_docker_time("2026-01-13T18:17:00.123456789Z")
     assert died.tzinfo is not None
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
-    yield
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    for name, value in levels.items():
-        logging.getLogger(name).setLevel(value)
 
 
 @pytest.mark.usefixtures("restore_logging")

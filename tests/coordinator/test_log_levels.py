@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from lightd_coordinator.config import LoggingSettings
 from lightd_coordinator.logs import configure_logging
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
-    yield
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    for name, value in levels.items():
-        logging.getLogger(name).setLevel(value)
 
 
 @pytest.mark.usefixtures("restore_logging")

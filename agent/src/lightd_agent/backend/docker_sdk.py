@@ -322,11 +322,8 @@ class DockerBackend(Naming):
         return await self.call(f"looking for image {image!r}", self._has_image_sync, image)
 
     def _ensure_image_sync(self, image: str) -> None:
-        try:
-            self.client.images.get(image)
+        if self._has_image_sync(image):
             return
-        except docker.errors.ImageNotFound:
-            pass
         try:
             self.client.images.pull(image)
         except docker.errors.APIError as exc:
