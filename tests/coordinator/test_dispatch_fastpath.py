@@ -424,20 +424,23 @@ def test_a_registry_lost_after_sending_is_answered_as_the_app_does(tmp_path: Pat
         left_out: Any = DispatchFastPath
         route_app.user_middleware = [m for m in route_app.user_middleware if m.cls is not left_out]
         answers = []
-        with serve(fast_app) as fast, serve(route_app) as route:
-            for base in (fast, route):
-                if redis.process is None:
-                    redis.start()
-                with httpx.Client(base_url=base, headers=OPERATOR, timeout=30) as client:
-                    wait_until(  # the registry reconnects by itself once Redis is back
-                        lambda: client.post("/api/v1/nodes", json=body).status_code in (200, 201),
-                        10,
-                        what="the node registered",
-                    )
-                    sent = {"X-Request-ID": "outage"}
-                    answers.append(
-                        client.post("/api/v1/nodes/n1/commands", json=EXEC, headers=sent)
-                    )
+        # one app after the other, each started while Redis is up: an app that lived through
+        # the outage keeps dead pooled connections, and each fails one later call (503) until
+        # it is used once, so a registration that succeeded would not mean the next call does
+        for app in (fast_app, route_app):
+            if redis.process is None:
+                redis.start()
+            with (
+                serve(app) as base,
+                httpx.Client(base_url=base, headers=OPERATOR, timeout=30) as client,
+            ):
+                wait_until(
+                    lambda: client.post("/api/v1/nodes", json=body).status_code in (200, 201),
+                    10,
+                    what="the node registered",
+                )
+                sent = {"X-Request-ID": "outage"}
+                answers.append(client.post("/api/v1/nodes/n1/commands", json=EXEC, headers=sent))
         _same(*answers)
         assert answers[0].status_code == 503, answers[0].text
         assert answers[0].headers["retry-after"] == "1"
