@@ -244,6 +244,35 @@ def test_a_heartbeat_is_one_redis_round_trip(tmp_path: Path, redis: RedisServer)
     assert "cmdstat_hgetall" not in calls and "cmdstat_eval" not in calls
 
 
+def test_a_new_node_is_one_redis_round_trip_and_its_activity_entry(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """Issue 17: a brand-new node's registration is one script (the node, its index keys and
+    its node_registered event); its activity entry is the one other call."""
+    store = redis_sync.Redis.from_url(redis.url, decode_responses=True)
+    with (
+        replica(tmp_path, redis.url, "a", registry={"health_check_interval": "1h"}) as a,
+        httpx.Client(timeout=10) as client,
+    ):
+        client.post(f"{a.url}/api/v1/nodes", json=node_body("warm", 9000))  # scripts loaded
+        store.config_resetstat()
+        for n in range(10):
+            answer = client.post(f"{a.url}/api/v1/nodes", json=node_body(f"n{n}", 9001 + n))
+            assert answer.status_code == 201, answer.text
+        stats = store.info("commandstats")
+        entries = store.zcard("lightd:activity")
+    store.close()
+    calls = {name: int(value["calls"]) for name, value in stats.items()}
+    # ten node scripts and ten activity scripts; inside them, ten events and their ids
+    assert calls.get("cmdstat_evalsha") == 20
+    assert calls.get("cmdstat_xadd") == 10
+    assert calls.get("cmdstat_incr") == 20  # the event ids and the activity entries' ids
+    assert "cmdstat_hgetall" not in calls and "cmdstat_eval" not in calls
+    assert entries == 11
+    kinds = Counter(event[1] for event in _events(redis))
+    assert kinds["node_registered"] == 11
+
+
 def test_redis_restarted_under_load(tmp_path: Path, redis: RedisServer) -> None:
     with replicas(tmp_path, redis.url, 2) as (a, b), httpx.Client(timeout=10) as client:
         statuses: Counter[int] = Counter()

@@ -221,19 +221,42 @@ class EventHub:
         ``data`` is the event's shared model (:class:`~lightd_shared.events.ServerUpdate`,
         :class:`~lightd_shared.commands.CommandResult`, a node record) or a JSON object.
         """
+        registry = self._registry
+
+        async def append(body: str, keep: int) -> int:
+            return await registry.append_event(node_id, type, body, keep)
+
+        event_id = await self.publish_stored(type, data, node_id=node_id, store=append)
+        if event_id is None:  # append_event always stores; never reached
+            raise RuntimeError(f"the registry stored no {type} event")
+        return event_id
+
+    async def publish_stored(
+        self,
+        type: EventType,
+        data: BaseModel | dict[str, Any],
+        *,
+        node_id: str | None,
+        store: Callable[[str, int], Awaitable[int | None]],
+    ) -> int | None:
+        """:meth:`publish`, with the event stored by ``store(body, keep)`` (its id, or None).
+
+        For a change whose write stores its event in the same step
+        (:meth:`~lightd_coordinator.registry.base.Registry.create_node_announced`): ``None``
+        from ``store`` means nothing was stored, and nothing is fanned out.
+        """
         if isinstance(data, BaseModel):
             data = data.model_dump(mode="json")
         body = Event(type=type, data=data).model_dump_json()
         if self._shared:  # the log's reader fans it out, on every replica
-            event_id = await self._registry.append_event(
-                node_id, type, body, keep=self._history_size
-            )
-            self.published += 1
+            event_id = await store(body, self._history_size)
+            if event_id is not None:
+                self.published += 1
             return event_id
         async with self._lock:
-            event_id = await self._registry.append_event(
-                node_id, type, body, keep=self._history_size
-            )
+            event_id = await store(body, self._history_size)
+            if event_id is None:
+                return None
             self.published += 1
             self._deliver(StoredEvent(id=event_id, node_id=node_id, type=type, body=body))
         return event_id

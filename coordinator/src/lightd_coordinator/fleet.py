@@ -70,6 +70,17 @@ def _json(record: NodeRecord) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
+def _log_registered(record: NodeRecord, *, created: bool) -> None:
+    log.info(
+        "node %s %s at %s:%s",
+        record.id,
+        "registered" if created else "re-registered",
+        record.address,
+        record.port,
+        extra={"node_id": record.id},
+    )
+
+
 class NodeClaimed(Exception):
     """A call spoke for an enrolled node without proving it holds the node's dispatch key."""
 
@@ -188,13 +199,24 @@ class Fleet:
                 self._check_proof(registration.id, seen.dispatch_key, proof, warn=warn)
         async with self._locked(registration.id):
             if seen is None:
-                # a brand-new id: one atomic create-if-absent, one round trip (no proof to
-                # check, nothing to compare); an id that exists takes the read-then-set path
+                # a brand-new id: one atomic create-if-absent with its event, one round trip
+                # (no proof to check, nothing to compare); an id that exists takes the
+                # read-then-set path
                 fresh = _new_node(registration, now, vouch)
-                if await self.registry.create_node(fresh):
+                registry = self.registry
+
+                async def create(body: str, keep: int) -> int | None:
+                    return await registry.create_node_announced(
+                        fresh, type="node_registered", body=body, keep=keep
+                    )
+
+                event_id = await self.hub.publish_stored(
+                    "node_registered", _json(fresh.record), node_id=registration.id, store=create
+                )
+                if event_id is not None:  # the record and its event, in one step
                     self._proven.pop(registration.id, None)
                     self._proven_key.pop(registration.id, None)
-                    await self._announce(fresh.record, created=True)
+                    _log_registered(fresh.record, created=True)
                     return fresh.record, True
             existing = await self.registry.get_node(registration.id)
             if vouch and existing is not None:
@@ -242,14 +264,7 @@ class Fleet:
         await self.hub.publish(
             "node_registered" if created else "node_updated", _json(record), node_id=record.id
         )
-        log.info(
-            "node %s %s at %s:%s",
-            record.id,
-            "registered" if created else "re-registered",
-            record.address,
-            record.port,
-            extra={"node_id": record.id},
-        )
+        _log_registered(record, created=created)
 
     async def dispatch_key(self, node_id: str) -> str | None:
         """The key commands to ``node_id`` are signed with (``None``: unknown node or no key)."""

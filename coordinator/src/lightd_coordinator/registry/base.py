@@ -190,6 +190,21 @@ class Registry(ABC):
         await self.put_node(node)
         return True
 
+    async def create_node_announced(
+        self, node: StoredNode, *, type: str, body: str, keep: int
+    ) -> int | None:
+        """:meth:`create_node`, and only if it stored the node, :meth:`append_event` for it.
+
+        The event's id, or ``None`` when the id exists (nothing stored, no event). A brand-new
+        node's registration is this one call: its record and its ``node_registered`` event
+        (``body``, under the node's id) land together. The default makes the two calls in
+        turn, which is one step for a store that never waits between them (memory); the sqlite
+        and redis stores override it with one transaction, one round trip.
+        """
+        if not await self.create_node(node):
+            return None
+        return await self.append_event(node.record.id, type, body, keep)
+
     @abstractmethod
     async def delete_node(self, node_id: str) -> bool: ...
 

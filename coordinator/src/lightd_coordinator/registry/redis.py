@@ -19,8 +19,9 @@ Keys, all below ``registry.redis_prefix`` (``lightd:``)::
     remote:<id>            the configuration a node pushed to /api/v1/remote/<id>/config
 
 Every change is one Lua script, so it is atomic without a lock in any process: a heartbeat is
-one round trip, a node that times out turns ``inactive`` exactly once however many replicas
-sweep, and the first final result of a command wins. Event ids come from ``INCR`` in the same
+one round trip, and so is a brand-new node's registration with its ``node_registered`` event;
+a node that times out turns ``inactive`` exactly once however many replicas sweep, and the
+first final result of a command wins. Event ids come from ``INCR`` in the same
 script that appends to the stream, with the stream entry id ``<n>-0``, so ids increase by one
 per event fleet-wide and a resume is a range read.
 
@@ -98,6 +99,19 @@ else
 end
 return 1
 """
+
+_CREATE_NODE_ANNOUNCED = (
+    "local function put()\n"
+    + _PUT_NODE
+    + """end
+if put() == 0 then return false end
+local n = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[16], n .. '-0', 'n', ARGV[2], 't', ARGV[14],
+  'b', ARGV[15])
+return n
+"""
+)
+"""The put script as a create-if-absent (revision 0) and, when it stored, the node's event."""
 
 _DELETE_NODE = """
 local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
@@ -224,6 +238,7 @@ class RedisRegistry(Registry):
             timeout=timeout,
             scripts={
                 "put_node": _PUT_NODE,
+                "create_node_announced": _CREATE_NODE_ANNOUNCED,
                 "delete_node": _DELETE_NODE,
                 "heartbeat": _HEARTBEAT,
                 "sweep": _SWEEP,
@@ -291,8 +306,8 @@ class RedisRegistry(Registry):
             return False
         return True
 
-    @guarded
-    async def put_node(self, node: StoredNode) -> None:
+    def _put_args(self, node: StoredNode) -> list[Any]:
+        """The put script's arguments for ``node`` (its key is ``node:<id>``)."""
         record = node.record
         indexes = [self._key("idx:provider:", record.provider)] + [
             _label_key(self.prefix, key, value) for key, value in sorted(record.labels.items())
@@ -304,27 +319,42 @@ class RedisRegistry(Registry):
                 [s.model_dump(mode="json") for s in node.services], separators=(",", ":")
             )
         )
+        return [
+            self.prefix,
+            record.id,
+            record.model_dump_json(),
+            record.status,
+            format_timestamp(record.last_seen),
+            _ms(record.last_seen),
+            services,
+            format_timestamp(node.active_since),
+            node.revision,
+            node.dispatch_key or "",
+            "\n".join(indexes),
+            record.health_url or "",
+            "1" if node.operator_registered else "",
+        ]
+
+    @guarded
+    async def put_node(self, node: StoredNode) -> None:
         stored = await self._script(
-            "put_node",
-            [self._key("node:", record.id)],
-            [
-                self.prefix,
-                record.id,
-                record.model_dump_json(),
-                record.status,
-                format_timestamp(record.last_seen),
-                _ms(record.last_seen),
-                services,
-                format_timestamp(node.active_since),
-                node.revision,
-                node.dispatch_key or "",
-                "\n".join(indexes),
-                record.health_url or "",
-                "1" if node.operator_registered else "",
-            ],
+            "put_node", [self._key("node:", node.record.id)], self._put_args(node)
         )
         if not stored:
-            raise NodeChanged(f"node {record.id!r} changed since it was read")
+            raise NodeChanged(f"node {node.record.id!r} changed since it was read")
+
+    @guarded
+    async def create_node_announced(
+        self, node: StoredNode, *, type: str, body: str, keep: int
+    ) -> int | None:
+        if node.revision != 0:
+            raise ValueError("create_node_announced takes a new node (revision 0)")
+        event_id = await self._script(
+            "create_node_announced",
+            [self._key("node:", node.record.id), self._key("events"), self._key("event_seq")],
+            [*self._put_args(node), type, body, keep],
+        )
+        return None if event_id is None else int(event_id)
 
     @guarded
     async def delete_node(self, node_id: str) -> bool:

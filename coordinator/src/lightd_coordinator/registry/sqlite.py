@@ -95,6 +95,21 @@ class SqliteRegistry(Registry):
         )
         return bool(count)
 
+    async def create_node_announced(
+        self, node: StoredNode, *, type: str, body: str, keep: int
+    ) -> int | None:
+        stored = node.model_dump_json()
+        node_id = node.record.id
+
+        def create(c: sqlite3.Connection) -> int | None:
+            inserted = c.execute(
+                "INSERT INTO nodes (id, body) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+                (node_id, stored),
+            ).rowcount
+            return _append_event(c, node_id, type, body, keep) if inserted else None
+
+        return await self._run(create)
+
     async def delete_node(self, node_id: str) -> bool:
         count = await self._run(
             lambda c: c.execute("DELETE FROM nodes WHERE id = ?", (node_id,)).rowcount
@@ -198,22 +213,7 @@ class SqliteRegistry(Registry):
 
     # -- events --------------------------------------------------------------------------
     async def append_event(self, node_id: str | None, type: str, body: str, keep: int) -> int:
-        def append(c: sqlite3.Connection) -> int:
-            row = c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
-            event_id = (int(row[0]) if row else 0) + 1
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('last_event_id', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (event_id,),
-            )
-            c.execute(
-                "INSERT INTO events (id, node_id, type, body) VALUES (?, ?, ?, ?)",
-                (event_id, node_id, type, body),
-            )
-            c.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
-            return event_id
-
-        return await self._run(append)
+        return await self._run(lambda c: _append_event(c, node_id, type, body, keep))
 
     async def recent_events(self, limit: int) -> list[StoredEvent]:
         rows = await self._run(
@@ -231,3 +231,22 @@ class SqliteRegistry(Registry):
             lambda c: c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
         )
         return int(row[0]) if row else 0
+
+
+def _append_event(
+    c: sqlite3.Connection, node_id: str | None, type: str, body: str, keep: int
+) -> int:
+    """Store one event under the next id, keeping the newest ``keep`` (inside a transaction)."""
+    row = c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
+    event_id = (int(row[0]) if row else 0) + 1
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_event_id', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (event_id,),
+    )
+    c.execute(
+        "INSERT INTO events (id, node_id, type, body) VALUES (?, ?, ?, ?)",
+        (event_id, node_id, type, body),
+    )
+    c.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
+    return event_id
