@@ -315,6 +315,70 @@ def test_retention_and_the_count_bound(make_store: StoreFactory) -> None:
     asyncio.run(run())
 
 
+def test_entries_that_arrive_together_are_written_together(make_store: StoreFactory) -> None:
+    """Group commit (issue 17): forty requests ending at once are fewer store calls on a
+    grouped store (redis: one script call, sqlite: one transaction each), every entry is
+    stored by the time its caller returns, ids in arrival order, the bound kept."""
+
+    async def run() -> None:
+        store = make_store()
+        calls: list[int] = []  # the entries each store call took
+        append_many, append = store.append_many, store.append
+
+        async def counted_many(drafts: list[dict[str, Any]], *, keep: int) -> list[int]:
+            calls.append(len(drafts))
+            return await append_many(drafts, keep=keep)
+
+        async def counted_one(draft: dict[str, Any], *, keep: int) -> int:
+            calls.append(1)
+            return await append(draft, keep=keep)
+
+        # count, then the real call (a grouped store's append is its append_many)
+        if store.grouped:
+            store.append_many = counted_many  # type: ignore[method-assign]
+        else:
+            store.append = counted_one  # type: ignore[method-assign]
+        await store.open()
+        try:
+            log = _log(store, Clock(T0), max_entries=30)
+
+            async def one(n: int) -> None:
+                await _request(log, f"n{n}")
+                # stored before its caller goes on: it is on the page right now
+                page = await log.read(ActivityQuery(node=f"n{n}"))
+                assert [e.node for e in page.entries] == [f"n{n}"] or n < 10
+
+            await asyncio.gather(*(one(n) for n in range(40)))
+            assert sum(calls) == 40 and log.dropped == 0
+            if store.grouped:
+                assert len(calls) < 40  # one call took every entry queued while it waited
+            else:
+                assert calls == [1] * 40
+            entries = (await log.read(ActivityQuery(limit=100))).entries
+            assert [e.node for e in entries] == [f"n{n}" for n in range(39, 9, -1)]
+            assert [e.id for e in entries] == sorted((e.id for e in entries), reverse=True)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_group_that_cannot_be_written_is_dropped_whole() -> None:
+    """Redis gone under concurrent requests: every one answers, each entry counted once."""
+
+    async def run() -> None:
+        store = RedisActivityStore(f"redis://127.0.0.1:{free_port()}/0", timeout=1)
+        await store.open()
+        try:
+            log = _log(store, Clock(T0))
+            await asyncio.gather(*(_request(log, f"n{n}") for n in range(12)))
+            assert log.dropped == 12
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
 def test_every_store_filters_and_pages_alike(make_store: StoreFactory) -> None:
     async def run() -> None:
         store = make_store()

@@ -8,7 +8,8 @@
 Rules every store follows:
 
 - ``append`` gives the entry the next id (increasing: a page's ``before`` cursor) and, in the
-  same step, keeps only the newest ``keep`` entries;
+  same step, keeps only the newest ``keep`` entries; ``append_many`` does that for several
+  entries in order (a ``grouped`` store in one round trip or one transaction for all);
 - ``page`` answers newest first, at most ``limit`` entries that pass ``query.matches``
   (:class:`~lightd_shared.activity.ActivityQuery`: one definition of the filters for all);
 - ``purge`` drops every entry older than its argument (``activity.retention``).
@@ -47,9 +48,18 @@ class ActivityStore(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``open`` took."""
 
+    grouped: bool = False
+    """``append_many`` costs about what one ``append`` does (one Redis round trip, one sqlite
+    transaction): :class:`~lightd_coordinator.activity.log.ActivityLog` then writes the entries
+    of requests that end together in one call."""
+
     @abstractmethod
     async def append(self, draft: Draft, *, keep: int) -> int:
         """Store ``draft`` as the newest entry; keep the newest ``keep``; its id."""
+
+    async def append_many(self, drafts: list[Draft], *, keep: int) -> list[int]:
+        """Store ``drafts``, in order, as the newest entries; keep the newest ``keep``; ids."""
+        return [await self.append(draft, keep=keep) for draft in drafts]
 
     @abstractmethod
     async def page(self, query: ActivityQuery, limit: int) -> list[ActivityEntry]:

@@ -20,12 +20,13 @@ per outage, and the entry counted in :attr:`ActivityLog.dropped`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from lightd_coordinator.activity.base import ActivityStore
+from lightd_coordinator.activity.base import ActivityStore, Draft
 from lightd_coordinator.activity.context import Note
 from lightd_coordinator.config import ActivitySettings
 from lightd_shared.activity import ActivityPage, ActivityQuery, shell_summary
@@ -77,16 +78,58 @@ class ActivityLog:
         """The time entries are stamped with and retention counts from (tests inject one)."""
         self.dropped = 0
         self._failing = False
+        self._waiting: list[tuple[Draft, asyncio.Future[None]]] = []
+        """Entries for the running group writer's next call, each with its caller's wait."""
+        self._writer: asyncio.Task[None] | None = None
 
     async def _append(self, draft: dict[str, Any]) -> None:
         if not self.enabled:
             return
         draft["time"] = format_timestamp(self.clock())
         clean = {key: value for key, value in draft.items() if value is not None}
+        if not self.store.grouped:  # memory: appending costs less than grouping would
+            await self._store(self.store.append(clean, keep=self.max_entries), 1)
+            return
+        # Group commit: the entry waits for the one writer's next call, which takes every
+        # entry queued meanwhile (requests that end together: one round trip for all). The
+        # caller still returns only once its entry is stored (or counted dropped).
+        loop = asyncio.get_running_loop()
+        writer = self._writer
+        if writer is not None and writer.get_loop() is not loop:
+            writer, self._waiting = None, []  # a writer of a loop that is gone (tests)
+        stored = loop.create_future()
+        self._waiting.append((clean, stored))
+        if writer is None:
+            self._writer = loop.create_task(self._write_groups(), name="activity-writer")
+        await asyncio.shield(stored)  # a caller that gives up leaves its entry to be written
+
+    async def _write_groups(self) -> None:
         try:
-            await self.store.append(clean, keep=self.max_entries)
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    drafts = [draft for draft, _ in group]
+                    await self._store(
+                        self.store.append_many(drafts, keep=self.max_entries), len(drafts)
+                    )
+                finally:
+                    for _, stored in group:
+                        if not stored.done():
+                            stored.set_result(None)
+        finally:  # normally nothing is left; cancelled (shutdown): what waits is dropped
+            left, self._waiting = self._waiting, []
+            self.dropped += len(left)
+            for _, stored in left:
+                if not stored.done():
+                    stored.set_result(None)
+            self._writer = None
+
+    async def _store(self, write: Awaitable[object], entries: int) -> None:
+        """Await the store's ``write`` of ``entries`` entries; a failure drops and counts them."""
+        try:
+            await write
         except Exception as exc:
-            self.dropped += 1
+            self.dropped += entries
             if not self._failing:
                 log.warning("activity log entry not recorded: %s", exc)
             self._failing = True

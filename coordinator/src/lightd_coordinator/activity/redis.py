@@ -5,10 +5,10 @@ Keys, below ``registry.redis_prefix`` beside the registry's::
     activity       sorted set: one member per entry, ``"<id> <entry JSON>"``, scored by its id
     activity_seq   the id counter (``INCR``): ids increase fleet-wide, whichever replica writes
 
-An append is one Lua script (the next id, the entry, and the count bound in one step), so
-replicas writing at once never share an id nor overrun ``activity.max_entries``. Reads page
-newest first by score (``before`` is a score bound) and filter with
-:meth:`~lightd_shared.activity.ActivityQuery.matches`. The connection is
+An append is one Lua script (the next ids, the entries, and the count bound in one step; one
+call takes every entry the log grouped), so replicas writing at once never share an id nor
+overrun ``activity.max_entries``. Reads page newest first by score (``before`` is a score
+bound) and filter with :meth:`~lightd_shared.activity.ActivityQuery.matches`. The connection is
 :class:`~lightd_coordinator.storage.redis.RedisConnection`, as for the registry; when Redis
 cannot be reached an operation raises
 :class:`~lightd_coordinator.registry.base.RegistryUnavailable`.
@@ -31,12 +31,17 @@ _SKEW = timedelta(seconds=60)
 """How far apart replicas' clocks may be: a read for ``since`` stops this much older."""
 
 _APPEND = """
-local log, seq, body, keep = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
-local id = redis.call('INCR', seq)
-redis.call('ZADD', log, id, id .. ' ' .. body)
-redis.call('ZREMRANGEBYSCORE', log, '-inf', id - keep)
-return id
+local log, seq, keep = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local ids = {}
+for i = 2, #ARGV do
+  local id = redis.call('INCR', seq)
+  redis.call('ZADD', log, id, id .. ' ' .. ARGV[i])
+  ids[#ids + 1] = id
+end
+if #ids > 0 then redis.call('ZREMRANGEBYSCORE', log, '-inf', ids[#ids] - keep) end
+return ids
 """
+"""Append the entries ``ARGV[2..]`` in order, then bound the log to the newest ``ARGV[1]``."""
 
 
 def _split(member: str) -> tuple[int, str]:
@@ -46,6 +51,7 @@ def _split(member: str) -> tuple[int, str]:
 
 class RedisActivityStore(ActivityStore):
     provider = "redis"
+    grouped = True
 
     def __init__(self, url: str, *, prefix: str = "lightd:", timeout: float = 5.0) -> None:
         self.connection = RedisConnection(
@@ -69,13 +75,16 @@ class RedisActivityStore(ActivityStore):
     def _log(self) -> str:
         return f"{self.prefix}activity"
 
-    @guarded
     async def append(self, draft: Draft, *, keep: int) -> int:
-        body = json.dumps(draft, separators=(",", ":"))
-        entry_id = await self.connection.script(
-            "append", [self._log, f"{self.prefix}activity_seq"], [body, keep]
+        return (await self.append_many([draft], keep=keep))[0]
+
+    @guarded
+    async def append_many(self, drafts: list[Draft], *, keep: int) -> list[int]:
+        bodies = [json.dumps(draft, separators=(",", ":")) for draft in drafts]
+        ids = await self.connection.script(
+            "append", [self._log, f"{self.prefix}activity_seq"], [keep, *bodies]
         )
-        return int(entry_id)
+        return [int(entry_id) for entry_id in ids]
 
     @guarded
     async def page(self, query: ActivityQuery, limit: int) -> list[ActivityEntry]:

@@ -43,6 +43,7 @@ def _select(sql: str, params: list[Any]) -> Callable[[sqlite3.Connection], list[
 
 class SqliteActivityStore(ActivityStore):
     provider = "sqlite"
+    grouped = True
 
     def __init__(self, path: str | Path) -> None:
         self.file = SqliteFile(path, schema=_SCHEMA, what="activity log")
@@ -55,30 +56,37 @@ class SqliteActivityStore(ActivityStore):
         await self.file.close()
 
     async def append(self, draft: Draft, *, keep: int) -> int:
-        body = json.dumps(draft, separators=(",", ":"))
-        moment = datetime.fromisoformat(draft["time"]).timestamp()
-        row = (
-            moment,
-            draft["kind"],
-            draft.get("node"),
-            draft.get("server"),
-            draft.get("user"),
-            draft.get("subject"),
-            draft["action"],
-            draft["outcome"],
-            body,
-        )
+        return (await self.append_many([draft], keep=keep))[0]
 
-        def add(c: sqlite3.Connection) -> int:
-            cursor = c.execute(
-                "INSERT INTO activity (ts, kind, node, server, user, subject, action, outcome, "
-                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+    async def append_many(self, drafts: list[Draft], *, keep: int) -> list[int]:
+        rows = [
+            (
+                datetime.fromisoformat(draft["time"]).timestamp(),
+                draft["kind"],
+                draft.get("node"),
+                draft.get("server"),
+                draft.get("user"),
+                draft.get("subject"),
+                draft["action"],
+                draft["outcome"],
+                json.dumps(draft, separators=(",", ":")),
             )
-            entry_id = int(cursor.lastrowid or 0)
-            # ids only grow (AUTOINCREMENT): the newest ``keep`` are the ids above this
-            c.execute("DELETE FROM activity WHERE id <= ?", (entry_id - keep,))
-            return entry_id
+            for draft in drafts
+        ]
+
+        def add(c: sqlite3.Connection) -> list[int]:
+            ids = []
+            for row in rows:
+                cursor = c.execute(
+                    "INSERT INTO activity (ts, kind, node, server, user, subject, action, "
+                    "outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            if ids:
+                # ids only grow (AUTOINCREMENT): the newest ``keep`` are the ids above this
+                c.execute("DELETE FROM activity WHERE id <= ?", (ids[-1] - keep,))
+            return ids
 
         return await self.file.run(add)
 
