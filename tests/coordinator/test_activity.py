@@ -368,11 +368,47 @@ def test_a_group_that_cannot_be_written_is_dropped_whole() -> None:
 
     async def run() -> None:
         store = RedisActivityStore(f"redis://127.0.0.1:{free_port()}/0", timeout=1)
+        calls: list[int] = []
+        append_many = store.append_many
+
+        async def counted(drafts: list[dict[str, Any]], *, keep: int) -> list[int]:
+            calls.append(len(drafts))
+            return await append_many(drafts, keep=keep)
+
+        store.append_many = counted  # type: ignore[method-assign]  # counts, then the real one
         await store.open()
         try:
             log = _log(store, Clock(T0))
             await asyncio.gather(*(_request(log, f"n{n}") for n in range(12)))
-            assert log.dropped == 12
+            assert calls == [12] and log.dropped == 12  # one write of all twelve, failed
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_writer_cancelled_at_shutdown_lets_every_caller_go_on(tmp_path: Path) -> None:
+    """The group writer cancelled (the loop shutting down) before or while it writes: its
+    callers go on, their entries counted dropped, and a later entry is written again."""
+
+    async def run() -> None:
+        store = SqliteActivityStore(tmp_path / "activity.db")
+        await store.open()
+        try:
+            log = _log(store, Clock(T0))
+            for steps in (0, 1):  # cancelled before its first step, then inside its write
+                waiting = [asyncio.create_task(_request(log, f"n{n}")) for n in range(3)]
+                await asyncio.sleep(0)  # one loop step: the entries queued, the writer made
+                (writer,) = [t for t in asyncio.all_tasks() if t.get_name() == "activity-writer"]
+                for _ in range(steps):
+                    await asyncio.sleep(0)  # the writer's first step: its write begins
+                writer.cancel()
+                await asyncio.wait_for(asyncio.gather(*waiting), 10)
+                assert writer.cancelled()
+            assert log.dropped == 6
+            await asyncio.wait_for(_request(log, "later"), 10)
+            entries = (await log.read(ActivityQuery())).entries
+            assert [e.node for e in entries][:1] == ["later"] and log.dropped == 6
         finally:
             await store.close()
 

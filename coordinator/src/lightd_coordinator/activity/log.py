@@ -61,6 +61,12 @@ def _bounded(value: Any) -> str | None:
     return None if value is None else str(value)[:_TEXT]
 
 
+def _resolve(group: list[tuple[Draft, asyncio.Future[None]]]) -> None:
+    for _, stored in group:
+        if not stored.done():
+            stored.set_result(None)
+
+
 class ActivityLog:
     def __init__(
         self,
@@ -96,11 +102,14 @@ class ActivityLog:
         loop = asyncio.get_running_loop()
         writer = self._writer
         if writer is not None and writer.get_loop() is not loop:
-            writer, self._waiting = None, []  # a writer of a loop that is gone (tests)
+            # a writer of a loop that is gone (tests): its callers went with it
+            writer, left, self._waiting = None, self._waiting, []
+            self.dropped += len(left)
         stored = loop.create_future()
         self._waiting.append((clean, stored))
         if writer is None:
-            self._writer = loop.create_task(self._write_groups(), name="activity-writer")
+            writer = self._writer = loop.create_task(self._write_groups(), name="activity-writer")
+            writer.add_done_callback(self._writer_done)
         await asyncio.shield(stored)  # a caller that gives up leaves its entry to be written
 
     async def _write_groups(self) -> None:
@@ -112,17 +121,26 @@ class ActivityLog:
                     await self._store(
                         self.store.append_many(drafts, keep=self.max_entries), len(drafts)
                     )
-                finally:
-                    for _, stored in group:
-                        if not stored.done():
-                            stored.set_result(None)
-        finally:  # normally nothing is left; cancelled (shutdown): what waits is dropped
+                except BaseException:
+                    # cancelled mid-write (shutdown): the group may not be stored; counted
+                    self._drop_waiting(group)
+                    raise
+                _resolve(group)
+        finally:  # normally nothing is left; cancelled: what still waits is dropped
             left, self._waiting = self._waiting, []
-            self.dropped += len(left)
-            for _, stored in left:
-                if not stored.done():
-                    stored.set_result(None)
+            self._drop_waiting(left)
             self._writer = None
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        # a writer cancelled before its first step never ran its ``finally``
+        if self._writer is writer:
+            self._writer, left, self._waiting = None, self._waiting, []
+            self._drop_waiting(left)
+
+    def _drop_waiting(self, group: list[tuple[Draft, asyncio.Future[None]]]) -> None:
+        """Count ``group`` as not recorded and let its callers go on."""
+        self.dropped += len(group)
+        _resolve(group)
 
     async def _store(self, write: Awaitable[object], entries: int) -> None:
         """Await the store's ``write`` of ``entries`` entries; a failure drops and counts them."""
