@@ -198,8 +198,8 @@ class Registry(ABC):
         The event's id, or ``None`` when the id exists (nothing stored, no event). A brand-new
         node's registration is this one call: its record and its ``node_registered`` event
         (``body``, under the node's id) land together. The default makes the two calls in
-        turn (two steps); memory does them with no wait between, sqlite in one transaction,
-        redis in one script (one round trip).
+        turn, one step for memory (whose calls never wait); sqlite overrides it with one
+        transaction, redis with one script (one round trip).
         """
         if not await self.create_node(node):
             return None

@@ -48,13 +48,6 @@ class MemoryRegistry(Registry):
     async def create_node(self, node: StoredNode) -> bool:
         return self._nodes.setdefault(node.record.id, node) is node
 
-    async def create_node_announced(
-        self, node: StoredNode, *, type: str, body: str, keep: int
-    ) -> int | None:
-        if self._nodes.setdefault(node.record.id, node) is not node:
-            return None
-        return await self.append_event(node.record.id, type, body, keep)
-
     async def delete_node(self, node_id: str) -> bool:
         return self._nodes.pop(node_id, None) is not None
 

@@ -84,16 +84,8 @@ class SqliteRegistry(Registry):
         )
 
     async def create_node(self, node: StoredNode) -> bool:
-        body = node.model_dump_json()
-        count = await self._run(
-            lambda c: (
-                c.execute(
-                    "INSERT INTO nodes (id, body) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
-                    (node.record.id, body),
-                ).rowcount
-            )
-        )
-        return bool(count)
+        stored = node.model_dump_json()
+        return await self._run(lambda c: _insert_node(c, node.record.id, stored))
 
     async def create_node_announced(
         self, node: StoredNode, *, type: str, body: str, keep: int
@@ -102,11 +94,9 @@ class SqliteRegistry(Registry):
         node_id = node.record.id
 
         def create(c: sqlite3.Connection) -> int | None:
-            inserted = c.execute(
-                "INSERT INTO nodes (id, body) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
-                (node_id, stored),
-            ).rowcount
-            return _append_event(c, node_id, type, body, keep) if inserted else None
+            if not _insert_node(c, node_id, stored):
+                return None
+            return _append_event(c, node_id, type, body, keep)
 
         return await self._run(create)
 
@@ -231,6 +221,16 @@ class SqliteRegistry(Registry):
             lambda c: c.execute("SELECT value FROM meta WHERE key = 'last_event_id'").fetchone()
         )
         return int(row[0]) if row else 0
+
+
+def _insert_node(c: sqlite3.Connection, node_id: str, body: str) -> bool:
+    """Store a node whose id is unknown (inside a transaction); ``False``: the id exists."""
+    return bool(
+        c.execute(
+            "INSERT INTO nodes (id, body) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+            (node_id, body),
+        ).rowcount
+    )
 
 
 def _append_event(
