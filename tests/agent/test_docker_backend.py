@@ -139,3 +139,12 @@ def test_agents_with_one_node_id_in_two_scopes_share_an_engine_apart(
     assert one.status("web")["state"] == "running"
     by_scope["one"].reload()
     assert by_scope["one"].status == "running"
+
+
+@pytest.mark.parametrize("limit", ["1s", "2500ms", "3s", "30s"])
+def test_the_clients_read_timeout_never_races_the_call_limit(limit: str) -> None:
+    # call() must answer a hung engine with the limit the operator set: the Docker client's
+    # own read timeout is a later backstop, never the same instant (a race CI once lost)
+    backend = DockerBackend(DockerSection(call_timeout=limit), node_id="unit-node")
+    assert backend.socket_seconds >= backend.call_seconds + 1
+    assert backend.socket_seconds == int(backend.socket_seconds)

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import shutil
 import socket
 from collections import deque
@@ -140,14 +141,22 @@ class DockerBackend(Naming):
     def call_seconds(self) -> float:
         return self.config.call_timeout.total_seconds()
 
+    @property
+    def socket_seconds(self) -> int:
+        """The Docker client's read timeout: whole seconds, above :attr:`call_seconds`."""
+        return math.ceil(self.call_seconds) + 1
+
     def _connect_sync(self) -> docker.DockerClient:
         # Probe the socket ourselves first: docker-py leaks the socket of a failed connect,
         # and the watchdog retries every reconnect_interval while the engine is away.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(self.call_seconds)
             probe.connect(self.config.socket_path)
+        # The socket's read timeout is a backstop that frees a stuck thread. It is a second
+        # longer than docker.call_timeout so that call()'s own bound always answers first,
+        # with the limit the operator set, instead of racing it at the same instant.
         client = docker.DockerClient(
-            base_url=self.base_url, version="auto", timeout=max(1, int(self.call_seconds))
+            base_url=self.base_url, version="auto", timeout=self.socket_seconds
         )
         try:
             client.ping()
@@ -245,7 +254,8 @@ class DockerBackend(Naming):
             ) from exc
         except requests.exceptions.ReadTimeout as exc:
             raise DockerTimeout(
-                f"Docker did not answer in time while {what}; check `docker info`, then retry"
+                f"Docker did not answer within its {self.socket_seconds}s read timeout while "
+                f"{what}; check `docker info`, then retry"
             ) from exc
         except docker.errors.APIError as exc:
             raise EngineError(_explain(exc)) from exc
