@@ -48,6 +48,31 @@ def test_secrets_bearer_values_and_token_queries_are_masked() -> None:
     assert getattr(record, "peer") == "***"  # noqa: B009 - an extra attribute
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "node n1 registered at 10.0.0.1:8080",
+        f"spoke with {SECRET} inside",
+        f"prefix{SECRET}suffix and again {SECRET}",
+        "GET /ws?TOKEN=abc.def HTTP/1.1",
+        "GET /x?a=1&Access_Token=zzz",
+        "token=first-thing-in-the-line",
+        "Authorization: bEaReR abc.def",
+        "bearer without a value",
+        "a tokens=list is not a query token",
+        "caf\u00e9 ?to\u212aen=kelvin-sign-k",  # IGNORECASE folds the Kelvin sign into k
+        "Bearer\u00a0nbsp-separated",
+        "",
+    ],
+)
+def test_the_quick_check_never_changes_what_is_masked(text: str) -> None:
+    # the filter skips its substitutions when a line cannot hold a secret; whatever it
+    # skips, the full masking must have left unchanged
+    redactor = RedactingFilter([SECRET])
+    assert redactor._clean(text) == redactor._mask(text)
+    assert SECRET not in redactor._clean(text)
+
+
 def test_the_agent_installs_the_filter_with_its_secrets(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
