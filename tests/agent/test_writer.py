@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from pathlib import Path
 
@@ -207,3 +208,35 @@ async def test_a_published_event_keeps_its_place_behind_the_writers_events(
     assert record.state == "stopped"
     writer.close()
     outbox.close()
+
+
+async def test_settled_waits_for_a_group_that_a_publish_commits(tmp_path: Path) -> None:
+    """``bus.publish`` takes the queued group and commits it with its own event: until that
+    group is fanned out, ``settled()`` must not report everything durable and published."""
+    store = StateStore(tmp_path)
+    bus = EventBus()
+    subscription = bus.subscribe()
+    writer = DurableWriter(store, bus, lambda outcome: None)
+    bus.set_ordered_path(writer.commit_now)
+    first = bus.number(LifecycleEvent(server="s1", kind="Running", state="running"))
+    writer.submit("s1", _record("s1", "running"), first)
+    await writer.settled()  # the writer thread is alive and idle now
+    assert subscription.queue.get_nowait().id == first.id
+    queued = bus.number(LifecycleEvent(server="s1", kind="Stopped", state="stopped"))
+    # The writer thread is woken by the submit but needs the interpreter to run; with a long
+    # switch interval this thread keeps it, so the publish below is the one that takes the
+    # queued group (checked through the group count).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        writer.submit("s1", _record("s1", "stopped"), queued)
+        published = bus.publish(
+            LifecycleEvent(server="s1", kind="backup_failed", state="stopped", data="disk full")
+        )
+    finally:
+        sys.setswitchinterval(interval)
+    assert writer.groups == 2  # the first group, then the queued one with the published event
+    await writer.settled()
+    seen = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert [e.id for e in seen] == [queued.id, published.id]
+    writer.close()

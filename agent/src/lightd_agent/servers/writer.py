@@ -122,9 +122,7 @@ class DurableWriter:
         except RuntimeError:
             loop = self._loop if self._loop is not None and self._loop.is_running() else None
         with self._commit_lock:
-            with self._cond:
-                items, self._queue = self._queue, []
-                waiter, self._waiter = self._waiter, None
+            items, waiter = self._take()
             items.append(_Item(event.server, None, event))
             self._commit(items, loop, waiter)
 
@@ -148,13 +146,24 @@ class DurableWriter:
     def _drain_inline(self) -> None:
         """Commit what is queued in the caller's thread (no loop to hand the fan-out to)."""
         with self._commit_lock:
-            with self._cond:
-                items, self._queue = self._queue, []
-                waiter, self._waiter = self._waiter, None
+            items, waiter = self._take()
             if items:
                 self._commit(items, None, None)
         if waiter is not None and not waiter.done():
             _call_soon(waiter.get_loop(), _resolve, waiter)
+
+    def _take(self) -> tuple[list[_Item], asyncio.Future[None] | None]:
+        """Take the queued group and its waiter (call with ``_commit_lock`` held).
+
+        The waiter becomes the in-flight one, whoever commits the group (the thread, a
+        publish, the exit), so that :meth:`settled` keeps waiting for it until its fan-out.
+        """
+        with self._cond:
+            items, self._queue = self._queue, []
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                self._inflight = waiter
+            return items, waiter
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -166,11 +175,8 @@ class DurableWriter:
                 if not self._queue:
                     return
             with self._commit_lock:
-                with self._cond:
-                    items, self._queue = self._queue, []
-                    waiter, self._waiter = self._waiter, None
-                    self._inflight = waiter
-                    loop = self._loop
+                items, waiter = self._take()
+                loop = self._loop
                 if not items:
                     continue
                 try:
