@@ -46,13 +46,13 @@ def _fast_path(app: FastAPI) -> RegistrationFastPath:
 
 @contextmanager
 def _pair(
-    settings: Callable[[], Settings],
+    settings: Callable[[], Settings], without: type = RegistrationFastPath
 ) -> Iterator[tuple[httpx.Client, httpx.Client, FastAPI]]:
-    """Clients on the app with the fast path and on the same app without it (each with its
-    own registry: on redis, settings made apart have key prefixes apart)."""
+    """Clients on the app with the fast path and on the same app ``without`` it (each with
+    its own registry: on redis, settings made apart have key prefixes apart)."""
     fast = create_app(settings())
     route = create_app(settings())
-    route.user_middleware = [m for m in route.user_middleware if m.cls is not RegistrationFastPath]
+    route.user_middleware = [m for m in route.user_middleware if m.cls is not without]
     with ExitStack() as stack:
         fast_url = stack.enter_context(serve(fast))
         route_url = stack.enter_context(serve(route))
@@ -188,6 +188,35 @@ def test_without_the_activity_log_there_is_no_request_id() -> None:
         _same(*answers)
         assert "x-request-id" not in answers[0].headers
         assert _fast_path(app).answered == 1
+
+
+@pytest.mark.parametrize("activity", [True, False])
+def test_a_heartbeat_answers_with_the_routes_headers(activity: bool) -> None:
+    """The heartbeat's fast path (``api/fastpath.py``) answers as its route does, headers too:
+    the ``X-Request-ID`` the activity log's middleware gives every call it may record."""
+    with _pair(lambda: _settings(activity={"enabled": activity}), without=HeartbeatFastPath) as (
+        fast,
+        route,
+        app,
+    ):
+        for client in (fast, route):
+            assert client.post("/api/v1/nodes", json=node_body("n1", 9), headers=OPERATOR)
+        fast_path: HeartbeatFastPath = stack_layer(app, HeartbeatFastPath)
+        path = "/api/v1/nodes/n1/heartbeat"
+        for sent in ({**OPERATOR, "X-Request-ID": "beat-1"}, OPERATOR):
+            before = fast_path.answered
+            answers = [c.post(path, headers=sent) for c in (fast, route)]
+            assert fast_path.answered == before + 1
+            assert [a.status_code for a in answers] == [200, 200]
+            for name in ("content-type", "www-authenticate", "retry-after"):
+                assert answers[0].headers.get(name) == answers[1].headers.get(name), name
+            ids = [a.headers.get("x-request-id") for a in answers]
+            if not activity:
+                assert ids == [None, None]
+            elif "X-Request-ID" in sent:
+                assert ids == ["beat-1", "beat-1"]
+            else:  # a fresh id each
+                assert all(i is not None and re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
 
 
 def test_auth_off_registers_as_anonymous() -> None:

@@ -4,7 +4,8 @@ Heartbeats are nearly all of a coordinator's requests, and most of one's cost wa
 routing (matching some forty routes) and dependency solving, not the heartbeat itself. This ASGI
 middleware answers the ordinary case, a well-formed heartbeat that passes auth, directly:
 the same token check, node proof, body model and fleet call as the route in
-``api/routes/nodes.py``, and the same answer.
+``api/routes/nodes.py``, and the same answer, headers included (the ``X-Request-ID`` the
+activity log's middleware gives the route's answer, since this sits outside it).
 
 Anything else (no or bad token, a refused proof, a body that does not validate, an unknown
 node, an unreachable registry) is handed to the app unchanged, with the body replayed, before
@@ -31,6 +32,8 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lightd_coordinator.activity.context import REQUEST_ID_HEADER
+from lightd_coordinator.activity.middleware import request_note
 from lightd_coordinator.core import Coordinator
 from lightd_coordinator.fleet import NodeClaimed
 from lightd_coordinator.security import InvalidToken, Principal
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 _MAX_BODY = 1024 * 1024
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 """Larger bodies go the ordinary way (and meet its limits)."""
 _ANONYMOUS = Principal(subject="anonymous", kind="anonymous")
 
@@ -156,6 +160,10 @@ class HeartbeatFastPath(NodeFastPath):
         wait = coordinator.next_heartbeat
         if wait is not None:
             answer.append((NEXT_HEARTBEAT_HEADER.lower().encode(), f"{wait:.3f}".encode()))
+        if coordinator.activity.enabled:
+            # what the activity middleware adds to the route's answer (a heartbeat is never
+            # an entry, but it is a call the middleware may record)
+            answer.append((_REQUEST_ID, request_note(scope).request_id.encode()))
         await send({"type": "http.response.start", "status": 200, "headers": answer})
         self.answered += 1
         await send({"type": "http.response.body", "body": content})
