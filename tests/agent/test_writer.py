@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from pathlib import Path
 
@@ -223,18 +222,14 @@ async def test_settled_waits_for_a_group_that_a_publish_commits(tmp_path: Path) 
     await writer.settled()  # the writer thread is alive and idle now
     assert subscription.queue.get_nowait().id == first.id
     queued = bus.number(LifecycleEvent(server="s1", kind="Stopped", state="stopped"))
-    # The writer thread is woken by the submit but needs the interpreter to run; with a long
-    # switch interval this thread keeps it, so the publish below is the one that takes the
-    # queued group (checked through the group count).
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(30)
-    try:
+    # Hold the writer's condition (a reentrant lock, so this thread's own submit and publish
+    # still pass): the writer thread, woken by the submit, cannot take the queued group, so
+    # the publish below is the one that takes it (checked through the group count).
+    with writer._cond:
         writer.submit("s1", _record("s1", "stopped"), queued)
         published = bus.publish(
             LifecycleEvent(server="s1", kind="backup_failed", state="stopped", data="disk full")
         )
-    finally:
-        sys.setswitchinterval(interval)
     assert writer.groups == 2  # the first group, then the queued one with the published event
     await writer.settled()
     seen = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
