@@ -10,6 +10,7 @@ fresh id, the time), and the fast one's counter says which requests it answered 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -28,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from lightd_coordinator.api.dispatch_fastpath import DispatchFastPath
 from lightd_coordinator.config import Settings
 from lightd_coordinator.main import create_app
+from lightd_shared.commands import COMMAND
 from tests.coordinator.harness import STATIC, FakeAgent, agent, make_settings, node_body, sse
 from tests.harness.asgi import layer as stack_layer
 from tests.harness.redis import RedisServer, redis_server
@@ -446,3 +448,102 @@ def test_a_registry_lost_after_sending_is_answered_as_the_app_does(tmp_path: Pat
         assert answers[0].headers["retry-after"] == "1"
         assert _fast_path(fast_app).answered == 1
         assert len(received) == 2  # once through each: never sent again
+
+
+# -- the result is stored and published after the answer is sent -------------------------------
+class _AtTheAnswer:
+    """An ASGI layer outside the app: when the app sends a command's answer body, it reads what
+    the coordinator has stored and published for that command at that moment."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.seen: list[tuple[str | None, int]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/commands"):
+            await self.app(scope, receive, send)
+            return
+        coordinator = self.app.state.coordinator
+
+        async def observed(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                command_id = json.loads(message["body"])["id"]
+                stored = await coordinator.registry.get_result(command_id)
+                events = await coordinator.registry.events_after(0, 1000)
+                published = sum(e.type == "command_result" and command_id in e.body for e in events)
+                self.seen.append((None if stored is None else stored.status, published))
+            await send(message)
+
+        await self.app(scope, receive, observed)
+
+
+def test_the_final_result_is_stored_and_published_after_the_answer_is_sent() -> None:
+    """Issue 17: the node's answer goes back to the caller before its result is stored and
+    published, even with the memory registry (whose writes never suspend, so a task started
+    for them would otherwise run before the answer); a reader through the coordinator still
+    finds the final result at once."""
+    app = create_app(_settings())
+    observer = _AtTheAnswer(app)
+    with (
+        agent() as (_, port),
+        serve(observer) as base,
+        httpx.Client(base_url=base, headers=OPERATOR, timeout=30) as client,
+    ):
+        registered = client.post("/api/v1/nodes", json=node_body("n1", port, dispatch_key=KEY))
+        assert registered.status_code in (200, 201), registered.text
+        observer.seen.clear()
+        answer = client.post("/api/v1/nodes/n1/commands", json=EXEC)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "success"
+        assert _fast_path(app).answered == 1
+        # at the answer's body: still the pending record, and no command_result yet
+        assert observer.seen == [("pending", 0)]
+        # right after: the final result, stored and announced once
+        found = client.get(f"/api/v1/commands/{answer.json()['id']}")
+        assert found.json()["status"] == "success"
+        announced = _events(Side(client, base, FakeAgent(), port), "n1")
+        assert [event["status"] for event in announced] == ["success"]
+
+
+@pytest.mark.anyio
+async def test_a_held_result_is_stored_once_answered_or_at_close() -> None:
+    """``submit(answered=...)`` holds the final result until the caller says its answer is
+    sent; :meth:`Dispatcher.get` waits for it meanwhile, and ``close()`` never hangs on a
+    caller that never said so: the result is stored either way."""
+    app = create_app(_settings())
+    coordinator = app.state.coordinator
+    dispatcher = coordinator.dispatcher
+    with agent() as (_, port):
+        await coordinator.start()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://coordinator", headers=OPERATOR
+            ) as client:
+                body = node_body("n1", port, dispatch_key=KEY)
+                assert (await client.post("/api/v1/nodes", json=body)).status_code in (200, 201)
+            found = await coordinator.fleet.get_for_dispatch("n1")
+            assert found is not None
+            node, key = found
+            command = COMMAND.validate_python(EXEC)
+            results = []
+            for _ in range(2):
+                answered = asyncio.Event()
+                result, new = await dispatcher.submit(
+                    node, command, dispatch_key=key, answered=answered
+                )
+                assert new and result.status == "success"
+                stored = await coordinator.registry.get_result(result.id)
+                assert stored is not None and stored.status == "pending"  # held
+                results.append((result, answered))
+            (first, answered), (second, _) = results
+            reader = asyncio.create_task(dispatcher.get(first.id))
+            answered.set()
+            got = await asyncio.wait_for(reader, 10)
+            assert got is not None and got.status == "success"
+            # the second caller never says it answered: close() stores its result anyway
+            await asyncio.wait_for(dispatcher.close(), 10)
+            stored = await coordinator.registry.get_result(second.id)
+            assert stored is not None and stored.status == "success"
+        finally:
+            await coordinator.stop()

@@ -135,6 +135,9 @@ class Dispatcher:
         """The ``pending`` record of each command being stored while it is sent (not before)."""
         self._finishing: dict[str, asyncio.Task[CommandResult]] = {}
         """Final results being stored and published after the caller has its answer."""
+        self._answered: dict[str, asyncio.Event] = {}
+        """Per command submitted with ``answered``: set once the caller's answer is sent (its
+        final result waits for it; :meth:`close` sets them all)."""
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
         self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
         """Callers waiting here for a command another replica runs (an Idempotency-Key repeat)."""
@@ -156,12 +159,17 @@ class Dispatcher:
         idempotency_key: str | None = None,
         wait: bool = True,
         dispatch_key: str | _Unknown | None = UNKNOWN_KEY,
+        answered: asyncio.Event | None = None,
     ) -> tuple[CommandResult, bool]:
         """Start (or find, by idempotency key) a command; return its result and whether it is new.
 
         With ``wait`` the result is final; without it, a ``pending`` result comes back at once.
         ``dispatch_key``: the node's key when the caller just read it with the node (the
         route does), so the hot path makes no second registry read.
+        ``answered``: set by the caller once its answer is sent (it must set it, also when
+        sending fails): the final result the node answered with is stored and published only
+        then, so that work is off the answer's path even where storing never suspends (the
+        memory registry). Without it the result is stored as soon as the caller resumes.
 
         The hot path holds no lock and waits for no registry write before the command is
         sent: the ``pending`` record is stored while the request is on its way (every later
@@ -205,6 +213,8 @@ class Dispatcher:
         )
         self._inflight[command_id] = task
         task.add_done_callback(lambda _: self._forget(command_id))
+        if answered is not None:
+            self._answered[command_id] = answered
         if not wait:
             await asyncio.shield(written)  # the caller may look the id up at once
             return pending, True
@@ -232,14 +242,31 @@ class Dispatcher:
             await asyncio.shield(finishing)
 
     def _finish_after(self, result: CommandResult) -> CommandResult:
-        """Store and publish a final result once the caller has it (the answer goes first)."""
+        """Store and publish a final result once the caller has it (the answer goes first).
+
+        A task: it runs once the caller resumes, or, when the caller passed ``answered``,
+        once that is set (its answer sent). Registered at once, so :meth:`get`,
+        :meth:`settled` and :meth:`close` wait for it."""
         # the request's note now: the command is forgotten (its origin with it) before this runs
         origin = self._origins.get(result.id)
-        task = asyncio.create_task(self._finish(result, origin), name=f"finish {result.id}")
+        answered = self._answered.get(result.id)
+        task = asyncio.create_task(
+            self._finish_answered(result, origin, answered), name=f"finish {result.id}"
+        )
         self._finishing[result.id] = task
         task.add_done_callback(lambda _: self._finishing.pop(result.id, None))
         task.add_done_callback(_log_failure)
         return result
+
+    async def _finish_answered(
+        self, result: CommandResult, origin: Note | None, answered: asyncio.Event | None
+    ) -> CommandResult:
+        if answered is not None:
+            try:
+                await answered.wait()
+            finally:
+                self._answered.pop(result.id, None)
+        return await self._finish(result, origin)
 
     async def report(self, command_id: str, result: CommandResult) -> CommandResult:
         """A node's report for a command it accepted earlier (``POST .../result``)."""
@@ -305,6 +332,8 @@ class Dispatcher:
         """Stop waiting for nodes; commands still open end ``failed`` (not ``pending`` forever)."""
         open_ids = list(self._inflight)
         tasks = list(self._inflight.values())
+        for answered in self._answered.values():
+            answered.set()  # a caller stuck sending its answer does not hold its result back
         writes = [*self._pending_writes.values(), *self._finishing.values()]
         if writes:
             await asyncio.gather(*writes, return_exceptions=True)
@@ -334,6 +363,8 @@ class Dispatcher:
     # -- internals -----------------------------------------------------------------------
     def _forget(self, command_id: str) -> None:
         self._inflight.pop(command_id, None)
+        if command_id not in self._finishing:  # ended without _finish_after: nothing waits
+            self._answered.pop(command_id, None)
         self._origins.pop(command_id, None)
         future = self._reports.pop(command_id, None)
         if future is not None and not future.done():

@@ -12,7 +12,10 @@ dispatch itself, the way the route in ``api/routes/nodes.py`` would: the same op
 sits outside of, does for the route: the request's note in
 :data:`~lightd_coordinator.activity.context.current_note` while the command is submitted (the
 command's own entry names the request), the ``X-Request-ID`` answer header and the
-``command.dispatch`` entry, stored before the answer's last byte.
+``command.dispatch`` entry, stored before the answer's last byte. The command's final result
+is stored and published right after the answer is sent (``submit(answered=...)``), not on the
+answer's path; a reader through the dispatcher (``GET .../commands/{id}``, the activity log)
+still waits for it.
 
 It takes only the plain case: no query string (``?async`` and anything else go the route's
 way), no ``Idempotency-Key`` (a repeat cannot be told from a first use without claiming the
@@ -29,6 +32,7 @@ have stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -95,27 +99,36 @@ class DispatchFastPath(NodeFastPath):
             note = request_note(scope)
             note.subject = principal.subject
         token = current_note.set(note)  # the command's task and its entry read it
+        # the node's final answer is stored and published once ours is sent (see submit)
+        answered = asyncio.Event()
         try:
-            # From here the command may be on its way: the answer is ours, whatever happens.
-            result, _ = await coordinator.dispatcher.submit(node, command, dispatch_key=key)
-            # what the route's response model makes of it (FastAPI: TypeAdapter.dump_json)
-            content = result.model_dump_json(by_alias=True).encode()
-        except RegistryUnavailable as exc:  # the app's handler's answer
-            log.warning("POST %s answered 503: %s", scope["path"], exc)
-            refused = registry_unavailable(exc)
-            await self._respond(send, note, node_id, 503, refused.raw_headers, bytes(refused.body))
+            try:
+                # From here the command may be on its way: the answer is ours, whatever happens.
+                result, _ = await coordinator.dispatcher.submit(
+                    node, command, dispatch_key=key, answered=answered
+                )
+                # what the route's response model makes of it (FastAPI: TypeAdapter.dump_json)
+                content = result.model_dump_json(by_alias=True).encode()
+            except RegistryUnavailable as exc:  # the app's handler's answer
+                log.warning("POST %s answered 503: %s", scope["path"], exc)
+                refused = registry_unavailable(exc)
+                await self._respond(
+                    send, note, node_id, 503, refused.raw_headers, bytes(refused.body)
+                )
+                return True
+            except Exception:  # the app's 500, as the route's exception would be answered
+                await self._record(note, node_id, 500)  # as the activity middleware would
+                raise
+            finally:
+                current_note.reset(token)
+            answer = [
+                (b"content-length", str(len(content)).encode()),
+                (b"content-type", b"application/json"),
+            ]
+            await self._respond(send, note, node_id, 200, answer, content)
             return True
-        except Exception:  # the app's 500, as the route's exception would be answered
-            await self._record(note, node_id, 500)  # as the activity middleware would
-            raise
         finally:
-            current_note.reset(token)
-        answer = [
-            (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
-        ]
-        await self._respond(send, note, node_id, 200, answer, content)
-        return True
+            answered.set()  # also when sending failed: the result is stored either way
 
     async def _respond(
         self,
