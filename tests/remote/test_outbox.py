@@ -11,9 +11,11 @@ from pathlib import Path
 
 from lightd_agent.events import LifecycleEvent
 from lightd_agent.remote.delivery import _GroupCommit
+from lightd_agent.remote.journal import Journal
 from lightd_agent.remote.mapping import update_body
 from lightd_agent.remote.outbox import Outbox, PendingUpdate, encode_body
 from lightd_agent.remote.retry import backoff_delay, retry_after_seconds
+from lightd_shared.remote import RemoteSettings
 
 
 def _body(server: str, status: str) -> dict[str, str]:
@@ -198,3 +200,25 @@ def test_error_without_details_still_has_the_error_body() -> None:
         "error": "timeout",
         "data": "x",
     }
+
+
+def test_the_gate_opens_as_soon_as_an_acknowledgement_ends_a_full_outbox(tmp_path: Path) -> None:
+    """The acknowledgements' commit runs in its own thread and tells the journal on the loop
+    afterwards; in between, ``/health`` (which counts live) already said "not full" while the
+    gate still refused actions (CI saw it once: tests/remote/test_sync.py). The gate reads the
+    bound again while it thinks the outbox is full."""
+    token = "lightd_" + "0" * 32
+    settings = RemoteSettings.model_validate(
+        {"enabled": True, "url": "http://127.0.0.1:9", "token": token, "outbox_limit": 2}
+    )
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    journal = Journal(outbox, lambda: settings, tmp_path, lambda: None)
+    for number in (1, 2):  # two updates the seed's mapping sends ("ready")
+        journal.record(LifecycleEvent(server="s1", kind="Ready", state="ready", id=number))
+    reason = journal.refusal()
+    assert reason is not None and "outbox is full (2 undelivered updates" in reason
+    # what the acknowledgements' thread does, before its callback reaches check_bound
+    outbox.acknowledge_many(outbox.pending()[:1])
+    assert journal.refusal() is None
+    assert not journal.full
+    outbox.close()

@@ -205,6 +205,12 @@ class Journal:
                 f"fix the state directory {self.state_dir}"
             )
         if self.full:
+            # An acknowledgement committed in its thread ends a full outbox before its callback
+            # reaches check_bound on the loop: read the bound again, so that the gate never
+            # refuses while /health (which counts live) already says the outbox is not full.
+            # Only while full: the count is one more query, in a state that is rare.
+            self.check_bound()
+        if self.full:
             settings = self._settings()
             return (
                 f"the remote-sync outbox is full ({self.outbox.depth()} undelivered updates, "
