@@ -508,8 +508,9 @@ def test_the_final_result_is_stored_and_published_after_the_answer_is_sent() -> 
 @pytest.mark.anyio
 async def test_a_held_result_is_stored_once_answered_or_at_close() -> None:
     """``submit(answered=...)`` holds the final result until the caller says its answer is
-    sent; :meth:`Dispatcher.get` waits for it meanwhile, and ``close()`` never hangs on a
-    caller that never said so: the result is stored either way."""
+    sent. Nothing waits on a caller that never says so (its client may read slowly, or not
+    at all): :meth:`Dispatcher.get` releases the result and returns it, and ``close()``
+    stores it too."""
     app = create_app(_settings())
     coordinator = app.state.coordinator
     dispatcher = coordinator.dispatcher
@@ -527,7 +528,7 @@ async def test_a_held_result_is_stored_once_answered_or_at_close() -> None:
             node, key = found
             command = COMMAND.validate_python(EXEC)
             results = []
-            for _ in range(2):
+            for _ in range(3):
                 answered = asyncio.Event()
                 result, new = await dispatcher.submit(
                     node, command, dispatch_key=key, answered=answered
@@ -536,14 +537,22 @@ async def test_a_held_result_is_stored_once_answered_or_at_close() -> None:
                 stored = await coordinator.registry.get_result(result.id)
                 assert stored is not None and stored.status == "pending"  # held
                 results.append((result, answered))
-            (first, answered), (second, _) = results
-            reader = asyncio.create_task(dispatcher.get(first.id))
-            answered.set()
-            got = await asyncio.wait_for(reader, 10)
+            (first, first_answered), (second, second_answered), (third, _) = results
+            # a reader of the first: it does not wait for its caller's answer to be sent
+            got = await asyncio.wait_for(dispatcher.get(first.id), 10)
             assert got is not None and got.status == "success"
-            # the second caller never says it answered: close() stores its result anyway
-            await asyncio.wait_for(dispatcher.close(), 10)
+            assert first_answered.is_set() and not second_answered.is_set()
+            # the activity log's reader (settled) releases the others and waits for them
+            await asyncio.wait_for(dispatcher.settled(), 10)
             stored = await coordinator.registry.get_result(second.id)
             assert stored is not None and stored.status == "success"
+            # one more whose caller never says it answered: close() stores its result anyway
+            result, _ = await dispatcher.submit(
+                node, command, dispatch_key=key, answered=asyncio.Event()
+            )
+            await asyncio.wait_for(dispatcher.close(), 10)
+            for ended in (third, result):
+                stored = await coordinator.registry.get_result(ended.id)
+                assert stored is not None and stored.status == "success"
         finally:
             await coordinator.stop()

@@ -169,7 +169,9 @@ class Dispatcher:
         ``answered``: set by the caller once its answer is sent (it must set it, also when
         sending fails): the final result the node answered with is stored and published only
         then, so that work is off the answer's path even where storing never suspends (the
-        memory registry). Without it the result is stored as soon as the caller resumes.
+        memory registry). A reader (:meth:`get`, :meth:`settled`) and :meth:`close` release
+        it earlier, so nothing waits on a client that reads its answer slowly. Without it the
+        result is stored as soon as the caller resumes.
 
         The hot path holds no lock and waits for no registry write before the command is
         sent: the ``pending`` record is stored while the request is on its way (every later
@@ -228,6 +230,8 @@ class Dispatcher:
         """Wait (at most ``timeout``) for the final results this replica is storing after
         their callers were answered: a reader of the activity log then finds the entry of
         a command whose answer it already has."""
+        for answered in self._answered.values():
+            answered.set()  # a reader does not wait for callers still sending their answers
         finishing = [task for task in self._finishing.values() if not task.done()]
         if finishing:
             await asyncio.wait([asyncio.shield(task) for task in finishing], timeout=timeout)
@@ -239,6 +243,11 @@ class Dispatcher:
             await asyncio.shield(pending)
         finishing = self._finishing.get(command_id)
         if finishing is not None:
+            held = self._answered.get(command_id)
+            if held is not None:
+                # its caller may still be sending the answer (to a client that reads slowly,
+                # or not at all): a reader releases the result rather than wait for that
+                held.set()
             await asyncio.shield(finishing)
 
     def _finish_after(self, result: CommandResult) -> CommandResult:
