@@ -137,7 +137,7 @@ class Dispatcher:
         """Final results being stored and published after the caller has its answer."""
         self._answered: dict[str, asyncio.Event] = {}
         """Per command submitted with ``answered``: set once the caller's answer is sent (its
-        final result waits for it; :meth:`close` sets them all)."""
+        final result waits for it; a reader and :meth:`close` release it earlier)."""
         self._reports: dict[str, asyncio.Future[CommandResult]] = {}
         self._watchers: dict[str, list[asyncio.Future[CommandResult]]] = {}
         """Callers waiting here for a command another replica runs (an Idempotency-Key repeat)."""
@@ -230,8 +230,7 @@ class Dispatcher:
         """Wait (at most ``timeout``) for the final results this replica is storing after
         their callers were answered: a reader of the activity log then finds the entry of
         a command whose answer it already has."""
-        for answered in self._answered.values():
-            answered.set()  # a reader does not wait for callers still sending their answers
+        self._release_holds()  # a reader does not wait for callers still sending their answers
         finishing = [task for task in self._finishing.values() if not task.done()]
         if finishing:
             await asyncio.wait([asyncio.shield(task) for task in finishing], timeout=timeout)
@@ -341,8 +340,7 @@ class Dispatcher:
         """Stop waiting for nodes; commands still open end ``failed`` (not ``pending`` forever)."""
         open_ids = list(self._inflight)
         tasks = list(self._inflight.values())
-        for answered in self._answered.values():
-            answered.set()  # a caller stuck sending its answer does not hold its result back
+        self._release_holds()  # a caller stuck sending its answer does not hold its result back
         writes = [*self._pending_writes.values(), *self._finishing.values()]
         if writes:
             await asyncio.gather(*writes, return_exceptions=True)
@@ -370,6 +368,11 @@ class Dispatcher:
         return len(self._inflight)
 
     # -- internals -----------------------------------------------------------------------
+    def _release_holds(self) -> None:
+        """Let every held final result be stored now (see ``submit``'s ``answered``)."""
+        for answered in self._answered.values():
+            answered.set()
+
     def _forget(self, command_id: str) -> None:
         self._inflight.pop(command_id, None)
         if command_id not in self._finishing:  # ended without _finish_after: nothing waits
