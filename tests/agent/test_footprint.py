@@ -129,13 +129,50 @@ answer = httpx.post(
 )
 server.should_exit = True
 thread.join(10)
-loaded = [m for m in ("httpx._main", "pydantic.v1", "rich", "pygments") if sys.modules.get(m)]
+skipped = ("httpx._main", "pydantic.v1", "rich", "pygments", "charset_normalizer", "chardet")
+loaded = [m for m in skipped if sys.modules.get(m)]
 print(json.dumps([answer.status_code, loaded, httpx.main.__module__]))
 """
     status, loaded, main_module = json.loads(_python(script))
     assert status == 422  # the body model's validation answered (the image is missing)
     assert loaded == []
     assert main_module == "httpx"  # httpx's own fallback, not its CLI in httpx._main
+
+
+def test_the_docker_sdk_reads_dockers_answers_without_a_charset_guesser() -> None:
+    # requests (the Docker SDK's HTTP library) imports a charset guesser that loads every
+    # multibyte codec; lightd run skips it. A real Docker error must still read as Docker
+    # wrote it, and requests' "no guesser" warning, made an error here, must not be raised.
+    script = """
+import json, sys
+import lightd_agent.cli
+import docker
+client = docker.from_env()
+try:
+    client.containers.get("lightd-footprint-no-such-container")
+except docker.errors.NotFound as exc:
+    explanation = exc.explanation
+codecs = sorted(m for m in sys.modules if m.startswith("_codecs_"))
+print(json.dumps([explanation, codecs, sys.modules.get("charset_normalizer") is None]))
+"""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error:Unable to find acceptable character detection:Warning",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    explanation, codecs, skipped = json.loads(done.stdout.strip().splitlines()[-1])
+    assert explanation == "No such container: lightd-footprint-no-such-container"
+    assert codecs == []  # the multibyte codecs the guesser would have loaded
+    assert skipped is True
 
 
 def test_a_module_already_imported_is_not_skipped() -> None:

@@ -1,9 +1,9 @@
 """The ``lightd`` command line: ``run``, ``config``, ``status``, ``token show|reset``.
 
 A bad config never starts a half-configured agent: ``run`` prints one message naming the file
-and every field at fault and exits with status 2. Importing this module first makes two
-modules the agent never uses unimportable in the process (``httpx._main``, ``pydantic.v1``:
-:func:`lightd_agent.footprint.skip_unused_imports`).
+and every field at fault and exits with status 2. Importing this module first makes the
+modules the agent never uses unimportable in the process (``httpx._main``, ``pydantic.v1``,
+``requests``' charset guesser: :func:`lightd_agent.footprint.skip_unused_imports`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from lightd_agent.footprint import skip_unused_imports
 
-# Before httpx and FastAPI are first imported (this module brings httpx in): two modules
-# they would load for nothing, about 4 MiB of the agent's RSS (see footprint.py).
+# Before httpx, FastAPI and the Docker SDK are first imported (this module brings httpx in):
+# modules they would load for nothing, 4 to 7 MiB of the agent's RSS (see footprint.py).
 skip_unused_imports()
 
 import httpx  # noqa: E402

@@ -20,10 +20,17 @@ installed (they come with the dev tools, not with the agent), and FastAPI import
 ``pydantic.v1`` for every route it builds only to tell whether a model is a v1 model, which it
 no longer supports. Both fall back by themselves when the import fails (httpx's ``main``
 then says its CLI is missing; FastAPI answers "not a v1 model", true of every model where
-``pydantic.v1`` cannot be loaded). :func:`skip_unused_imports` makes these imports fail in
-the ``lightd run`` process (a ``None`` in ``sys.modules``), before httpx and FastAPI are
+``pydantic.v1`` cannot be loaded). The Docker SDK's HTTP library, ``requests``, imports a
+character-set guesser (``charset_normalizer``, or ``chardet`` where installed), which loads
+every multibyte codec of the standard library on import (about 3 MiB); ``requests`` asks it
+only for a body whose answer names no charset, and without it reads such a body as UTF-8.
+Docker's API answers JSON, which ``requests`` reads as UTF-8 whatever is installed, so the
+guess is never made. :func:`skip_unused_imports` makes these imports fail in the ``lightd
+run`` process (a ``None`` in ``sys.modules``), before httpx, FastAPI and the Docker SDK are
 loaded: about 3 MiB for httpx's client where the dev tools are installed, 1 MiB for
-``pydantic.v1``.
+``pydantic.v1``, 3 MiB for the guesser; the warning ``requests`` gives when it finds no
+guesser ("Unable to find acceptable character detection dependency") is silenced, since it is
+the intended state.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 
 __all__ = [
@@ -65,8 +73,11 @@ def _glibc(function: str) -> Callable[..., int] | None:
     return found
 
 
-UNUSED_MODULES = ("httpx._main", "pydantic.v1")
+UNUSED_MODULES = ("httpx._main", "pydantic.v1", "charset_normalizer", "chardet")
 """Modules ``lightd run`` never uses that its libraries would import: see the module's text."""
+
+_NO_GUESSER = "Unable to find acceptable character detection dependency"
+"""The start of the warning ``requests`` gives on import when no guesser can be imported."""
 
 
 def skip_unused_imports(modules: tuple[str, ...] = UNUSED_MODULES) -> list[str]:
@@ -77,6 +88,8 @@ def skip_unused_imports(modules: tuple[str, ...] = UNUSED_MODULES) -> list[str]:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # "not importable"
             skipped.append(name)
+    if {"charset_normalizer", "chardet"} & set(skipped):
+        warnings.filterwarnings("ignore", message=_NO_GUESSER, module="requests")
     return skipped
 
 
