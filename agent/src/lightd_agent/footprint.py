@@ -36,7 +36,6 @@ the intended state.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -63,11 +62,9 @@ TRIM_INTERVAL = 1.0
 
 
 def _glibc(function: str) -> Callable[..., int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        found: Callable[..., int] = getattr(ctypes.CDLL(name), function)
+        # the process's own symbols, the C library among them: no search of the library path
+        found: Callable[..., int] = getattr(ctypes.CDLL(None), function)
     except (OSError, AttributeError):  # not glibc (musl has neither knob)
         return None
     return found
