@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
@@ -87,9 +89,9 @@ def test_the_heap_trimmer_trims_until_stopped() -> None:
     assert trimmer.trims == stopped_at  # no trim after stop
 
 
-def _python(script: str, env: dict[str, str] | None = None) -> str:
+def _python(script: str, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, *options, "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
@@ -103,7 +105,7 @@ def _python(script: str, env: dict[str, str] | None = None) -> str:
 def test_lightd_builds_and_serves_the_agent_without_the_modules_it_skips(tmp_path: Path) -> None:
     # The `lightd` program (its cli module first, as the console script), a real agent app
     # on a loopback port, one authorised request with a body model answered through FastAPI;
-    # neither skipped module (nor what httpx's CLI brings) loaded on the way.
+    # no skipped module (nor what httpx's CLI brings) loaded on the way.
     script = f"""
 import json, socket, sys, threading, time
 import lightd_agent.cli
@@ -129,8 +131,7 @@ answer = httpx.post(
 )
 server.should_exit = True
 thread.join(10)
-skipped = ("httpx._main", "pydantic.v1", "rich", "pygments", "charset_normalizer", "chardet")
-loaded = [m for m in skipped if sys.modules.get(m)]
+loaded = [m for m in {(*UNUSED_MODULES, "rich", "pygments")!r} if sys.modules.get(m)]
 print(json.dumps([answer.status_code, loaded, httpx.main.__module__]))
 """
     status, loaded, main_module = json.loads(_python(script))
@@ -139,6 +140,7 @@ print(json.dumps([answer.status_code, loaded, httpx.main.__module__]))
     assert main_module == "httpx"  # httpx's own fallback, not its CLI in httpx._main
 
 
+@pytest.mark.docker
 def test_the_docker_sdk_reads_dockers_answers_without_a_charset_guesser() -> None:
     # requests (the Docker SDK's HTTP library) imports a charset guesser that loads every
     # multibyte codec; lightd run skips it. A real Docker error must still read as Docker
@@ -155,24 +157,18 @@ except docker.errors.NotFound as exc:
 codecs = sorted(m for m in sys.modules if m.startswith("_codecs_"))
 print(json.dumps([explanation, codecs, sys.modules.get("charset_normalizer") is None]))
 """
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "error:Unable to find acceptable character detection:Warning",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    explanation, codecs, skipped = json.loads(done.stdout.strip().splitlines()[-1])
+    options = ("-W", "error:Unable to find acceptable character detection:Warning")
+    explanation, codecs, skipped = json.loads(_python(script, options=options))
     assert explanation == "No such container: lightd-footprint-no-such-container"
     assert codecs == []  # the multibyte codecs the guesser would have loaded
     assert skipped is True
+
+
+def test_the_agent_requires_a_requests_that_imports_without_a_guesser() -> None:
+    # requests before 2.32 fails to import without a charset guesser (no fallback), and the
+    # Docker SDK alone allows 2.26: the agent's own requirement is what keeps lightd run up.
+    pins = [r for r in requires("lightd-agent") or [] if re.match(r"requests\b", r)]
+    assert pins == ["requests>=2.32"]
 
 
 def test_a_module_already_imported_is_not_skipped() -> None:

@@ -14,7 +14,7 @@ longer used (figure 7a: 80.0 MiB idle without, 75.5 MiB with). :class:`HeapTrimm
 ``malloc_trim(0)`` once a second from a thread of its own; a call that has nothing to give
 back costs microseconds, one that frees a few MiB about 0.3 ms, with the GIL released.
 
-Two modules the libraries import for the agent's nothing: httpx's ``__init__`` imports its
+Modules the libraries import for the agent's nothing: httpx's ``__init__`` imports its
 command-line client (``httpx._main``), which loads ``rich`` and ``pygments`` wherever they are
 installed (they come with the dev tools, not with the agent), and FastAPI imports
 ``pydantic.v1`` for every route it builds only to tell whether a model is a v1 model, which it
@@ -22,15 +22,16 @@ no longer supports. Both fall back by themselves when the import fails (httpx's 
 then says its CLI is missing; FastAPI answers "not a v1 model", true of every model where
 ``pydantic.v1`` cannot be loaded). The Docker SDK's HTTP library, ``requests``, imports a
 character-set guesser (``charset_normalizer``, or ``chardet`` where installed), which loads
-every multibyte codec of the standard library on import (about 3 MiB); ``requests`` asks it
-only for a body whose answer names no charset, and without it reads such a body as UTF-8.
-Docker's API answers JSON, which ``requests`` reads as UTF-8 whatever is installed, so the
-guess is never made. :func:`skip_unused_imports` makes these imports fail in the ``lightd
-run`` process (a ``None`` in ``sys.modules``), before httpx, FastAPI and the Docker SDK are
-loaded: about 3 MiB for httpx's client where the dev tools are installed, 1 MiB for
-``pydantic.v1``, 3 MiB for the guesser; the warning ``requests`` gives when it finds no
-guesser ("Unable to find acceptable character detection dependency") is silenced, since it is
-the intended state.
+every multibyte codec of the standard library on import (about 3 MiB). ``requests`` asks it
+only for a body whose ``Content-Type`` is neither text nor JSON and names no charset (text
+without a charset is ISO-8859-1, JSON UTF-8, with or without a guesser); from 2.32 on, which
+the agent requires, it reads such a body as UTF-8 when there is no guesser. Docker's API
+answers JSON (and ``text/plain; charset=utf-8`` for its ping), so the guess is never made.
+:func:`skip_unused_imports` makes these imports fail in the ``lightd run`` process (a
+``None`` in ``sys.modules``), before httpx, FastAPI and the Docker SDK are loaded: about
+3 MiB for httpx's client where the dev tools are installed, 1 MiB for ``pydantic.v1``, 3 MiB
+for the guesser; the warning ``requests`` gives when it finds no guesser ("Unable to find
+acceptable character detection dependency") is silenced, since that is the intended state.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ def _glibc(function: str) -> Callable[..., int] | None:
     try:
         # the process's own symbols, the C library among them: no search of the library path
         found: Callable[..., int] = getattr(ctypes.CDLL(None), function)
-    except (OSError, AttributeError):  # not glibc (musl has neither knob)
+    except (OSError, AttributeError, TypeError):
+        # not glibc: musl has neither knob, and Windows takes no None for a library
         return None
     return found
 
 
-UNUSED_MODULES = ("httpx._main", "pydantic.v1", "charset_normalizer", "chardet")
+_GUESSERS = ("charset_normalizer", "chardet")
+"""``requests``' character-set guessers (the one it finds first is imported)."""
+
+UNUSED_MODULES = ("httpx._main", "pydantic.v1", *_GUESSERS)
 """Modules ``lightd run`` never uses that its libraries would import: see the module's text."""
 
 _NO_GUESSER = "Unable to find acceptable character detection dependency"
@@ -78,14 +83,14 @@ _NO_GUESSER = "Unable to find acceptable character detection dependency"
 
 
 def skip_unused_imports(modules: tuple[str, ...] = UNUSED_MODULES) -> list[str]:
-    """Make importing ``modules`` fail in this process (call before httpx and FastAPI are
-    imported); the ones skipped, leaving any already imported as they are."""
+    """Make importing ``modules`` fail in this process (call before httpx, FastAPI and the
+    Docker SDK are imported); the ones skipped, leaving any already imported as they are."""
     skipped = []
     for name in modules:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # "not importable"
             skipped.append(name)
-    if {"charset_normalizer", "chardet"} & set(skipped):
+    if set(_GUESSERS) & set(skipped):
         warnings.filterwarnings("ignore", message=_NO_GUESSER, module="requests")
     return skipped
 
